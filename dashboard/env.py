@@ -1,0 +1,84 @@
+"""Typed reading of OCRDASH_* environment variables.
+
+Every setting ocrdash reads from the environment goes through these helpers,
+and each one is declared in SETTINGS_DOC so the README table cannot drift from
+the code (tests/unit/test_env.py checks both directions).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PREFIX = "OCRDASH_"
+
+# name -> (default as written in the README, meaning)
+SETTINGS_DOC: dict[str, tuple[str, str]] = {}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _declare(name: str, default: object, doc: str) -> str | None:
+    SETTINGS_DOC[name] = ("" if default is None else str(default), doc)
+    key = PREFIX + name
+    value = os.environ.get(key)
+    if value is None:
+        file_path = os.environ.get(key + "_FILE")
+        if file_path:
+            # Secrets may come from a file (Docker secrets).
+            value = Path(file_path).read_text().strip()
+    return value
+
+
+def env_str(name: str, default: str | None, doc: str) -> str | None:
+    value = _declare(name, default, doc)
+    return default if value is None or value == "" else value
+
+
+def env_bool(name: str, default: bool, doc: str) -> bool:
+    value = _declare(name, "true" if default else "false", doc)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{PREFIX}{name}={value!r} is not a boolean (use true or false)")
+
+
+def env_int(name: str, default: int, doc: str, minimum: int | None = None) -> int:
+    value = _declare(name, default, doc)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={value!r} is not a whole number") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{PREFIX}{name}={number} is below the minimum {minimum}")
+    return number
+
+
+def env_list(name: str, default: list[str], doc: str) -> list[str]:
+    value = _declare(name, ",".join(default), doc)
+    if value is None or value == "":
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_path(name: str, default: Path, doc: str, shown: str) -> Path:
+    """`shown` is how the default is written in the docs (relative, not this machine's path)."""
+    value = _declare(name, shown, doc)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def markdown_table() -> str:
+    """The README's configuration table, made from the declarations above."""
+    rows = ["| Variable | Default | What it does |", "| --- | --- | --- |"]
+    for name, (default, doc) in SETTINGS_DOC.items():
+        shown = f"`{default}`" if default else "(unset)"
+        rows.append(f"| `{PREFIX}{name}` | {shown} | {doc} |")
+    return "\n".join(rows)

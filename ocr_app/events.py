@@ -1,0 +1,71 @@
+"""The one place that publishes to the websocket groups.
+
+Every event travels through the channel layer to group GROUP and reaches the
+browser as JSON of one shape:
+
+    {"type": "job.status", "job": {
+        "id": 12, "state": "running", "progress": 0.0, "queue_position": null,
+        "message": "", "backend": "rapidocr", "owner": "alice", "name": "scan.png",
+        "text_preview": "", "url": "/jobs/12/"}}
+
+`job.status` is sent on every state change and progress step, by the web
+process (new job) or by the worker. When a job leaves the queue, the jobs
+still waiting get a `job.status` each with their new position.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from ocr_app import jobstate
+from ocr_app.models import Job, queued_jobs_in_order
+
+log = logging.getLogger(__name__)
+
+GROUP = "ocrdash.events"
+# Position updates are sent for this many waiting jobs at most; pages beyond reload.
+MAX_POSITION_UPDATES = 200
+
+
+def job_payload(job: Job, queue_position: int | None = None) -> dict:
+    return {
+        "id": job.pk,
+        "state": job.state,
+        "progress": round(job.progress, 4),
+        "queue_position": queue_position if job.state == jobstate.QUEUED else None,
+        "message": job.message,
+        "backend": job.backend,
+        "language": job.language,
+        "owner": job.owner.get_username(),
+        "name": job.original_name,
+        "text_preview": job.text_preview,
+        "waited_seconds": job.waited_seconds,
+        "ran_seconds": job.ran_seconds,
+        "url": job.get_absolute_url(),
+    }
+
+
+def _send(event_type: str, body: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(GROUP, {"type": "broadcast", "event": {"type": event_type, **body}})
+    except Exception:
+        # A live page missing one update is better than a job failing because Redis blinked.
+        log.exception("could not publish %s", event_type)
+
+
+def publish_job(job: Job) -> None:
+    position = job.queue_position() if job.state == jobstate.QUEUED else None
+    _send("job.status", {"job": job_payload(job, position)})
+
+
+def publish_queue_positions() -> None:
+    """After a job leaves the queue, tell every waiting job its new place."""
+    waiting = queued_jobs_in_order().select_related("owner")[:MAX_POSITION_UPDATES]
+    for position, job in enumerate(waiting, start=1):
+        _send("job.status", {"job": job_payload(job, position)})

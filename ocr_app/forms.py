@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+
+from ocr_app.validation import ACCEPTED_EXTENSIONS
+from workers import ocr_languages
+
+
+def language_choices() -> list[tuple[str, str]]:
+    choices = []
+    for lang in ocr_languages.all_languages():
+        installed = ocr_languages.is_installed(lang, settings.OCRDASH_MODEL_DIR)
+        suffix = "" if installed else " — fetched on first use"
+        choices.append((lang.code, f"{lang.label}{suffix}"))
+    return choices
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class UploadForm(forms.Form):
+    files = forms.FileField(
+        widget=MultipleFileInput(attrs={"accept": ACCEPTED_EXTENSIONS, "multiple": True}),
+        required=False,
+    )
+    language = forms.ChoiceField(choices=(), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["language"].choices = language_choices()
+        self.fields["language"].initial = settings.OCRDASH_OCR_LANGUAGE
+
+    def clean_language(self) -> str:
+        return self.cleaned_data.get("language") or settings.OCRDASH_OCR_LANGUAGE
+
+
+class HistoryFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    state = forms.ChoiceField(required=False)
+    backend = forms.ChoiceField(required=False)
+    owner = forms.CharField(required=False, max_length=150)
+
+    def __init__(self, *args, backends: list[str] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        from ocr_app.jobstate import STATES
+
+        self.fields["state"].choices = [("", "any state")] + [(s, s) for s in STATES]
+        self.fields["backend"].choices = [("", "any backend")] + [(b, b) for b in backends]

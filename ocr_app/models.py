@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from ocr_app import jobstate
+
+
+def upload_path(job: "Job", filename: str) -> str:
+    # The stored name is ours; the user's name is kept in original_name only.
+    return f"uploads/{timezone.now():%Y/%m}/{job.sha256[:16]}-{filename[-80:]}"
+
+
+class Job(models.Model):
+    STATE_CHOICES = [(s, s) for s in jobstate.STATES]
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    original_name = models.CharField(max_length=255)
+    upload = models.FileField(upload_to=upload_path, max_length=300)
+    thumbnail = models.FileField(upload_to="thumbs/%Y/%m", max_length=300, blank=True)
+    image_format = models.CharField(max_length=10)
+    size_bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+
+    state = models.CharField(max_length=12, choices=STATE_CHOICES, default=jobstate.QUEUED)
+    # Backend asked for at upload ("" = the server's choice) and the one that ran it.
+    backend = models.CharField(max_length=32, blank=True, default="")
+    language = models.CharField(max_length=32, blank=True, default="")
+    # Celery hostname of the worker that ran it, to recover jobs a dead worker left running.
+    worker = models.CharField(max_length=200, blank=True, default="")
+    progress = models.FloatField(default=0.0)
+    message = models.TextField(blank=True, default="", help_text="What the user should know, e.g. why it failed.")
+
+    text = models.TextField(blank=True, default="")
+    # First characters of the text, so the history never loads whole texts.
+    text_preview = models.CharField(max_length=200, blank=True, default="")
+    result = models.JSONField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="job_newest"),
+            models.Index(fields=["state", "-created_at"], name="job_state_newest"),
+            models.Index(fields=["backend", "-created_at"], name="job_backend_newest"),
+            models.Index(fields=["owner", "-created_at"], name="job_owner_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.original_name} ({self.state})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("job-detail", args=[self.pk])
+
+    @property
+    def ended(self) -> bool:
+        return self.state in jobstate.ENDED
+
+    @property
+    def waited_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        return (self.started_at - self.created_at).total_seconds()
+
+    @property
+    def ran_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def queue_position(self) -> int | None:
+        """1 = the next job to run. Derived from the queue, never stored."""
+        if self.state != jobstate.QUEUED:
+            return None
+        ahead = Job.objects.filter(state=jobstate.QUEUED).filter(
+            models.Q(created_at__lt=self.created_at) | models.Q(created_at=self.created_at, id__lt=self.id)
+        )
+        return ahead.count() + 1
+
+    def move_to(self, new_state: str, **fields) -> bool:
+        """The one way a job changes state.
+
+        Checks the move, then updates the row only if it is still in the state
+        this object saw, so a cancel racing with the worker cannot be lost.
+        Returns False when another process moved the job first.
+        """
+        old_state = self.state
+        jobstate.check_move(old_state, new_state)
+        now = timezone.now()
+        if new_state == jobstate.RUNNING:
+            fields.setdefault("started_at", now)
+        if new_state in jobstate.ENDED:
+            fields.setdefault("finished_at", now)
+        if new_state == jobstate.QUEUED:
+            fields.update(started_at=None, finished_at=None, progress=0.0, message="")
+            fields.setdefault("created_at", now)
+        changed = Job.objects.filter(pk=self.pk, state=old_state).update(state=new_state, **fields)
+        if changed:
+            self.state = new_state
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(changed)
+
+
+def queued_jobs_in_order():
+    return Job.objects.filter(state=jobstate.QUEUED).order_by("created_at", "id")

@@ -1,0 +1,16 @@
+from django.urls import path
+
+from ocr_app import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("upload/", views.upload, name="upload"),
+    path("history/", views.history, name="history"),
+    path("jobs/<int:pk>/", views.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/status.json", views.job_status, name="job-status"),
+    path("jobs/<int:pk>/image", views.job_image, name="job-image"),
+    path("jobs/<int:pk>/original", views.job_original, name="job-original"),
+    path("jobs/<int:pk>/thumbnail.jpg", views.job_thumbnail, name="job-thumbnail"),
+    path("jobs/<int:pk>/text.txt", views.job_text, name="job-text"),
+    path("jobs/<int:pk>/result.json", views.job_result, name="job-result"),
+]

@@ -1,0 +1,109 @@
+"""Checks an uploaded file before anything is stored or queued.
+
+Pure: takes bytes and limits, returns facts or raises UploadRefused with a
+sentence that names the problem. The file's extension and the browser's
+content type are ignored; only the bytes decide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+# Pillow format name -> what we call it on pages.
+ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP"}
+ACCEPTED_EXTENSIONS = ".png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp"
+
+
+class UploadRefused(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    image_format: str
+    width: int
+    height: int
+    sha256: str
+    size_bytes: int
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> CheckedImage:
+    if not data:
+        raise UploadRefused(f"{name}: the file is empty.")
+    if len(data) > max_bytes:
+        raise UploadRefused(
+            f"{name}: the file is {human_bytes(len(data))}, over the limit of {human_bytes(max_bytes)}."
+        )
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit (about 89 million pixels, under our default);
+            # our limit, checked below before anything is decoded, is the one that decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                fmt = img.format or ""
+                width, height = img.size
+                if fmt not in ACCEPTED_FORMATS:
+                    raise UploadRefused(
+                        f"{name}: {fmt or 'this'} images are not accepted; "
+                        f"send PNG, JPEG, WebP, TIFF or BMP."
+                    )
+                if width * height > max_pixels:
+                    raise _too_big(name, width, height, max_pixels)
+                img.load()  # decode every byte: a truncated file fails here, not in the worker
+    except UploadRefused:
+        raise
+    except Image.DecompressionBombError:
+        # Pillow refuses at twice its own limit, which may be below ours.
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        raise UploadRefused(
+            f"{name}: the image is too large to open safely (over {limit:,} pixels)."
+        ) from None
+    except UnidentifiedImageError:
+        raise UploadRefused(
+            f"{name}: this is not an image ocrdash can read; send PNG, JPEG, WebP, TIFF or BMP."
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncation and corrupt data as OSError/SyntaxError.
+        raise UploadRefused(f"{name}: the image is damaged or incomplete ({exc}).") from None
+    if width < 1 or height < 1:
+        raise UploadRefused(f"{name}: the image has no pixels.")
+    return CheckedImage(
+        image_format=ACCEPTED_FORMATS[fmt],
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+    )
+
+
+def _too_big(name: str, width: int, height: int, max_pixels: int) -> UploadRefused:
+    return UploadRefused(
+        f"{name}: the image is {width}×{height} = {width * height:,} pixels, "
+        f"over the limit of {max_pixels:,}."
+    )
+
+
+def make_thumbnail(data: bytes, longest_side: int = 240) -> bytes:
+    from PIL import ImageOps
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.seek(0)
+        thumb = ImageOps.exif_transpose(img).convert("RGB")
+        thumb.thumbnail((longest_side, longest_side))
+        out = io.BytesIO()
+        thumb.save(out, "JPEG", quality=80)
+        return out.getvalue()

@@ -1,0 +1,54 @@
+// One job: follows its state live, and shows the text and line boxes when it ends.
+(function () {
+  "use strict";
+  const card = document.getElementById("job");
+  const id = +card.dataset.jobId;
+  const text = document.getElementById("text");
+  const pending = document.getElementById("text-pending");
+  const svg = document.getElementById("boxes");
+  const toggle = document.getElementById("show-boxes");
+  const NS = "http://www.w3.org/2000/svg";
+
+  toggle.addEventListener("change", function () { svg.style.display = toggle.checked ? "" : "none"; });
+
+  function drawBoxes(result) {
+    svg.innerHTML = "";
+    if (!result) return;
+    if (result.image_size) svg.setAttribute("viewBox", "0 0 " + result.image_size[0] + " " + result.image_size[1]);
+    (result.lines || []).forEach(function (line, i) {
+      const poly = document.createElementNS(NS, "polygon");
+      poly.setAttribute("points", line.box.map(function (p) { return p[0] + "," + p[1]; }).join(" "));
+      poly.dataset.line = i;
+      const title = document.createElementNS(NS, "title");
+      title.textContent = line.text;
+      poly.append(title);
+      svg.append(poly);
+    });
+  }
+
+  function loadResult() {
+    fetch("result.json", { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.json(); })
+      .then(function (body) {
+        text.textContent = body.text;
+        pending.hidden = true;
+        drawBoxes(body.result);
+      });
+  }
+
+  function apply(job) {
+    const was = card.dataset.state;
+    OcrDash.fill(card, job);
+    if (job.state !== was && (job.state === "succeeded" || job.state === "failed" || job.state === "cancelled")) {
+      loadResult();
+    }
+  }
+
+  document.addEventListener("ocrdash:job", function (e) { if (e.detail.id === id) apply(e.detail); });
+  // Events sent before the socket opened were missed: read the state again.
+  document.addEventListener("ocrdash:connected", function () {
+    fetch("status.json", { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.json(); })
+      .then(apply);
+  });
+})();

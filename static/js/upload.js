@@ -1,0 +1,122 @@
+// Upload page: drag and drop or pick files, send them at once, show each job as it is queued
+// and follow it live; the queue panel follows every job of the team.
+(function () {
+  "use strict";
+  const form = document.getElementById("upload-form");
+  const input = document.getElementById("id_files");
+  const zone = document.getElementById("dropzone");
+  const errors = document.getElementById("upload-errors");
+  const mine = document.querySelector("#my-jobs tbody");
+  const queue = document.querySelector("#queue tbody");
+  const lang = document.getElementById("id_language");
+  const reads = document.getElementById("lang-reads");
+  const me = document.querySelector(".who span:nth-child(2)").textContent;
+
+  function showReads() {
+    const opt = lang.options[lang.selectedIndex];
+    reads.textContent = opt ? "Reads: " + opt.dataset.reads + ". dots.ocr (when a GPU backend runs) reads every script." : "";
+  }
+  lang.addEventListener("change", showReads);
+  showReads();
+
+  function esc(s) {
+    const d = document.createElement("div");
+    d.textContent = s == null ? "" : String(s);
+    return d.innerHTML;
+  }
+
+  function rowFor(job) {
+    const tr = document.createElement("tr");
+    tr.dataset.jobId = job.id;
+    tr.innerHTML =
+      '<td class="thumb"><a href="' + job.url + '"><img src="' + job.url + 'thumbnail.jpg" alt="" width="48" height="48"></a></td>' +
+      '<td><a class="name" href="' + job.url + '">' + esc(job.name) + "</a>" +
+      '<div class="preview" data-field="text_preview"></div><div class="message" data-field="message"></div></td>' +
+      '<td><span data-field="state"></span> <span class="position" data-field="queue_position"></span></td>' +
+      '<td data-field="backend"></td><td><time>just now</time></td>';
+    OcrDash.fill(tr, job);
+    return tr;
+  }
+
+  function upsertMine(job) {
+    let tr = mine.querySelector('tr[data-job-id="' + job.id + '"]');
+    if (!tr) {
+      tr = rowFor(job);
+      mine.prepend(tr);
+      document.getElementById("my-jobs-empty").hidden = true;
+    } else {
+      OcrDash.fill(tr, job);
+    }
+  }
+
+  function updateQueue(job) {
+    let tr = queue.querySelector('tr[data-job-id="' + job.id + '"]');
+    if (job.state !== "queued" && job.state !== "running") {
+      if (tr) tr.remove();
+    } else {
+      if (!tr) {
+        tr = document.createElement("tr");
+        tr.dataset.jobId = job.id;
+        tr.innerHTML = "<td></td><td><a href=\"" + job.url + "\">" + esc(job.name) + "</a></td><td>" + esc(job.owner) + "</td><td><span></span></td>";
+        queue.append(tr);
+      }
+      tr.cells[0].textContent = job.state === "running" ? "▶" : (job.queue_position || "");
+      tr.dataset.position = job.state === "running" ? 0 : (job.queue_position || 9999);
+      const badge = tr.cells[3].firstElementChild;
+      badge.textContent = job.state;
+      badge.className = "state state-" + job.state;
+      // Keep the table in queue order.
+      Array.from(queue.rows)
+        .sort(function (a, b) { return (+a.dataset.position || 0) - (+b.dataset.position || 0); })
+        .forEach(function (r) { queue.append(r); });
+    }
+    document.getElementById("queue-empty").hidden = queue.rows.length > 0;
+  }
+
+  function send(files) {
+    if (!files.length) return;
+    errors.innerHTML = "";
+    const data = new FormData(form);
+    data.delete("files");
+    Array.from(files).forEach(function (f) { data.append("files", f, f.name); });
+    zone.classList.add("busy");
+    fetch(form.action, { method: "POST", body: data, headers: { Accept: "application/json" } })
+      .then(function (r) {
+        return r.json().catch(function () {
+          return { jobs: [], refused: [{ name: "", error: "The server answered " + r.status + " " + r.statusText + "." }] };
+        });
+      })
+      .then(function (body) {
+        (body.jobs || []).forEach(function (job) { upsertMine(job); updateQueue(job); });
+        (body.refused || []).forEach(function (r) {
+          const li = document.createElement("li");
+          li.className = "msg-error";
+          li.textContent = r.error;
+          errors.append(li);
+        });
+      })
+      .catch(function (e) {
+        const li = document.createElement("li");
+        li.className = "msg-error";
+        li.textContent = "Upload failed: " + e.message + ". Nothing was lost on the server; try again.";
+        errors.append(li);
+      })
+      .finally(function () { zone.classList.remove("busy"); input.value = ""; });
+  }
+
+  input.addEventListener("change", function () { send(input.files); });
+  ["dragenter", "dragover"].forEach(function (t) {
+    zone.addEventListener(t, function (e) { e.preventDefault(); zone.classList.add("over"); });
+  });
+  ["dragleave", "drop"].forEach(function (t) {
+    zone.addEventListener(t, function (e) { e.preventDefault(); zone.classList.remove("over"); });
+  });
+  zone.addEventListener("drop", function (e) { send(e.dataTransfer.files); });
+
+  document.addEventListener("ocrdash:job", function (e) {
+    const job = e.detail;
+    if (job.owner === me || mine.querySelector('tr[data-job-id="' + job.id + '"]')) upsertMine(job);
+    updateQueue(job);
+  });
+  document.addEventListener("ocrdash:connected", function (e) { if (!e.detail.first) location.reload(); });
+})();

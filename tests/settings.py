@@ -1,0 +1,35 @@
+"""Settings for the test suite and for the processes it starts (web server, worker).
+
+The suite never touches ./data or a Redis the user runs: it gets its own data folder
+and its own Redis server (started by tests/conftest.py), passed on to child processes
+through the environment.
+"""
+
+import os
+import socket
+import tempfile
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if "OCRDASH_TEST_DATA_DIR" not in os.environ:
+    os.environ["OCRDASH_TEST_DATA_DIR"] = tempfile.mkdtemp(prefix="ocrdash-test-")
+os.environ["OCRDASH_DATA_DIR"] = os.environ["OCRDASH_TEST_DATA_DIR"]
+if "OCRDASH_TEST_REDIS_URL" not in os.environ:
+    os.environ["OCRDASH_TEST_REDIS_PORT"] = str(_free_port())
+    os.environ["OCRDASH_TEST_REDIS_URL"] = f"redis://127.0.0.1:{os.environ['OCRDASH_TEST_REDIS_PORT']}/0"
+os.environ["OCRDASH_REDIS_URL"] = os.environ["OCRDASH_TEST_REDIS_URL"]
+os.environ.setdefault("OCRDASH_ALLOW_MODEL_DOWNLOAD", "false")
+
+from dashboard.settings import *  # noqa: E402,F403
+from dashboard.settings import DATABASES  # noqa: E402
+
+# A process started by a test uses the test database that pytest-django created.
+if os.environ.get("OCRDASH_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["OCRDASH_TEST_DB_NAME"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production
