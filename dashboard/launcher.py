@@ -42,7 +42,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         # Reverse order: the worker and web server go before the Redis they use.
-        for name, proc in reversed(list(self.procs.items())):
+        for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
@@ -109,7 +109,7 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
             redis_port = free_port()
             sup.start("redis", embedded_redis_command(redis_port, Path(settings.DATA_DIR) / "redis"))
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
-            print(f"ocrdash: embedded Redis on {redis_url} (set OCRDASH_REDIS_URL to use your own)", flush=True)
+            print(f"ocrdash: embedded Redis on {redis_url} (OCRDASH_REDIS_URL names your own)", flush=True)
         env["OCRDASH_REDIS_URL"] = redis_url
         wait_for_redis(redis_url)
 
@@ -120,7 +120,8 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
 
         sup.start(
             "web",
-            [python, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "dashboard.asgi:application"],
+            [python, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
+             "dashboard.asgi:application"],
         )
         sup.start(
             "worker",

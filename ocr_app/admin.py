@@ -5,7 +5,9 @@ from ocr_app.models import Job
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "original_name", "owner", "state", "backend", "language", "created_at", "finished_at")
+    list_display = (
+        "id", "original_name", "owner", "state", "backend", "language", "created_at", "finished_at"
+    )
     list_filter = ("state", "backend", "language")
     search_fields = ("original_name", "owner__username")
     list_select_related = ("owner",)

@@ -8,7 +8,7 @@ from django.utils import timezone
 from ocr_app import jobstate
 
 
-def upload_path(job: "Job", filename: str) -> str:
+def upload_path(job: Job, filename: str) -> str:
     # The stored name is ours; the user's name is kept in original_name only.
     return f"uploads/{timezone.now():%Y/%m}/{job.sha256[:16]}-{filename[-80:]}"
 
@@ -33,7 +33,9 @@ class Job(models.Model):
     # Celery hostname of the worker that ran it, to recover jobs a dead worker left running.
     worker = models.CharField(max_length=200, blank=True, default="")
     progress = models.FloatField(default=0.0)
-    message = models.TextField(blank=True, default="", help_text="What the user should know, e.g. why it failed.")
+    message = models.TextField(
+        blank=True, default="", help_text="What the user should know, e.g. why it failed."
+    )
 
     text = models.TextField(blank=True, default="")
     # First characters of the text, so the history never loads whole texts.
@@ -41,6 +43,8 @@ class Job(models.Model):
     result = models.JSONField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
+    # When it last joined the queue: the upload, or a later retry. Orders the queue.
+    queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -51,10 +55,16 @@ class Job(models.Model):
             models.Index(fields=["state", "-created_at"], name="job_state_newest"),
             models.Index(fields=["backend", "-created_at"], name="job_backend_newest"),
             models.Index(fields=["owner", "-created_at"], name="job_owner_newest"),
+            models.Index(fields=["state", "queued_at", "id"], name="job_queue_order"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.original_name} ({self.state})"
+
+    def save(self, *args, **kwargs):
+        if self.queued_at is None:
+            self.queued_at = self.created_at
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("job-detail", args=[self.pk])
@@ -67,7 +77,7 @@ class Job(models.Model):
     def waited_seconds(self) -> float | None:
         if self.started_at is None:
             return None
-        return (self.started_at - self.created_at).total_seconds()
+        return (self.started_at - (self.queued_at or self.created_at)).total_seconds()
 
     @property
     def ran_seconds(self) -> float | None:
@@ -80,7 +90,7 @@ class Job(models.Model):
         if self.state != jobstate.QUEUED:
             return None
         ahead = Job.objects.filter(state=jobstate.QUEUED).filter(
-            models.Q(created_at__lt=self.created_at) | models.Q(created_at=self.created_at, id__lt=self.id)
+            models.Q(queued_at__lt=self.queued_at) | models.Q(queued_at=self.queued_at, id__lt=self.id)
         )
         return ahead.count() + 1
 
@@ -100,7 +110,7 @@ class Job(models.Model):
             fields.setdefault("finished_at", now)
         if new_state == jobstate.QUEUED:
             fields.update(started_at=None, finished_at=None, progress=0.0, message="")
-            fields.setdefault("created_at", now)
+            fields.setdefault("queued_at", now)
         changed = Job.objects.filter(pk=self.pk, state=old_state).update(state=new_state, **fields)
         if changed:
             self.state = new_state
@@ -110,4 +120,4 @@ class Job(models.Model):
 
 
 def queued_jobs_in_order():
-    return Job.objects.filter(state=jobstate.QUEUED).order_by("created_at", "id")
+    return Job.objects.filter(state=jobstate.QUEUED).order_by("queued_at", "id")

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
-from django.utils.http import content_disposition_header
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
@@ -56,7 +56,7 @@ def _languages() -> list[dict]:
 def home(request: HttpRequest) -> HttpResponse:
     active = list(Job.objects.filter(state=jobstate.RUNNING).select_related("owner"))
     waiting = list(queued_jobs_in_order().select_related("owner")[:100])
-    mine = list(Job.objects.filter(owner=request.user).defer("text", "result")[:20])
+    mine = list(Job.objects.filter(owner=request.user).select_related("owner").defer("text", "result")[:20])
     positions = {job.pk: n for n, job in enumerate(waiting, start=1)}
     for job in mine:
         job.position = positions.get(job.pk)
@@ -128,8 +128,10 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 def _history_queryset(form: HistoryFilterForm):
     jobs = Job.objects.select_related("owner").defer("text", "result")
-    if not form.is_valid():
+    if not form.is_bound:
         return jobs
+    if not form.is_valid():
+        return jobs.none()  # the page shows what was wrong with the filters
     data = form.cleaned_data
     if data["q"]:
         jobs = jobs.filter(Q(original_name__icontains=data["q"]) | Q(text__icontains=data["q"]))
@@ -190,17 +192,24 @@ def job_status(request: HttpRequest, pk: int) -> JsonResponse:
 def job_image(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     if job.image_format in NOT_BROWSER_FORMATS:
-        with job.upload.open("rb") as fh, Image.open(fh) as img:
+        with _open_stored(job.upload) as fh, Image.open(fh) as img:
             out = io.BytesIO()
             img.convert("RGBA" if "A" in img.getbands() else "RGB").save(out, "PNG")
         return HttpResponse(out.getvalue(), content_type="image/png")
-    return FileResponse(job.upload.open("rb"))
+    return FileResponse(_open_stored(job.upload))
+
+
+def _open_stored(field):
+    try:
+        return field.open("rb")
+    except (FileNotFoundError, ValueError):
+        raise Http404("The stored file is missing from the server's storage.") from None
 
 
 @require_GET
 def job_original(request: HttpRequest, pk: int) -> FileResponse:
     job = get_object_or_404(Job, pk=pk)
-    return FileResponse(job.upload.open("rb"), as_attachment=True, filename=job.original_name)
+    return FileResponse(_open_stored(job.upload), as_attachment=True, filename=job.original_name)
 
 
 @require_GET
@@ -208,7 +217,7 @@ def job_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.only("thumbnail"), pk=pk)
     if not job.thumbnail:
         return HttpResponse(status=404)
-    response = FileResponse(job.thumbnail.open("rb"), content_type="image/jpeg")
+    response = FileResponse(_open_stored(job.thumbnail), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"
     return response
 

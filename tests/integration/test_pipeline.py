@@ -95,7 +95,7 @@ def test_jobs_run_one_at_a_time_in_upload_order(client, make_user, celery_worker
     jobs = [wait_until_ended(j["id"]) for j in body["jobs"]]
 
     assert [j.state for j in jobs] == ["succeeded"] * 3
-    for earlier, later in zip(jobs, jobs[1:]):
+    for earlier, later in zip(jobs, jobs[1:], strict=False):
         assert later.started_at >= earlier.finished_at  # concurrency 1: never overlapping
 
 

@@ -51,11 +51,17 @@ def alive(pids: set[int]) -> set[int]:
 
 def test_start_serves_the_dashboard_and_ctrl_c_stops_every_process(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRDASH_") and k != "DJANGO_SETTINGS_MODULE"}
-    env.update(OCRDASH_DATA_DIR=str(tmp_path / "data"), OCRDASH_PORT=str(port), OCRDASH_ADMIN_PASSWORD="first-start-pw")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OCRDASH_")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(
+        OCRDASH_DATA_DIR=str(tmp_path / "data"),
+        OCRDASH_PORT=str(port),
+        OCRDASH_ADMIN_PASSWORD="first-start-pw",
+    )
     log = tmp_path / "start.log"
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "start"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
+        [sys.executable, "manage.py", "start"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 90

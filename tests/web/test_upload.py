@@ -165,7 +165,9 @@ def test_it_publishes_the_new_job_to_the_events_group(post_upload, sent_tasks, e
 
 
 def test_it_redirects_home_with_a_message_for_a_form_post(post_upload, sent_tasks, alice_client):
-    response = post_upload(upload_file("a.png", image_bytes()), upload_file("b.png", image_bytes()), json=False)
+    response = post_upload(
+        upload_file("a.png", image_bytes()), upload_file("b.png", image_bytes()), json=False
+    )
 
     assert response.status_code == 302
     assert response["Location"] == "/"

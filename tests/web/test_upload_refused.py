@@ -198,6 +198,20 @@ def test_it_refuses_too_many_files_and_queues_none(
     assert sent_tasks == []
 
 
+def test_it_refuses_far_too_many_files_before_reading_them(post_upload, sent_tasks, settings, media_root):
+    # Past Django's own cap the request is refused while it is parsed, before the view runs.
+    settings.MAX_FILES_PER_UPLOAD = 2
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 4
+    files = [upload_file(f"p{i}.png", image_bytes()) for i in range(6)]
+
+    response = post_upload(*files)
+
+    assert response.status_code == 400
+    assert not Job.objects.exists()
+    assert stored_files(media_root) == []
+    assert sent_tasks == []
+
+
 def test_it_accepts_as_many_files_as_the_limit(post_upload, sent_tasks, settings):
     settings.MAX_FILES_PER_UPLOAD = 2
 
