@@ -10,8 +10,8 @@ import logging
 import time
 
 from celery import shared_task
-from celery.signals import worker_ready
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 from django.conf import settings
 from PIL import Image, ImageOps
 
@@ -111,7 +111,8 @@ def run_job(self, job_id: int) -> str:
     except BackendError as exc:
         return _fail(job, str(exc))
     except SoftTimeLimitExceeded:
-        return _fail(job, f"The job took longer than the limit of {settings.JOB_TIME_LIMIT} seconds and was stopped.")
+        limit = settings.JOB_TIME_LIMIT
+        return _fail(job, f"The job took longer than the limit of {limit} seconds and was stopped.")
     except Exception as exc:  # the worker must go on with the next job, whatever happened
         log.exception("job %s failed", job_id)
         return _fail(

@@ -48,7 +48,7 @@
   // Events sent before the socket opened were missed: read the state again.
   document.addEventListener("ocrdash:connected", function () {
     fetch("status.json", { headers: { Accept: "application/json" } })
-      .then(function (r) { return r.json(); })
-      .then(apply);
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (job) { if (job) OcrDash.publish(job); });
   });
 })();

@@ -13,6 +13,33 @@
     indicator.className = "live " + cls;
   }
 
+  // Job events come from the web server and from the worker, so they may arrive out of order
+  // (the worker's "running" before the upload's "queued"). A job never moves back on its own,
+  // except when it is queued again: a move back is checked with the database before it is shown.
+  const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+  const states = new Map();
+  document.querySelectorAll("[data-job-id][data-state]").forEach(function (el) {
+    states.set(+el.dataset.jobId, el.dataset.state);
+  });
+
+  function publish(job) {
+    states.set(job.id, job.state);
+    document.dispatchEvent(new CustomEvent("ocrdash:job", { detail: job }));
+  }
+
+  function recheck(job) {
+    fetch(job.url + "status.json", { headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (fresh) { if (fresh) publish(fresh); })
+      .catch(function () { /* the next event or reconnect brings the page up to date */ });
+  }
+
+  function offer(job) {
+    const known = states.get(job.id);
+    if (known !== undefined && RANK[job.state] < RANK[known]) recheck(job);
+    else publish(job);
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const ws = new WebSocket(scheme + location.host + "/ws/events/");
@@ -27,7 +54,7 @@
       let event;
       try { event = JSON.parse(msg.data); } catch (e) { return; }
       if (event.type === "job.status" && event.job) {
-        document.dispatchEvent(new CustomEvent("ocrdash:job", { detail: event.job }));
+        offer(event.job);
       } else if (event.type) {
         document.dispatchEvent(new CustomEvent("ocrdash:" + event.type, { detail: event }));
       }
@@ -41,6 +68,10 @@
   }
 
   window.OcrDash = {
+    // Pages hand in what they learn outside the websocket (an upload's answer, a status read):
+    // `offer` for what may be older than the events already shown, `publish` for fresh reads.
+    offer: offer,
+    publish: publish,
     seconds: function (s) {
       if (s === null || s === undefined) return "—";
       return s < 100 ? s.toFixed(1) + " s" : Math.round(s) + " s";

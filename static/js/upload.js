@@ -61,6 +61,7 @@
         queue.append(tr);
       }
       tr.cells[0].textContent = job.state === "running" ? "▶" : (job.queue_position || "");
+      tr.dataset.state = job.state;
       tr.dataset.position = job.state === "running" ? 0 : (job.queue_position || 9999);
       const badge = tr.cells[3].firstElementChild;
       badge.textContent = job.state;
@@ -87,7 +88,8 @@
         });
       })
       .then(function (body) {
-        (body.jobs || []).forEach(function (job) { upsertMine(job); updateQueue(job); });
+        // The worker may have taken a job already: its events are newer than this answer.
+        (body.jobs || []).forEach(OcrDash.offer);
         (body.refused || []).forEach(function (r) {
           const li = document.createElement("li");
           li.className = "msg-error";

@@ -8,6 +8,9 @@ setting Django needs next to Playwright (see `browser`) never reaches them.
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -123,10 +126,44 @@ def artifacts_dir() -> Path:
     return ARTIFACTS
 
 
+def off_the_loop(fn, *args, **kwargs):
+    """Run fn in a thread of its own and return what it returns.
+
+    Playwright's event loop lives in the test's thread, and asgiref's async_to_sync (which
+    ocr_app.events uses to reach the channel layer) refuses to run in a thread with a loop.
+    """
+    from django.db import connection
+
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest.fixture
+def publish():
+    """ocr_app.events.publish_job(job), as the worker calls it after job.move_to(...)."""
+    from ocr_app import events
+
+    return lambda job: off_the_loop(events.publish_job, job)
+
+
 @pytest.fixture
 def make_job(monkeypatch):
-    """Create a job as an upload does, but keep it from the worker: it stays queued until
-    the test moves it (job.move_to) and publishes the move (ocr_app.events.publish_job)."""
+    """Create a job as an upload does (and announce it), but keep it from the worker: it stays
+    queued until the test moves it (job.move_to) and publishes the move (`publish`)."""
     from ocr_app import queueing
     from ocr_app.validation import check_image
     from tests.conftest import text_image
@@ -135,6 +172,23 @@ def make_job(monkeypatch):
 
     def make(owner, name: str = "scan.png", lines=("Hello world",), language: str = "multi"):
         data = text_image(list(lines))
-        return queueing.create_job(owner, name, data, check_image(name, data, 10**7, 10**8), language)
+        checked = check_image(name, data, 10**7, 10**8)
+        return off_the_loop(queueing.create_job, owner, name, data, checked, language)
 
     return make
+
+
+@pytest.fixture
+def worker_held(live_server_and_worker, celery_worker_process):
+    """`with worker_held(): ...` keeps the worker from taking jobs (SIGSTOP) until the block ends,
+    so a test can see a job waiting in the queue before the worker runs it."""
+
+    @contextmanager
+    def hold():
+        os.kill(celery_worker_process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(celery_worker_process.pid, signal.SIGCONT)
+
+    return hold

@@ -13,37 +13,33 @@ from tests.conftest import text_image
 
 pytestmark = pytest.mark.browser
 
-# Records, in the page, every state the rows of "Your recent jobs" show, and when the file
-# was chosen and the text first appeared (performance.now(), in milliseconds).
-WATCH_ROWS = """
-(needle) => {
+# Records, in the page, every state and queue place the rows of "Your recent jobs" show.
+WATCH_ROWS = """() => {
   window.__marker = 1;
   window.__seen = [];
-  window.__chosenAt = null;
-  window.__textShownAt = null;
-  const input = document.getElementById("id_files");
-  input.addEventListener("change", () => { window.__chosenAt = performance.now(); }, true);
-  document.getElementById("dropzone").addEventListener(
-    "drop", () => { window.__chosenAt = performance.now(); }, true);
   const body = document.querySelector("#my-jobs tbody");
-  const look = () => {
+  new MutationObserver(() => {
     body.querySelectorAll("tr[data-job-id]").forEach((tr) => {
       const state = tr.querySelector('[data-field="state"]').textContent.trim();
       const position = tr.querySelector('[data-field="queue_position"]').textContent.trim();
-      const preview = tr.querySelector('[data-field="text_preview"]').textContent;
-      const seen = window.__seen;
-      const last = seen.filter((s) => s.id === tr.dataset.jobId).pop();
+      const last = window.__seen.filter((s) => s.id === tr.dataset.jobId).pop();
       if (!last || last.state !== state || last.position !== position) {
-        seen.push({ id: tr.dataset.jobId, state: state, position: position });
-      }
-      if (needle && window.__textShownAt === null && preview.includes(needle)) {
-        window.__textShownAt = performance.now();
+        window.__seen.push({ id: tr.dataset.jobId, state: state, position: position });
       }
     });
-  };
-  new MutationObserver(look).observe(body, { subtree: true, childList: true, characterData: true });
-}
-"""
+  }).observe(body, { subtree: true, childList: true, characterData: true });
+}"""
+
+# Drops a file on the drop zone as a browser does: dragenter, dragover, drop.
+DROP_FILE = """([name, b64]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name, { type: "image/png" }));
+  const zone = document.getElementById("dropzone");
+  for (const type of ["dragenter", "dragover", "drop"]) {
+    zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }
+}"""
 
 
 def main_frame_navigations(page) -> list[str]:
@@ -53,41 +49,46 @@ def main_frame_navigations(page) -> list[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_shows_recognized_text_without_a_reload(logged_in_page, wait_until_live, record_property):
+def test_it_shows_recognized_text_without_a_reload(logged_in_page, wait_until_live, worker_held):
     page, user = logged_in_page("alice")
     wait_until_live(page)
-    page.evaluate(WATCH_ROWS, "4711")
+    page.evaluate(WATCH_ROWS)
     navigations = main_frame_navigations(page)
 
-    page.set_input_files(
-        "#id_files",
-        files=[{
-            "name": "invoice.png",
-            "mimeType": "image/png",
-            "buffer": text_image(["Invoice number 4711", "paid in full"]),
-        }],
-    )
-
     row = page.locator("#my-jobs tbody tr[data-job-id]")
-    expect(row).to_have_count(1)
-    expect(row.locator("a.name")).to_have_text("invoice.png")
+    with worker_held():
+        page.set_input_files(
+            "#id_files",
+            files=[
+                {
+                    "name": "invoice.png",
+                    "mimeType": "image/png",
+                    "buffer": text_image(["Invoice number 4711", "paid in full"]),
+                }
+            ],
+        )
+        # At once, before the worker takes it: queued, with its place in the queue.
+        expect(row).to_have_count(1)
+        expect(row.locator("a.name")).to_have_text("invoice.png")
+        expect(row.locator('[data-field="state"]')).to_have_text("queued")
+        expect(row.locator('[data-field="queue_position"]')).to_have_text("#1 in queue")
+        expect(page.locator("#queue tbody tr", has_text="invoice.png")).to_contain_text("queued")
+
     expect(row.locator('[data-field="state"]')).to_have_text("succeeded")
     expect(row.locator('[data-field="text_preview"]')).to_contain_text("4711")
     expect(row.locator('[data-field="queue_position"]')).to_have_text("")
 
     seen = page.evaluate("window.__seen")
-    # The row appeared at once, as queued and with its place in the queue.
-    assert seen[0]["state"] == "queued", seen
-    assert seen[0]["position"] == "#1 in queue", seen
-    assert seen[-1]["state"] == "succeeded", seen
+    assert [s["state"] for s in seen] in (
+        ["queued", "running", "succeeded"],
+        ["queued", "succeeded"],  # the "running" moment may be too short to be drawn
+    ), seen
     assert page.evaluate("window.__marker") == 1, "the page was reloaded"
     assert navigations == [], f"the page navigated: {navigations}"
     # Nothing is waiting any more, and the upload refused nothing.
     expect(page.locator("#queue tbody tr")).to_have_count(0)
     expect(page.locator("#queue-empty")).to_be_visible()
     expect(page.locator("#upload-errors li")).to_have_count(0)
-    timing = page.evaluate("[window.__chosenAt, window.__textShownAt]")
-    record_property("chosen_to_text_ms", round(timing[1] - timing[0]))
 
     job = Job.objects.get(owner=user)
     assert job.state == "succeeded"
@@ -107,30 +108,18 @@ def test_it_shows_recognized_text_without_a_reload(logged_in_page, wait_until_li
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_queues_a_dropped_file(logged_in_page, wait_until_live):
+def test_it_queues_a_dropped_file(logged_in_page, wait_until_live, worker_held):
     page, user = logged_in_page("alice")
     wait_until_live(page)
-    page.evaluate(WATCH_ROWS, None)
     png = base64.b64encode(text_image(["Dropped here"], size=(500, 120))).decode()
 
-    page.evaluate(
-        """(b64) => {
-          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-          const dt = new DataTransfer();
-          dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
-          const zone = document.getElementById("dropzone");
-          for (const type of ["dragenter", "dragover", "drop"]) {
-            zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
-          }
-        }""",
-        png,
-    )
-
-    row = page.locator("#my-jobs tbody tr[data-job-id]")
-    expect(row).to_have_count(1)
-    expect(row.locator("a.name")).to_have_text("dropped.png")
-    seen = page.evaluate("window.__seen")
-    assert seen[0]["state"] == "queued" and seen[0]["position"] == "#1 in queue", seen
+    with worker_held():
+        page.evaluate(DROP_FILE, ["dropped.png", png])
+        row = page.locator("#my-jobs tbody tr[data-job-id]")
+        expect(row).to_have_count(1)
+        expect(row.locator("a.name")).to_have_text("dropped.png")
+        expect(row.locator('[data-field="state"]')).to_have_text("queued")
+        expect(row.locator('[data-field="queue_position"]')).to_have_text("#1 in queue")
     expect(page.locator("#dropzone")).not_to_have_class("dropzone over")
     assert Job.objects.get(owner=user).original_name == "dropped.png"
     # Let the worker finish it inside this test.
@@ -142,7 +131,8 @@ def test_it_refuses_a_file_that_is_not_an_image(logged_in_page):
     page, _ = logged_in_page("alice")
 
     page.set_input_files(
-        "#id_files", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"just some text, no picture"}]
+        "#id_files",
+        files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"just some text, no picture"}],
     )
 
     refusal = page.locator("#upload-errors li")

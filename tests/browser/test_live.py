@@ -1,0 +1,28 @@
+"""The live connection: one websocket per page that stays open while the page is."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+# Longer than the channel layer's 5-second blocking read of Redis.
+QUIET_SECONDS = 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_the_websocket_open_while_nothing_happens(logged_in_page, wait_until_live):
+    page, _ = logged_in_page("alice")
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.reload()
+    wait_until_live(page)
+    page.evaluate("window.__marker = 1")
+
+    page.wait_for_timeout(QUIET_SECONDS * 1000)
+
+    assert len(sockets) == 1, f"{len(sockets)} websockets in {QUIET_SECONDS} s: the connection dropped"
+    expect(page.locator("#live-indicator")).to_have_text("live")
+    # The upload page reloads itself after a reconnect: it must not have had to.
+    assert page.evaluate("window.__marker") == 1
