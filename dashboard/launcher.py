@@ -131,6 +131,7 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
                 "--hostname", f"gpu@{socket.gethostname()}", "--loglevel", "INFO",
             ],
         )
+        sup.start("gpumonitor", [python, manage, "gpumonitor"])
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         print(f"\nocrdash is starting at http://{shown}:{port}/ — press Ctrl-C to stop.\n", flush=True)
         while True:

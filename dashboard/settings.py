@@ -187,6 +187,14 @@ OCRDASH_ALLOW_MODEL_DOWNLOAD = env_bool(
 )
 
 HISTORY_PAGE_SIZE = 50
+BACKEND_IDLE_UNLOAD = env_int(
+    "BACKEND_IDLE_UNLOAD", 600, "Seconds a loaded model may sit idle before the worker unloads it (0: never).", 0
+)
+
+# The GPU.
+GPU_INDEX = env_int(
+    "GPU_INDEX", 0, "NVML index of the GPU this worker plans for and measures (one worker per GPU).", 0
+)
 
 LOGGING = {
     "version": 1,

@@ -11,6 +11,17 @@ browser as JSON of one shape:
 `job.status` is sent on every state change and progress step, by the web
 process (new job) or by the worker. When a job leaves the queue, the jobs
 still waiting get a `job.status` each with their new position.
+
+`gpu.sample` is sent about once a second by the GPU monitor; its body is
+documented in workers/gpu.py (`sample_to_event`).
+
+`backend.status` is sent by a worker when its backend changes state:
+
+    {"type": "backend.status", "worker": "gpu@host", "state": "loading",
+     "backend": "rapidocr", "detail": "Downloading … 40%", "progress": 0.4,
+     "memory_bytes": 0, "plan": {...} | null}
+
+state is one of "unloaded", "loading", "ready", "failed".
 """
 
 from __future__ import annotations
@@ -62,6 +73,14 @@ def _send(event_type: str, body: dict) -> None:
 def publish_job(job: Job) -> None:
     position = job.queue_position() if job.state == jobstate.QUEUED else None
     _send("job.status", {"job": job_payload(job, position)})
+
+
+def publish_gpu_sample(body: dict) -> None:
+    _send("gpu.sample", body)
+
+
+def publish_backend_status(body: dict) -> None:
+    _send("backend.status", body)
 
 
 def publish_queue_positions() -> None:

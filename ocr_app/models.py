@@ -42,6 +42,10 @@ class Job(models.Model):
     text_preview = models.CharField(max_length=200, blank=True, default="")
     result = models.JSONField(null=True, blank=True)
 
+    # GPU memory: free on the device when the job started, and the most ocrdash held while it ran.
+    gpu_free_at_start_bytes = models.BigIntegerField(null=True, blank=True)
+    peak_gpu_bytes = models.BigIntegerField(null=True, blank=True)
+
     created_at = models.DateTimeField(default=timezone.now)
     # When it last joined the queue: the upload, or a later retry. Orders the queue.
     queued_at = models.DateTimeField(null=True, blank=True)
@@ -121,3 +125,28 @@ class Job(models.Model):
 
 def queued_jobs_in_order():
     return Job.objects.filter(state=jobstate.QUEUED).order_by("queued_at", "id")
+
+
+class GpuAction(models.Model):
+    """The audit log of the GPU memory manager: who freed what, and how much it freed."""
+
+    FREE = "free"
+    STOP_CONTAINER = "stop_container"
+    ACTION_CHOICES = [(FREE, "free ocrdash's GPU memory"), (STOP_CONTAINER, "stop a container")]
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    # Kept as text too, so the log still says who it was after the account is deleted.
+    username = models.CharField(max_length=150)
+    via = models.CharField(max_length=10, help_text="web or cli")
+    action = models.CharField(max_length=20, choices=ACTION_CHOICES)
+    target = models.CharField(max_length=200, blank=True, default="")
+    ok = models.BooleanField(default=True)
+    freed_bytes = models.BigIntegerField(null=True, blank=True)
+    steps = models.JSONField(default=list, help_text="What was done, step by step, with outcomes.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.username}: {self.action} {self.target}".strip()

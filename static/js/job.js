@@ -5,6 +5,7 @@
   const id = +card.dataset.jobId;
   const text = document.getElementById("text");
   const pending = document.getElementById("text-pending");
+  const downloads = document.getElementById("result-downloads");
   const svg = document.getElementById("boxes");
   const toggle = document.getElementById("show-boxes");
   const NS = "http://www.w3.org/2000/svg";
@@ -32,6 +33,7 @@
       .then(function (body) {
         text.textContent = body.text;
         pending.hidden = true;
+        downloads.hidden = false;
         drawBoxes(body.result);
       });
   }

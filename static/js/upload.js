@@ -14,7 +14,8 @@
 
   function showReads() {
     const opt = lang.options[lang.selectedIndex];
-    reads.textContent = opt ? "Reads: " + opt.dataset.reads + ". dots.ocr (when a GPU backend runs) reads every script." : "";
+    const what = opt ? opt.dataset.reads.replace(/\.$/, "") : "";
+    reads.textContent = opt ? "Reads: " + what + ". dots.ocr (when a GPU backend runs) reads every script." : "";
   }
   lang.addEventListener("change", showReads);
   showReads();
@@ -43,6 +44,7 @@
     if (!tr) {
       tr = rowFor(job);
       mine.prepend(tr);
+      mine.parentElement.hidden = false;
       document.getElementById("my-jobs-empty").hidden = true;
     } else {
       OcrDash.fill(tr, job);
@@ -71,6 +73,7 @@
         .sort(function (a, b) { return (+a.dataset.position || 0) - (+b.dataset.position || 0); })
         .forEach(function (r) { queue.append(r); });
     }
+    queue.parentElement.hidden = queue.rows.length === 0;
     document.getElementById("queue-empty").hidden = queue.rows.length > 0;
   }
 

@@ -51,26 +51,31 @@ def live_server_and_worker(asgi_server, celery_worker_process):
     return asgi_server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_available, live_server_and_worker):
+    """One Chromium for the browser tests, closed when they are done.
+
+    While Playwright runs, its asyncio loop is visible in this thread, which Django takes for
+    an async context and then refuses ORM calls. Tests are synchronous code, so the check is
+    switched off in this process for as long as Chromium is open: package scope keeps both
+    away from the other test folders, and the server and worker started earlier keep it on.
+    """
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     playwright = sync_playwright().start()
-    # Playwright's sync API keeps an asyncio loop in this thread, which Django takes for an
-    # async context and then refuses ORM calls from the test. Tests are synchronous code, so
-    # the check is switched off in this process only; the server and worker started earlier
-    # and keep it on.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield chromium
-    chromium.close()
-    playwright.stop()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    try:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+    finally:
+        playwright.stop()
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -12,15 +12,23 @@ QUIET_SECONDS = 8
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_keeps_the_websocket_open_while_nothing_happens(logged_in_page, wait_until_live):
+def test_it_keeps_the_websocket_open_while_nothing_happens(logged_in_page, wait_until_live, asgi_server):
     page, _ = logged_in_page("alice")
     sockets = []
     page.on("websocket", lambda ws: sockets.append(ws.url))
     page.reload()
     wait_until_live(page)
     page.evaluate("window.__marker = 1")
+    log_start = asgi_server.log_path.stat().st_size
 
     page.wait_for_timeout(QUIET_SECONDS * 1000)
+
+    with asgi_server.log_path.open(errors="replace") as log:
+        log.seek(log_start)
+        server_log = log.read()
+    assert "Traceback" not in server_log, (
+        f"the web server failed while the page was open:\n{server_log[-2000:]}"
+    )
 
     assert len(sockets) == 1, f"{len(sockets)} websockets in {QUIET_SECONDS} s: the connection dropped"
     expect(page.locator("#live-indicator")).to_have_text("live")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from ocr_app import events
@@ -38,32 +37,47 @@ def upload(client, files: list[tuple[str, bytes]], language: str = "multi") -> d
 
 
 class EventListener:
-    """Joins the events group on the real channel layer, as a browser's consumer does."""
+    """Joins the events group on the real channel layer, as a browser's consumer does, and
+    collects from a thread of its own (a channel layer belongs to one event loop)."""
 
     def __init__(self):
-        self.layer = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(events.GROUP, self.channel)
+        import asyncio
+        import threading
+
+        self.messages: list[dict] = []
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+        async def listen():
+            layer = get_channel_layer()
+            channel = await layer.new_channel()
+            await layer.group_add(events.GROUP, channel)
+            self.ready.set()
+            while not self.stop.is_set():
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), timeout=0.5)
+                except TimeoutError:
+                    continue
+                self.messages.append(message["event"])
+
+        self.thread = threading.Thread(target=lambda: asyncio.run(listen()), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
 
     def states_of(self, job_id: int, until: str, timeout: float = 60) -> list[str]:
-        seen: list[str] = []
         deadline = time.monotonic() + timeout
-
-        async def receive():
-            import asyncio
-
-            return await asyncio.wait_for(self.layer.receive(self.channel), timeout=1)
-
-        while time.monotonic() < deadline:
-            try:
-                message = async_to_sync(receive)()
-            except TimeoutError:
-                continue
-            job = message["event"].get("job", {})
-            if job.get("id") == job_id and (not seen or seen[-1] != job["state"]):
-                seen.append(job["state"])
-                if job["state"] == until:
+        try:
+            while time.monotonic() < deadline:
+                seen: list[str] = []
+                for event in list(self.messages):
+                    job = event.get("job", {})
+                    if job.get("id") == job_id and (not seen or seen[-1] != job["state"]):
+                        seen.append(job["state"])
+                if seen and seen[-1] == until:
                     return seen
+                time.sleep(0.1)
+        finally:
+            self.stop.set()
         raise AssertionError(f"saw only {seen} for job {job_id}")
 
 

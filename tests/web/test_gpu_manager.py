@@ -1,0 +1,237 @@
+"""The GPU monitor's samples, and the GPU memory manager (status, free, stop a container),
+against recorded NVML values and a double of the Docker SDK client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from ocr_app import gpumanager, livestate
+from ocr_app.management.commands.gpumonitor import Monitor
+from ocr_app.models import GpuAction
+from tests.doubles.fake_pynvml import FakeNvml
+from workers.containers import ContainerNames
+from workers.gpu import GpuDevice, GpuProcess, GpuSnapshot, NvmlReader
+
+GIB = 1024**3
+
+
+@pytest.fixture(autouse=True)
+def clean_live_state(redis_client):
+    for key in redis_client.scan_iter("ocrdash:*"):
+        redis_client.delete(key)
+
+
+@pytest.fixture
+def recorded_card(monkeypatch):
+    """The seed situation: an RTX 3060 with 5.81 GiB free, as the manager reads it."""
+    reader = NvmlReader(FakeNvml("rtx3060_shared"))
+    monkeypatch.setattr(gpumanager, "read_snapshot", lambda nvml=None: reader.read())
+    return reader
+
+
+class FakeContainer:
+    def __init__(self, name, labels=None):
+        self.id = name * 8
+        self.name = name
+        self.labels = labels or {}
+        self.stopped = False
+        self.removed = False
+
+    @property
+    def status(self):
+        return "exited" if self.stopped else "running"
+
+    def stop(self, timeout=10):
+        self.stopped = True
+
+    def remove(self, force=False):
+        self.removed = True
+
+
+class FakeDocker:
+    """The calls of docker.DockerClient the manager makes, over a fixed set of containers."""
+
+    def __init__(self, *containers):
+        self.all = {c.name: c for c in containers}
+        self.containers = self
+
+    def list(self, filters=None, **kwargs):
+        labels = (filters or {}).get("label", [])
+        wanted = dict(f.split("=", 1) for f in ([labels] if isinstance(labels, str) else labels))
+        return [c for c in self.all.values() if all(c.labels.get(k) == v for k, v in wanted.items())]
+
+    def get(self, name):
+        import docker
+
+        if name not in self.all:
+            raise docker.errors.NotFound(f"No such container: {name}")
+        return self.all[name]
+
+
+def snapshot_with(used_by: dict[str, int], total=12 * GIB) -> GpuSnapshot:
+    processes = tuple(
+        GpuProcess(pid=1000 + i, name=name, used_bytes=used, container=name if name.startswith("c-") else None,
+                   role="vllm" if name == "c-ocrdash-vllm" else ("worker" if name == "worker" else None))
+        for i, (name, used) in enumerate(used_by.items())
+    )
+    used = sum(used_by.values())
+    device = GpuDevice(index=0, uuid="GPU-x", name="NVIDIA GeForce RTX 3060", total_bytes=total,
+                       used_bytes=used, free_bytes=total - used, processes=processes)
+    return GpuSnapshot(taken_at=time.time(), devices=(device,))
+
+
+def test_the_monitor_stores_each_sample_and_publishes_it(recorded_card, redis_client):
+    monitor = Monitor(nvml=FakeNvml("rtx3060_shared"), containers=ContainerNames(client_factory=FakeDocker))
+
+    body = monitor.sample_once()
+
+    assert body["error"] is None
+    device = body["devices"][0]
+    assert device["name"] == "NVIDIA GeForce RTX 3060"
+    assert round(device["free"] / GIB, 2) == 5.81
+    assert livestate.latest_gpu_sample()["devices"][0]["free"] == device["free"]
+    history = livestate.gpu_history()
+    assert len(history) == 1 and history[0]["devices"][0]["used"] == device["used"]
+
+
+def test_the_monitor_marks_the_worker_process_as_ocrdash_own(redis_client):
+    nvml = FakeNvml("rtx3060_shared")
+    worker_pid = NvmlReader(nvml).read().devices[0].processes[0].pid
+    livestate.update_worker("gpu@host", pids=[worker_pid])
+
+    body = Monitor(nvml=nvml, containers=ContainerNames(client_factory=FakeDocker)).sample_once()
+
+    roles = {p["pid"]: p["role"] for p in body["devices"][0]["processes"]}
+    assert roles[worker_pid] == "worker"
+    assert list(roles.values()).count("worker") == 1
+
+
+def test_without_a_gpu_the_sample_says_so_plainly(redis_client):
+    from tests.doubles.fake_pynvml import NVML_ERROR_LIBRARY_NOT_FOUND
+
+    nvml = FakeNvml("rtx3060_shared", init_error=NVML_ERROR_LIBRARY_NOT_FOUND)
+    body = Monitor(nvml=nvml, containers=ContainerNames(client_factory=FakeDocker)).sample_once()
+
+    assert body["devices"] == []
+    assert body["error"] == "No NVIDIA GPU visible: jobs run on the CPU"
+
+
+def test_the_history_keeps_ten_minutes_and_drops_older_samples(redis_client):
+    now = time.time()
+    for age in (900, 601, 300, 1):
+        livestate.push_gpu_sample({"taken_at": now - age, "devices": [
+            {"index": 0, "used": age, "total": 10, "utilization": 1}]})
+
+    history = livestate.gpu_history()
+
+    assert [p["devices"][0]["used"] for p in history] == [300, 1]
+
+
+def test_status_prints_devices_processes_and_the_seed_numbers(recorded_card, capsys):
+    call_command("gpu", "status")
+    out = capsys.readouterr().out
+
+    assert "NVIDIA GeForce RTX 3060" in out
+    assert "5.81 GiB free of 12.00 GiB" in out
+    assert "VLLM::EngineCore" in out
+
+
+def test_status_as_json_has_the_event_shape(recorded_card, capsys):
+    import json
+
+    call_command("gpu", "status", "--json")
+    body = json.loads(capsys.readouterr().out)
+
+    assert body["devices"][0]["total"] == 12884901888
+    assert {"pid", "name", "used_bytes", "container", "role"} <= set(body["devices"][0]["processes"][0])
+
+
+@pytest.mark.django_db
+def test_free_on_the_command_line_needs_an_admin(make_user):
+    make_user("bob")
+    with pytest.raises(CommandError, match="bob may not free GPU memory: only admins"):
+        call_command("gpu", "free", "--user", "bob")
+    with pytest.raises(CommandError, match="Say who you are"):
+        call_command("gpu", "free")
+    assert not GpuAction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_free_unloads_the_worker_stops_our_vllm_only_and_logs_what_it_freed(make_user):
+    admin = make_user("root", is_staff=True)
+    livestate.update_worker("gpu@host", pids=[1], backend_status={"state": "ready", "backend": "transformers"})
+    ours = FakeContainer("c-ocrdash-vllm", {"ocrdash.role": "vllm", "ocrdash.managed": "true"})
+    theirs = FakeContainer("c-jupyter", {})
+    docker = FakeDocker(ours, theirs)
+    before = snapshot_with({"worker": 3 * GIB, "c-ocrdash-vllm": 4 * GIB, "c-jupyter": 2 * GIB})
+    after = snapshot_with({"c-jupyter": 2 * GIB})
+    snapshots = iter([before, after])
+    sent = []
+
+    def send(name, **kwargs):
+        sent.append((name, kwargs["queue"]))
+        # The worker answers as the real one does: its backend state becomes "unloaded".
+        threading.Timer(0.2, livestate.update_worker, args=("gpu@host",),
+                        kwargs={"backend_status": {"state": "unloaded"}}).start()
+
+    action = gpumanager.free(admin, "cli", snapshot_fn=lambda: next(snapshots),
+                             docker_factory=lambda: docker, send_task=send, wait_seconds=5)
+
+    assert sent == [("workers.tasks.unload_backend", "ocrdash.control.gpu@host")]
+    assert ours.stopped and ours.removed
+    assert not theirs.stopped
+    assert action.freed_bytes == 7 * GIB and action.ok
+    assert action.username == "root" and action.via == "cli"
+    assert [s["ok"] for s in action.steps] == [True, True]
+
+
+@pytest.mark.django_db
+def test_free_without_a_docker_engine_still_unloads_and_says_so(make_user):
+    admin = make_user("root", is_staff=True)
+
+    def no_engine():
+        import docker
+
+        raise docker.errors.DockerException("Error while fetching server API version")
+
+    snap = snapshot_with({"other": GIB})
+    action = gpumanager.free(admin, "web", snapshot_fn=lambda: snap, docker_factory=no_engine,
+                             send_task=lambda *a, **k: None, wait_seconds=0.1)
+
+    assert "no Docker engine here" in action.steps[-1]["outcome"]
+    assert action.freed_bytes == 0
+
+
+@pytest.mark.django_db
+def test_stopping_another_container_needs_a_superuser_and_its_exact_name(make_user):
+    staff = make_user("staff", is_staff=True)
+    boss = make_user("boss", is_staff=True, is_superuser=True)
+    jupyter = FakeContainer("c-jupyter")
+    docker = FakeDocker(jupyter, FakeContainer("c-idle"))
+    before = snapshot_with({"c-jupyter": 5 * GIB})
+    after = replace(before, devices=(replace(before.devices[0], used_bytes=0, processes=()),))
+
+    with pytest.raises(gpumanager.NotAllowed, match="only superusers"):
+        gpumanager.stop_container(staff, "c-jupyter", "web", snapshot_fn=lambda: before,
+                                  docker_factory=lambda: docker)
+    with pytest.raises(ValueError, match="'c-idle' holds no GPU memory now; containers that do: c-jupyter"):
+        gpumanager.stop_container(boss, "c-idle", "web", snapshot_fn=lambda: before, docker_factory=lambda: docker)
+    assert not jupyter.stopped
+
+    snapshots = iter([before, after])
+    action = gpumanager.stop_container(boss, "c-jupyter", "web", snapshot_fn=lambda: next(snapshots),
+                                       docker_factory=lambda: docker)
+    assert jupyter.stopped
+    assert action.freed_bytes == 5 * GIB and action.target == "c-jupyter" and action.username == "boss"
+
+
+@pytest.mark.django_db
+def test_stop_container_on_the_command_line_refuses_a_plain_admin(make_user):
+    make_user("staff", is_staff=True)
+    with pytest.raises(CommandError, match="only superusers may, by name"):
+        call_command("gpu", "stop-container", "c-jupyter", "--user", "staff")

@@ -1,0 +1,589 @@
+"""dots.ocr in the worker process, through transformers: on a CUDA GPU (bf16, 8-bit, 4-bit) or on the CPU.
+
+The model is loaded the way dots.ocr's own `demo/demo_hf.py` and `dots_ocr/parser.py` load it:
+`AutoModelForCausalLM` and `AutoProcessor` with `trust_remote_code=True`, which imports the Python
+files of the model repository (`configuration_dots.py`, `modeling_dots_ocr.py`,
+`modeling_dots_vision.py`). Because that runs the repository's code, a hub model must be pinned
+to a commit hash (plan key `revision`); a local folder is the admin's own copy and needs none.
+Nothing is downloaded here: a model that is not on disk is refused with the command that fetches
+it (`python manage.py fetch_model`).
+
+Plan keys read by `load()` (a planner plan's `as_json()` plus the model settings):
+
+- `model`: hub id ("rednote-hilab/dots.ocr") or local folder; `revision`: commit hash (hub ids);
+  `cache_dir`: the Hugging Face cache folder (default: the library's own).
+- `quantization`: "bf16", "fp16", "int8" or "nf4" (transformers backend), None / "float32" (cpu);
+  `dtype`: "bfloat16" / "float16" (the compute dtype on GPUs without bf16), "float32" (cpu).
+- `device_index`: the GPU to load on (default 0); `max_memory` is recorded, not given to
+  accelerate (see `TransformersBackend._load_kwargs`).
+- `max_pixels` (the largest image sent, derived by the planner from the memory left) and
+  `max_new_tokens` (the output budget); `estimated_bytes` for `memory_estimate()`.
+
+Three facts about dots.ocr's remote code that shape this module:
+
+1. Its vision tower's `forward(hidden_states, grid_thw, bf16=True)` starts with
+   `hidden_states = hidden_states.bfloat16()`, and `DotsOCRForCausalLM.prepare_inputs_embeds`
+   calls it without the flag. A tower in float32 (the CPU) or float16 (GPUs without bf16) then
+   fails in its first convolution ("Input type (c10::BFloat16) and bias type (float) should be the
+   same"). A forward pre-hook on the tower casts the pixel values to the dtype of the tower's
+   first weights and passes `bf16=False` (`_match_vision_input_dtype`); a bf16 tower, quantized or
+   not, is left as the authors run it.
+2. Its vision config names its own attention implementation ("flash_attention_2" in the published
+   config.json), apart from the `attn_implementation` argument that reaches the language model;
+   without the flash-attn package the tower must be told "sdpa" on the loaded config.
+3. Its processor class (`DotsVLProcessor`) is registered with `AutoProcessor` when
+   `configuration_dots.py` is imported. `AutoProcessor.from_pretrained` on a folder whose config
+   module was not imported yet quietly returns the bare tokenizer, so the configuration is always
+   loaded first, and a processor without an image processor is refused.
+
+`ocr()` follows `_inference_with_hf` of dots_ocr/parser.py: the image (resized by
+`workers.dots.resize.fit_for_model` to at most the plan's max_pixels) and the task prompt go
+through the processor's chat template; the processor widens the one `<|imgpad|>` to one pad token
+per 28×28 pixels; the new tokens are decoded without special tokens. Decoding is greedy, so a page
+reads the same each time (dots.ocr's vLLM helper samples at temperature 0.1, close to greedy).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import inspect
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from workers.backends.base import (
+    BackendError,
+    CancelCheck,
+    JobCancelled,
+    OcrBackend,
+    OcrResult,
+    ProgressCallback,
+)
+from workers.dots import prompts
+from workers.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
+from workers.modelfacts import DOTS_OCR
+
+log = logging.getLogger(__name__)
+
+FETCH_COMMAND = "python manage.py fetch_model"
+DEFAULT_MODEL = DOTS_OCR.name
+DEFAULT_MAX_NEW_TOKENS = DOTS_OCR.default_max_new_tokens
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+GPU_QUANTIZATIONS = ("bf16", "fp16", "int8", "nf4")
+_DTYPE_NAMES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
+                "half": "float16", "float32": "float32", "fp32": "float32"}  # fmt: skip
+
+
+class OutOfMemory(BackendError):
+    """CUDA ran out of memory while loading or reading a page.
+
+    The worker may retry once with a smaller image, then fall back to the next backend of the
+    plan (workers.planner.replan_after_oom). `image_size` is the [width, height] that was sent
+    (None while loading) and `image_tokens` the tokens it became.
+    """
+
+    def __init__(self, message: str, image_size: list[int] | None = None, image_tokens: int | None = None):
+        super().__init__(message)
+        self.image_size = image_size
+        self.image_tokens = image_tokens
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights and the remote code come from."""
+
+    location: str
+    revision: str | None
+    cache_dir: str | None
+    local: bool
+
+    def describe(self) -> str:
+        if self.local:
+            return f"the model folder {self.location}"
+        return f"{self.location} at revision {self.revision}"
+
+
+def model_source(plan: dict[str, Any]) -> ModelSource:
+    """The model named by the plan, checked: a local folder that exists, or a hub id with a pinned commit."""
+    location = str(plan.get("model") or DEFAULT_MODEL).strip()
+    revision = (plan.get("revision") or "").strip() or None
+    cache_dir = plan.get("cache_dir") or None
+    path = Path(location).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise BackendError(f"The dots.ocr model location {location} is a file, not a model folder.")
+        return ModelSource(str(path), None, cache_dir, local=True)
+    if not _HUB_ID.match(location):
+        raise BackendError(
+            f"The dots.ocr model folder {location} does not exist. Download the model with: {FETCH_COMMAND}"
+        )
+    if revision is None or not _COMMIT.match(revision):
+        shown = f"revision {revision!r}" if revision else "no revision"
+        raise BackendError(
+            f"The model {location} is set with {shown}. Loading it runs Python code from the model "
+            "repository (trust_remote_code), so the revision must be pinned to a full 40-character "
+            "commit hash, so that the code cannot change under the worker."
+        )
+    return ModelSource(location, revision, str(cache_dir) if cache_dir else None, local=False)
+
+
+def _missing_model_error(source: ModelSource, exc: BaseException) -> BackendError:
+    if source.local:
+        why = _first_line(exc)
+    else:
+        why = f"not found in the Hugging Face cache {source.cache_dir or '(the default one)'}"
+    return BackendError(
+        f"dots.ocr ({source.describe()}) is not on this machine or is incomplete: {why}. "
+        f"Download it with: {FETCH_COMMAND}"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, _DTYPE_NAMES[name])
+
+
+def _match_vision_input_dtype(model):
+    """Make dots.ocr's vision tower take pixel values in its own dtype (see fact 1 in the module doc).
+
+    Returns the hook handle, or None when nothing needs changing (no tower, or a bf16 tower).
+    """
+    import torch
+
+    tower = getattr(model, "vision_tower", None)
+    if tower is None:
+        return None
+    target = next((p.dtype for p in tower.parameters() if p.is_floating_point()), None)
+    if target is None or target == torch.bfloat16:
+        return None
+    try:
+        params = list(inspect.signature(tower.forward).parameters)
+    except (TypeError, ValueError):
+        params = []
+    flag_at = params.index("bf16") if "bf16" in params else None
+
+    def cast_pixels(module, args, kwargs):
+        if args:
+            args = (args[0].to(target), *args[1:])
+        elif kwargs.get("hidden_states") is not None:
+            kwargs["hidden_states"] = kwargs["hidden_states"].to(target)
+        if flag_at is not None:
+            if len(args) > flag_at:
+                args = (*args[:flag_at], False, *args[flag_at + 1 :])
+            else:
+                kwargs["bf16"] = False
+        return args, kwargs
+
+    return tower.register_forward_pre_hook(cast_pixels, with_kwargs=True)
+
+
+def _cancel_criteria(cancel: CancelCheck):
+    """A StoppingCriteria that asks `cancel()` after every new token and stops generation when it says so."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class CancelWatch(StoppingCriteria):
+        def __init__(self) -> None:
+            self.cancelled = False
+
+        def __call__(self, input_ids, scores, **kwargs):
+            if not self.cancelled and cancel():
+                self.cancelled = True
+            return torch.full(
+                (input_ids.shape[0],), self.cancelled, dtype=torch.bool, device=input_ids.device
+            )
+
+    return CancelWatch()
+
+
+class TransformersBackend(OcrBackend):
+    """dots.ocr on one CUDA GPU in bf16 (fp16 on cards without bf16), bitsandbytes 8-bit or 4-bit nf4."""
+
+    name = "transformers"
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._processor: Any = None
+        self._hooks: list[Any] = []
+        self._identity: tuple | None = None
+        self._plan: dict[str, Any] = {}
+        self._device: str = "cpu"
+        self._quantization: str = ""
+        self._dtype_name: str = ""
+        self.source: ModelSource | None = None
+
+    # -- placement ---------------------------------------------------------------------------
+
+    def _placement(self, plan: dict[str, Any]) -> tuple[str, str, str]:
+        """(device, quantization, compute dtype name) for this backend, or BackendError."""
+        import torch
+
+        quantization = str(plan.get("quantization") or "bf16").lower()
+        if quantization not in GPU_QUANTIZATIONS:
+            raise BackendError(
+                f"The transformers backend loads dots.ocr as {', '.join(GPU_QUANTIZATIONS)}, "
+                f"not {quantization!r}."
+            )
+        if not torch.cuda.is_available():
+            if quantization in ("int8", "nf4"):
+                bits = "8-bit" if quantization == "int8" else "4-bit"
+                raise BackendError(
+                    f"{bits} loading ({quantization}) uses bitsandbytes, which needs a CUDA GPU, and none is "
+                    "visible to the worker. Use the cpu backend (float32), or run the worker on a machine "
+                    "with an NVIDIA GPU."
+                )
+            raise BackendError(
+                "The transformers backend runs dots.ocr on a CUDA GPU, and none is visible to the worker. "
+                "Use the cpu backend for the CPU."
+            )
+        index = int(plan.get("device_index") or 0)
+        if index >= torch.cuda.device_count():
+            raise BackendError(
+                f"The plan puts dots.ocr on GPU {index}, but the worker sees "
+                f"{torch.cuda.device_count()} GPU(s)."
+            )
+        default = "float16" if quantization == "fp16" else "bfloat16"
+        dtype = _DTYPE_NAMES.get(str(plan.get("dtype") or default).lower())
+        if dtype not in ("bfloat16", "float16"):
+            raise BackendError(f"dots.ocr runs on the GPU in bfloat16 or float16, not {plan.get('dtype')!r}.")
+        if quantization in ("int8", "nf4") and importlib.util.find_spec("bitsandbytes") is None:
+            raise BackendError(
+                f"{quantization} loading needs the bitsandbytes package, which is not installed "
+                "(pip install bitsandbytes)."
+            )
+        return f"cuda:{index}", quantization, dtype
+
+    def _load_kwargs(self, device: str, quantization: str, dtype: str) -> dict[str, Any]:
+        """from_pretrained arguments for the placement.
+
+        The whole model goes on the planned GPU (device_map {"": index}). The plan's max_memory is
+        not handed to accelerate: with a string device_map accelerate would place the layers that
+        do not fit on the CPU or disk instead of failing, which turns a memory problem into pages
+        that take many minutes; the planner has already sized the weights and activations to fit.
+        """
+        kwargs: dict[str, Any] = {"torch_dtype": _torch_dtype(dtype)}
+        if device.startswith("cuda"):
+            kwargs["device_map"] = {"": int(device.split(":")[1])}
+        if quantization in ("int8", "nf4"):
+            from transformers import BitsAndBytesConfig
+
+            if quantization == "int8":
+                kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+            else:
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True,
+                    bnb_4bit_quant_type="nf4",
+                    bnb_4bit_compute_dtype=_torch_dtype(dtype),
+                )
+        return kwargs
+
+    # -- loading -----------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self, plan: dict[str, Any], progress: ProgressCallback | None = None) -> None:
+        """Load dots.ocr as the plan says; a model already loaded the same way is kept (only the
+        image and output limits are taken from the new plan)."""
+        device, quantization, dtype = self._placement(plan)
+        source = model_source(plan)
+        identity = (source, device, quantization, dtype)
+        if self.loaded and identity == self._identity:
+            self._plan = dict(plan)
+            return
+        self.unload()
+
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoProcessor
+
+        def report(done: int, message: str) -> None:
+            if progress is not None:
+                progress(done, 3, message)
+
+        where = {"int8": "8-bit", "nf4": "4-bit (nf4)"}.get(quantization, dtype)
+        common: dict[str, Any] = {"trust_remote_code": True, "local_files_only": True}
+        if not source.local:
+            common.update(revision=source.revision)
+            if source.cache_dir:
+                common["cache_dir"] = source.cache_dir
+        report(0, f"Reading the dots.ocr configuration from {source.describe()}")
+        try:
+            config = AutoConfig.from_pretrained(source.location, **common)
+        except (OSError, ValueError) as exc:
+            raise _missing_model_error(source, exc) from exc
+        except ImportError as exc:
+            raise BackendError(f"dots.ocr's model code needs a package that is not installed: {exc}") from exc
+        vision = getattr(config, "vision_config", None)
+        if vision is not None and hasattr(vision, "attn_implementation"):
+            vision.attn_implementation = "sdpa"  # fact 2: flash-attn is not required
+
+        report(1, f"Loading the dots.ocr weights ({where}) onto {device}")
+        model = None
+        out_of_memory = None
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                source.location,
+                config=config,
+                attn_implementation="sdpa",
+                low_cpu_mem_usage=True,
+                **self._load_kwargs(device, quantization, dtype),
+                **common,
+            )
+            model.eval()
+        except torch.cuda.OutOfMemoryError as exc:
+            # Raised below, once the traceback (and the half-loaded weights its frames hold) is gone.
+            out_of_memory = _first_line(exc)
+        except OSError as exc:
+            raise _missing_model_error(source, exc) from exc
+        except ImportError as exc:
+            raise BackendError(
+                f"Loading dots.ocr ({where}) needs a package that is not installed: {exc}"
+            ) from exc
+        except (RuntimeError, ValueError) as exc:
+            model = None
+            self._free_memory()
+            log.exception("dots.ocr failed to load")
+            raise BackendError(
+                f"dots.ocr ({where}) could not be loaded on {device}: {_first_line(exc)}"
+            ) from exc
+
+        if out_of_memory is not None:
+            self._free_memory()
+            raise OutOfMemory(
+                f"CUDA ran out of memory loading dots.ocr ({where}) on {device}: {out_of_memory}"
+            )
+
+        report(2, "Loading the dots.ocr processor")
+        try:
+            processor = AutoProcessor.from_pretrained(source.location, **common)
+        except (OSError, ValueError) as exc:
+            model = None
+            self._free_memory()
+            raise _missing_model_error(source, exc) from exc
+        if getattr(processor, "image_processor", None) is None:
+            model = None
+            self._free_memory()
+            raise BackendError(
+                f"There is no image processor (preprocessor_config.json) in {source.describe()}: it is "
+                f"not a complete dots.ocr model. Download it again with: {FETCH_COMMAND}"
+            )
+
+        hook = _match_vision_input_dtype(model)
+        self._hooks = [hook] if hook is not None else []
+        self._model, self._processor = model, processor
+        self._identity, self._plan, self.source = identity, dict(plan), source
+        self._device, self._quantization, self._dtype_name = device, quantization, dtype
+        report(3, f"dots.ocr is ready ({where} on {device})")
+
+    def unload(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        self._model = None
+        self._processor = None
+        self._identity = None
+        self._free_memory()
+
+    @staticmethod
+    def _free_memory() -> None:
+        gc.collect()
+        try:
+            import torch
+        except ImportError:
+            return
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def memory_estimate(self) -> int:
+        """GPU bytes: the plan's estimate (weights, activations, KV cache, CUDA context), or the
+        weights alone when the plan has none."""
+        if self._device == "cpu" and self.loaded:
+            return 0
+        estimated = self._plan.get("estimated_bytes")
+        if estimated:
+            return int(estimated)
+        scheme = self._quantization if self._quantization in ("int8", "nf4") else "bf16"
+        return DOTS_OCR.weight_bytes(scheme) if self.loaded else 0
+
+    # -- recognition -------------------------------------------------------------------------
+
+    def ocr(
+        self,
+        image: Image.Image,
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+    ) -> OcrResult:
+        """Read one page.
+
+        `mode` is one of workers.dots.prompts.MODES. For "grounding", `bbox` is the box
+        [x1, y1, x2, y2] to read, in pixels of `image` as given here; it is scaled to the resized
+        image the model sees. `cancel` is asked before the page, between the vision tower's blocks
+        and after every generated token.
+        """
+        if not self.loaded:
+            raise BackendError("dots.ocr is not loaded.")
+        if mode not in prompts.MODES:
+            raise BackendError(f"Unknown reading mode {mode!r}; known: {', '.join(prompts.MODES)}.")
+        if mode == prompts.GROUNDING and (bbox is None or len(bbox) != 4):
+            raise BackendError("Reading the text in a box needs the box [x1, y1, x2, y2].")
+        if mode != prompts.GROUNDING and bbox is not None:
+            raise BackendError(f"The {mode} mode reads the whole page and takes no box.")
+        if cancel():
+            raise JobCancelled()
+
+        import torch
+
+        max_pixels = int(self._plan.get("max_pixels") or MAX_PIXELS)
+        max_new_tokens = int(self._plan.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
+        try:
+            resized, sx, sy = fit_for_model(image, max_pixels=max_pixels, min_pixels=MIN_PIXELS)
+        except ValueError as exc:
+            raise BackendError(f"This page cannot be sent to dots.ocr: {exc}.") from exc
+        box = None
+        if bbox is not None:
+            x1, y1, x2, y2 = (float(v) for v in bbox)
+            box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
+        prompt = prompts.prompt_for(mode, box)
+        size = [resized.width, resized.height]
+        tokens = image_tokens(resized.height, resized.width)
+
+        model, processor = self._model, self._processor
+        cuda = self._device.startswith("cuda")
+        watch = _cancel_criteria(cancel)
+        block_hooks = self._watch_vision_blocks(cancel)
+        started = time.monotonic()
+        out_of_memory = False
+        try:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(self._device)
+            messages = [{"role": "user", "content": [{"type": "image", "image": resized},
+                                                     {"type": "text", "text": prompt}]}]  # fmt: skip
+            text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            inputs = processor(
+                text=[text],
+                images=[resized],
+                padding=True,
+                return_tensors="pt",
+                min_pixels=MIN_PIXELS,
+                max_pixels=max_pixels,
+            ).to(self._device)
+            prompt_length = int(inputs["input_ids"].shape[1])
+            from transformers import StoppingCriteriaList
+
+            with torch.inference_mode():
+                output = model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    stopping_criteria=StoppingCriteriaList([watch]),
+                )
+        except torch.cuda.OutOfMemoryError:
+            # Raised below, once the traceback (and the activations its frames hold) is gone.
+            out_of_memory = True
+        except RuntimeError as exc:
+            log.exception("dots.ocr failed on a page")
+            raise BackendError(f"dots.ocr ({self._label()}) failed on this page: {_first_line(exc)}") from exc
+        finally:
+            for hook in block_hooks:
+                hook.remove()
+        if out_of_memory:
+            inputs = output = None
+            self._free_memory()
+            raise OutOfMemory(
+                f"CUDA ran out of memory reading a {size[0]}×{size[1]} page ({tokens:,} image tokens) with "
+                f"dots.ocr {self._label()} on {self._device}.",
+                image_size=size,
+                image_tokens=tokens,
+            )
+        seconds = time.monotonic() - started
+        if watch.cancelled:
+            raise JobCancelled()
+
+        new_ids = output[:, prompt_length:]
+        new_tokens = int(new_ids.shape[1])
+        raw = processor.batch_decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
+        grid = inputs["image_grid_thw"][0].tolist()
+        sent = [int(grid[2]) * 14, int(grid[1]) * 14]
+        details = {
+            "backend": self.name,
+            "quantization": self._label(),
+            "device": self._device,
+            "image_size_sent": sent,
+            "scale": [image.width / sent[0], image.height / sent[1]],
+            "image_tokens": tokens,
+            "prompt_tokens": prompt_length,
+            "new_tokens": new_tokens,
+            "max_new_tokens": max_new_tokens,
+            "hit_token_limit": new_tokens >= max_new_tokens,
+            "seconds": round(seconds, 3),
+            "tokens_per_second": round(new_tokens / seconds, 2) if seconds > 0 else None,
+            "peak_gpu_bytes": int(torch.cuda.max_memory_allocated(self._device)) if cuda else None,
+        }
+        if box is not None:
+            details["bbox_sent"] = [int(round(v)) for v in box]
+        return OcrResult(text=raw, raw=raw, details=details)
+
+    def _label(self) -> str:
+        return self._quantization
+
+    def _watch_vision_blocks(self, cancel: CancelCheck) -> list[Any]:
+        """Ask `cancel` before each block of the vision tower: the encoder of a large page runs for
+        minutes on the CPU, before the first token."""
+        tower = getattr(self._model, "vision_tower", None)
+        blocks = getattr(tower, "blocks", None)
+        if blocks is None:
+            return []
+
+        def check(module, args):
+            if cancel():
+                raise JobCancelled()
+
+        return [block.register_forward_pre_hook(check) for block in blocks]
+
+
+class CpuBackend(TransformersBackend):
+    """The same code on the CPU, in float32 (the planner's choice: slow, but needs no GPU).
+
+    `dtype: "bfloat16"` in the plan runs it in bf16 on the CPU instead (half the memory; PyTorch's
+    CPU kernels support it, at some cost in speed on processors without bf16 instructions).
+    """
+
+    name = "cpu"
+
+    def _placement(self, plan: dict[str, Any]) -> tuple[str, str, str]:
+        quantization = str(plan.get("quantization") or "float32").lower()
+        if quantization in ("int8", "nf4"):
+            raise BackendError(
+                f"{quantization} loading uses bitsandbytes, which needs a CUDA GPU; the cpu backend runs "
+                "dots.ocr in float32."
+            )
+        dtype = _DTYPE_NAMES.get(str(plan.get("dtype") or "float32").lower())
+        if dtype not in ("float32", "bfloat16"):
+            raise BackendError(
+                f"The cpu backend runs dots.ocr in float32 or bfloat16, not {plan.get('dtype')!r}."
+            )
+        return "cpu", dtype, dtype
+
+    def _label(self) -> str:
+        return self._dtype_name
+
+    def memory_estimate(self) -> int:
+        return 0
