@@ -1,6 +1,13 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils.html import format_html, format_html_join
 
-from ocr_app.models import Job
+from ocr_app import backendconfig, events, gpumanager, livestate
+from ocr_app.models import BackendSettings, GpuAction, Job
+from workers.planner import PlanRefused
 
 
 @admin.register(Job)
@@ -17,3 +24,149 @@ class JobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # jobs come from uploads, not from a form
+
+
+@admin.register(BackendSettings)
+class BackendSettingsAdmin(admin.ModelAdmin):
+    """One row; the page shows the plan these settings give on the GPU as it is now."""
+
+    readonly_fields = ("current_plan", "updated_at", "updated_by")
+    fieldsets = (
+        (None, {"fields": ("current_plan", "backend")}),
+        ("Model", {"fields": ("model", "revision")}),
+        ("vLLM", {"fields": ("allow_vllm", "vllm_url", "allow_fp8")}),
+        ("Limits", {"fields": ("reserve_mib", "reserve_percent", "max_pixels", "max_new_tokens", "allow_cpu")}),
+        ("Changed", {"fields": ("updated_at", "updated_by")}),
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        obj = BackendSettings.load()
+        return redirect("admin:ocr_app_backendsettings_change", obj.pk)
+
+    @admin.display(description="Plan on the GPU now")
+    def current_plan(self, obj):
+        sample = livestate_sample()
+        try:
+            plan = backendconfig.plan_now(obj, backendconfig.devices_from_sample(sample))
+        except PlanRefused as refused:
+            return format_html(
+                '<strong class="errornote">Refused: {}</strong><ul>{}</ul>',
+                refused.headline,
+                format_html_join("", "<li>{}</li>", ((r,) for r in refused.reasons)),
+            )
+        return format_html(
+            "<strong>{}</strong><ul>{}</ul><p>{}</p>",
+            plan.summary,
+            format_html_join("", "<li>{}</li>", ((r,) for r in plan.reasons)),
+            "Measured by the GPU monitor just now." if sample else "No GPU sample yet (is the monitor running?).",
+        )
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+        events.publish_backend_status(
+            {
+                "worker": "",
+                "state": "settings",
+                "backend": obj.backend,
+                "detail": f"{obj.updated_by} changed the backend settings ({obj.get_backend_display()}); "
+                "they apply from the next job.",
+                "progress": None,
+                "memory_bytes": 0,
+                "plan": None,
+            }
+        )
+        messages.info(request, "Saved. The running job finishes as it is; the next job uses these settings.")
+
+
+def livestate_sample():
+    try:
+        return livestate.latest_gpu_sample()
+    except Exception:
+        return None
+
+
+@admin.register(GpuAction)
+class GpuActionAdmin(admin.ModelAdmin):
+    """The log of the GPU memory manager, and the "Free GPU memory" page."""
+
+    list_display = ("created_at", "username", "via", "action", "target", "freed", "ok")
+    list_filter = ("action", "via", "ok")
+    readonly_fields = [f.name for f in GpuAction._meta.fields]
+    change_list_template = "admin/ocr_app/gpuaction/change_list.html"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="freed")
+    def freed(self, obj):
+        return gpumanager.gib(obj.freed_bytes)
+
+    def get_urls(self):
+        return [
+            path("free/", self.admin_site.admin_view(self.free_view), name="ocr_app_gpu_free"),
+            path("stop/", self.admin_site.admin_view(self.stop_view), name="ocr_app_gpu_stop"),
+            *super().get_urls(),
+        ]
+
+    def free_view(self, request):
+        snapshot = gpumanager.labelled_snapshot()
+        if request.method == "POST":
+            try:
+                action = gpumanager.free(request.user, "web")
+            except gpumanager.NotAllowed as exc:
+                raise PermissionDenied(str(exc)) from None
+            level = messages.SUCCESS if action.ok else messages.WARNING
+            messages.add_message(request, level, f"Freed {gpumanager.gib(action.freed_bytes)} of GPU memory.")
+            return redirect("admin:ocr_app_gpuaction_change", action.pk)
+        try:
+            workers = livestate.live_workers()
+        except Exception:
+            workers = {}
+        steps = gpumanager.free_plan(snapshot, workers)
+        expected = sum(s.expected_bytes or 0 for s in steps)
+        others = sorted(
+            {(p.container, p.used_bytes or 0) for d in snapshot.devices for p in d.processes
+             if p.container and p.role is None}
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Free GPU memory",
+            "snapshot": snapshot,
+            "steps": steps,
+            "expected": gpumanager.gib(expected) if expected else None,
+            "others": [(name, gpumanager.gib(used)) for name, used in others],
+            "can_stop_others": request.user.is_superuser,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/ocr_app/gpu_free_confirm.html", context)
+
+    def stop_view(self, request):
+        if request.method != "POST":
+            return redirect("admin:ocr_app_gpu_free")
+        name = request.POST.get("container", "").strip()
+        try:
+            action = gpumanager.stop_container(request.user, name, "web")
+        except gpumanager.NotAllowed as exc:
+            raise PermissionDenied(str(exc)) from None
+        except ValueError as exc:
+            messages.error(request, str(exc))
+            return redirect("admin:ocr_app_gpu_free")
+        messages.add_message(
+            request,
+            messages.SUCCESS if action.ok else messages.ERROR,
+            f"{action.steps[0]['what']}: {action.steps[0]['outcome']}; freed {gpumanager.gib(action.freed_bytes)}.",
+        )
+        return redirect("admin:ocr_app_gpuaction_change", action.pk)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -37,6 +38,8 @@ class Job(models.Model):
         blank=True, default="", help_text="What the user should know, e.g. why it failed."
     )
 
+    # The plan the worker chose for it: backend, launch parameters, and the reasons in words.
+    plan = models.JSONField(null=True, blank=True)
     text = models.TextField(blank=True, default="")
     # First characters of the text, so the history never loads whole texts.
     text_preview = models.CharField(max_length=200, blank=True, default="")
@@ -150,3 +153,73 @@ class GpuAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.username}: {self.action} {self.target}".strip()
+
+
+class BackendSettings(models.Model):
+    """Which backend runs dots.ocr and within what limits: one row, edited in the admin.
+
+    A change applies to the next job: the worker reads this row for every job, plans against
+    the GPU as it is then, and unloads the old backend when the plan changes.
+    """
+
+    AUTO = "auto"
+    BACKEND_CHOICES = [
+        (AUTO, "auto: the best that fits the free memory"),
+        ("vllm", "vLLM server (dots.ocr)"),
+        ("transformers", "transformers in the worker (bf16 / 8-bit / 4-bit)"),
+        ("cpu", "dots.ocr on the CPU (very slow)"),
+        ("rapidocr", "rapidocr: fast CPU text, no layout"),
+    ]
+
+    backend = models.CharField(max_length=20, choices=BACKEND_CHOICES, default=AUTO)
+    model = models.CharField(
+        max_length=300,
+        default="rednote-hilab/dots.ocr",
+        help_text="Hugging Face model id, or a folder on the worker that holds the model.",
+    )
+    revision = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="The model repository's commit hash. Required for a hub id: the model runs its own code "
+        "(trust_remote_code), so it must not change under you.",
+    )
+    vllm_url = models.CharField(
+        max_length=300,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        default="",
+        help_text="An external vLLM server (e.g. http://gpu-host:8000). Empty: ocrdash starts its own "
+        "vLLM container through Docker when vLLM is chosen.",
+    )
+    allow_vllm = models.BooleanField(default=True, help_text="Consider vLLM at all.")
+    allow_fp8 = models.BooleanField(default=True, help_text="Let vLLM quantize the weights to fp8 to fit.")
+    allow_cpu = models.BooleanField(
+        default=False, help_text="Let auto fall back to dots.ocr on the CPU (minutes per page) before rapidocr."
+    )
+    reserve_mib = models.PositiveIntegerField(
+        default=512, help_text="GPU memory (MiB) always left for other programs, plus the percentage below."
+    )
+    reserve_percent = models.PositiveSmallIntegerField(default=5)
+    max_pixels = models.PositiveIntegerField(
+        default=11_289_600, help_text="Largest page image sent to dots.ocr, in pixels (its own limit: 11,289,600)."
+    )
+    max_new_tokens = models.PositiveIntegerField(default=24_000, help_text="Output budget per page, in tokens.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        verbose_name = "backend settings"
+        verbose_name_plural = "backend settings"
+
+    def __str__(self) -> str:
+        return f"Backend: {self.get_backend_display()}"
+
+    def save(self, *args, **kwargs):
+        self.pk = 1  # one row only
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def load(cls) -> "BackendSettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj

@@ -164,6 +164,9 @@ class PlannerSettings:
     max_new_tokens: int = DOTS_OCR.default_max_new_tokens
     # Pages are sent one at a time by the worker; more sequences only cost KV cache.
     vllm_max_num_seqs: int = 1
+    # Why dots.ocr cannot run inside the worker (torch/transformers not installed, weights not
+    # downloaded), in words; None when it can. Rules out the transformers and CPU paths.
+    in_process_unavailable: str | None = None
     facts: ModelFacts = DOTS_OCR
 
     def __post_init__(self):
@@ -406,6 +409,8 @@ def _unavailable(variant: Variant, device: Device | None, settings: PlannerSetti
             return "fp8 needs compute capability 8.0 or newer, and this card's is unknown"
         if cc < FP8_MARLIN_MIN_CC:
             return f"fp8 needs compute capability 8.0 or newer; this card has {_cc(cc)}"
+    if variant.backend in ("transformers", "cpu") and settings.in_process_unavailable:
+        return settings.in_process_unavailable
     if variant.backend == "transformers" and device is None:
         return "no NVIDIA GPU"
     if variant.backend == "cpu":

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -18,12 +19,13 @@ from celery.signals import celeryd_after_setup, worker_ready
 from django.conf import settings
 from PIL import Image, ImageOps
 
-from ocr_app import events, jobstate, livestate
-from ocr_app.models import Job
+from ocr_app import backendconfig, events, jobstate, livestate
+from ocr_app.models import BackendSettings, Job
 from workers.backends import create_backend
-from workers.backends.base import BackendError, JobCancelled, OcrBackend
+from workers.backends.base import BackendError, JobCancelled, OcrBackend, OutOfMemory
 from workers.gpu import read_snapshot
 from workers.gpupeak import GpuPeak
+from workers.planner import Plan, PlanRefused, replan_after_oom
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,12 @@ class BackendHolder:
 
     def __init__(self):
         self.backend: OcrBackend | None = None
-        self.key: str | None = None
+        self.key: tuple | None = None
         self.plan: dict | None = None
+        # The planner's Plan behind `plan`, for replanning after CUDA runs out of memory.
+        self.plan_obj: Plan | None = None
+        # BackendSettings.updated_at when the backend was loaded: a change means plan again.
+        self.settings_stamp: str | None = None
         self.hostname = ""
         self.lock = threading.RLock()
         self.idle_timer: threading.Timer | None = None
@@ -63,8 +69,7 @@ class BackendHolder:
             log.warning("could not record the backend state in Redis", exc_info=True)
         events.publish_backend_status(body)
 
-    def ensure(self, plan: dict, progress) -> OcrBackend:
-        key = repr(sorted(plan.items()))
+    def ensure(self, plan: dict, key: tuple, progress) -> OcrBackend:
         with self.lock:
             self._cancel_idle_timer()
             if self.backend is not None and self.key == key and self.backend.loaded:
@@ -90,7 +95,7 @@ class BackendHolder:
                 return False
             log.info("unloading %s: %s", self.backend.name, reason)
             self.backend.unload()
-            self.backend, self.key = None, None
+            self.backend, self.key, self.plan_obj, self.settings_stamp = None, None, None, None
             self.publish("unloaded", reason)
             return True
 
@@ -113,13 +118,42 @@ class BackendHolder:
 HOLDER = BackendHolder()
 
 
-def plan_for(job: Job) -> dict:
-    return {
-        "backend": "rapidocr",
-        "language": job.language or settings.OCRDASH_OCR_LANGUAGE,
-        "model_dir": str(settings.OCRDASH_MODEL_DIR),
-        "allow_download": settings.OCRDASH_ALLOW_MODEL_DOWNLOAD,
-    }
+@dataclass
+class Choice:
+    """What a job runs on: the planner's Plan (None for a plain rapidocr run), load() arguments,
+    and the key that says whether the loaded backend can be reused."""
+
+    plan: Plan | None
+    args: dict
+    key: tuple
+    stamp: str
+
+
+def choose(job: Job, snapshot=None) -> Choice:
+    """Plan for this job, or keep the loaded backend while the settings have not changed.
+
+    A loaded dots.ocr backend is kept between jobs even if the free memory moved a little:
+    restarting it costs minutes. It is planned afresh when the admin changes the settings,
+    after it was unloaded (idle, freed, switched), and after CUDA ran out of memory.
+    """
+    cfg = BackendSettings.load()
+    stamp = cfg.updated_at.isoformat() if cfg.updated_at else ""
+    language = job.language or settings.OCRDASH_OCR_LANGUAGE
+    held = HOLDER.plan_obj
+    if held is not None and HOLDER.settings_stamp == stamp and HOLDER.backend and HOLDER.backend.loaded:
+        if held.backend != "rapidocr":
+            return Choice(held, HOLDER.plan, HOLDER.key, stamp)
+    plan = backendconfig.plan_now(cfg, snapshot if snapshot is not None else read_snapshot())
+    return _choice_of(plan, cfg, language, stamp)
+
+
+def _choice_of(plan: Plan, cfg: BackendSettings, language: str, stamp: str) -> Choice:
+    args = backendconfig.load_args(plan, cfg, language)
+    if plan.backend == "rapidocr":
+        key = ("rapidocr", args["language"])
+    else:
+        key = (stamp, plan.variant, plan.max_pixels, plan.oom_retried)
+    return Choice(plan, args, key, stamp)
 
 
 class _Progress:
@@ -177,26 +211,35 @@ def run_job(self, job_id: int) -> str:
     HOLDER.hostname = self.request.hostname or HOLDER.hostname
     if job.state != jobstate.QUEUED:
         return "skipped"  # cancelled while waiting, or already done
-    plan = plan_for(job)
-    if not job.move_to(jobstate.RUNNING, backend=plan["backend"], worker=self.request.hostname or ""):
+    try:
+        choice = choose(job)
+    except PlanRefused as refused:
+        job.move_to(jobstate.RUNNING, worker=self.request.hostname or "")
+        return _fail(job, " ".join(refused.reasons))
+    if not job.move_to(
+        jobstate.RUNNING,
+        backend=choice.args["backend"],
+        plan=_plan_record(choice),
+        worker=self.request.hostname or "",
+    ):
         return "skipped"  # cancelled between the read and the move
     events.publish_job(job)
     events.publish_queue_positions()
 
     peak = GpuPeak(read_snapshot, settings.GPU_INDEX, _ours)
+    notes: list[str] = []
     try:
         with peak:
-            backend = HOLDER.ensure(plan, _Progress(job))
-            if job.message:
-                job.message = ""
             page = open_page_image(job)
-            result = backend.ocr(page, "text", _CancelFlag(job.pk))
+            result, choice = _run_with_fallback(job, choice, page, notes)
     except JobCancelled:
         job.refresh_from_db()
         events.publish_job(job)
         return "cancelled"
+    except PlanRefused as refused:
+        return _fail(job, " ".join([*notes, *refused.reasons]), peak)
     except BackendError as exc:
-        return _fail(job, str(exc), peak)
+        return _fail(job, " ".join([*notes, str(exc)]), peak)
     except SoftTimeLimitExceeded:
         limit = settings.JOB_TIME_LIMIT
         return _fail(job, f"The job took longer than the limit of {limit} seconds and was stopped.", peak)
@@ -213,13 +256,18 @@ def run_job(self, job_id: int) -> str:
 
     data = result.as_json()
     data["image_size"] = list(page.size)
+    message = " ".join(notes)
+    if not result.text.strip():
+        message = (message + " No text was found on this image.").strip()
     moved = job.move_to(
         jobstate.SUCCEEDED,
+        backend=choice.args["backend"],
+        plan=_plan_record(choice),
         text=result.text,
         text_preview=result.text[:200],
         result=data,
         progress=1.0,
-        message="" if result.text.strip() else "No text was found on this image.",
+        message=message,
         gpu_free_at_start_bytes=peak.free_at_start,
         peak_gpu_bytes=peak.peak(result.details.get("peak_gpu_bytes")),
     )
@@ -227,6 +275,39 @@ def run_job(self, job_id: int) -> str:
         job.refresh_from_db()  # cancelled while the engine ran: keep the cancel
     events.publish_job(job)
     return job.state
+
+
+def _plan_record(choice: Choice) -> dict:
+    if choice.plan is None:
+        return {"backend": choice.args["backend"]}
+    return choice.plan.as_json()
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, OutOfMemory) or bool(getattr(exc, "out_of_memory", False))
+
+
+def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
+    """Run the page; after CUDA runs out of memory, retry once smaller, then the next backend
+    in the plan's order, each planned against the GPU as it is at that moment."""
+    while True:
+        backend = HOLDER.ensure(choice.args, choice.key, _Progress(job))
+        HOLDER.plan_obj, HOLDER.settings_stamp = choice.plan, choice.stamp
+        if job.message:
+            job.message = ""
+        try:
+            return backend.ocr(page, "text", _CancelFlag(job.pk)), choice
+        except BackendError as exc:
+            if not _is_out_of_memory(exc) or choice.plan is None:
+                raise
+            HOLDER.unload("CUDA ran out of memory")
+            next_plan = replan_after_oom(choice.plan, read_snapshot())
+            notes.append(f"{choice.plan.label} ran out of GPU memory; {next_plan.reasons[0]}")
+            cfg = BackendSettings.load()
+            choice = _choice_of(next_plan, cfg, job.language, choice.stamp)
+            Job.objects.filter(pk=job.pk).update(message=notes[-1], backend=choice.args["backend"])
+            job.message = notes[-1]
+            events.publish_job(job)
 
 
 @shared_task(name="workers.tasks.unload_backend", bind=True)

@@ -235,3 +235,87 @@ def test_stop_container_on_the_command_line_refuses_a_plain_admin(make_user):
     make_user("staff", is_staff=True)
     with pytest.raises(CommandError, match="only superusers may, by name"):
         call_command("gpu", "stop-container", "c-jupyter", "--user", "staff")
+
+
+@pytest.mark.django_db
+def test_the_free_page_is_for_admins_only(client, make_user):
+    make_user("bob")
+    client.login(username="bob", password="secret-pass-123")
+    response = client.get("/admin/ocr_app/gpuaction/free/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert client.post("/admin/ocr_app/gpuaction/free/").status_code == 302
+    assert not GpuAction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_free_page_lists_what_will_happen_before_anything_is_done(client, make_user, recorded_card):
+    make_user("root", is_staff=True, is_superuser=True)
+    client.login(username="root", password="secret-pass-123")
+    livestate.update_worker("gpu@host", pids=[1], backend_status={"state": "ready", "backend": "transformers"})
+
+    page = client.get("/admin/ocr_app/gpuaction/free/").content.decode()
+
+    assert "Ask worker gpu@host to unload its model (transformers, ready)" in page
+    assert "not stop any other container, and never kill a process" in page
+    assert "NVIDIA GeForce RTX 3060" in page
+    assert not GpuAction.objects.exists()
+
+
+@pytest.mark.django_db
+def test_confirming_on_the_free_page_frees_and_logs_the_admin(client, make_user, monkeypatch, recorded_card):
+    root = make_user("root", is_staff=True, is_superuser=True)
+    client.login(username="root", password="secret-pass-123")
+    calls = []
+
+    def fake_free(user, via, **kwargs):
+        calls.append((user, via))
+        return GpuAction.objects.create(user=user, username=user.username, via=via, action="free",
+                                        freed_bytes=3 * GIB, steps=[])
+
+    monkeypatch.setattr(gpumanager, "free", fake_free)
+    response = client.post("/admin/ocr_app/gpuaction/free/", follow=True)
+
+    assert calls == [(root, "web")]
+    assert "Freed 3.00 GiB of GPU memory." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_backend_settings_page_shows_the_plan_for_the_gpu_now(client, make_user, redis_client):
+    make_user("root", is_staff=True, is_superuser=True)
+    client.login(username="root", password="secret-pass-123")
+    livestate.push_gpu_sample({"taken_at": time.time(), "error": None, "devices": [
+        {"index": 0, "name": "NVIDIA GeForce RTX 3060", "total": 12820000000, "used": 6580000000,
+         "free": 6238502912, "compute_capability": "8.6", "utilization": 0, "processes": []}]})
+
+    page = client.get("/admin/ocr_app/backendsettings/", follow=True).content.decode()
+
+    assert "Plan on the GPU now" in page
+    assert "5.81 GiB free" in page
+    assert "Measured by the GPU monitor just now." in page
+
+
+@pytest.mark.django_db
+def test_a_forced_backend_that_cannot_fit_shows_refused_with_the_reason(client, make_user, redis_client):
+    from ocr_app.models import BackendSettings
+
+    make_user("root", is_staff=True, is_superuser=True)
+    client.login(username="root", password="secret-pass-123")
+    cfg = BackendSettings.load()
+    cfg.backend = "vllm"
+    cfg.save()
+    livestate.push_gpu_sample({"taken_at": time.time(), "error": None, "devices": [
+        {"index": 0, "name": "small card", "total": 4 * GIB, "used": 3 * GIB, "free": GIB,
+         "compute_capability": "8.6", "utilization": 0, "processes": []}]})
+
+    page = client.get("/admin/ocr_app/backendsettings/1/change/").content.decode()
+
+    assert "Refused:" in page
+    assert "cannot start here" in page
+
+
+@pytest.mark.django_db
+def test_non_staff_cannot_change_the_backend(client, make_user):
+    make_user("bob")
+    client.login(username="bob", password="secret-pass-123")
+    response = client.post("/admin/ocr_app/backendsettings/1/change/", {"backend": "cpu"})
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

@@ -24,6 +24,10 @@ class BackendError(Exception):
     """A failure worded for the person who submitted the job."""
 
 
+class OutOfMemory(BackendError):
+    """CUDA ran out of memory: the worker retries smaller, then falls back to the next backend."""
+
+
 class JobCancelled(Exception):
     """Raised by a backend that noticed the cancel flag."""
 

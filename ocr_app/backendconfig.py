@@ -1,0 +1,146 @@
+"""From the admin's BackendSettings and the GPU as it is now to a plan, and from a plan to
+what a backend's load() receives. Used by the worker (every job) and the admin page (to show
+the plan beside the settings)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from django.conf import settings
+
+from ocr_app.models import BackendSettings
+from workers.planner import Plan, PlannerSettings, make_plan
+
+MIB = 1024**2
+# Asking the Docker engine whether it answers is cheap but not free: reuse the answer a while.
+DOCKER_CHECK_SECONDS = 60
+
+
+def hf_cache_dir() -> Path:
+    return Path(settings.OCRDASH_MODEL_DIR) / "huggingface"
+
+
+def in_process_unavailable(cfg: BackendSettings) -> str | None:
+    """Why dots.ocr cannot run inside the worker, or None when it can."""
+    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed in the worker "
+            "(python3 ocrdash.py start --with-dots installs them)"
+        )
+    return model_missing(cfg)
+
+
+def model_missing(cfg: BackendSettings) -> str | None:
+    """Why the model's files are not on disk, or None when they are."""
+    location = cfg.model.strip()
+    if Path(location).is_dir():
+        return None if (Path(location) / "config.json").exists() else f"{location} holds no config.json"
+    if not cfg.revision:
+        return "the model's revision (commit hash) is not set in the backend settings"
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(location, "config.json", revision=cfg.revision, cache_dir=hf_cache_dir())
+    if isinstance(found, str):
+        return None
+    return f"dots.ocr's weights are not downloaded (python manage.py fetch_model fetches {location})"
+
+
+@functools.lru_cache(maxsize=1)
+def _docker_answer(bucket: int) -> str | None:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+        return None
+    except Exception as exc:
+        return f"no Docker engine answers ({type(exc).__name__})"
+
+
+def vllm_unavailable(cfg: BackendSettings) -> str | None:
+    if not cfg.allow_vllm:
+        return "vLLM is turned off in the backend settings"
+    if cfg.vllm_url:
+        return None
+    return _docker_answer(int(time.monotonic() // DOCKER_CHECK_SECONDS))
+
+
+def ram_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+
+
+def planner_settings(cfg: BackendSettings) -> PlannerSettings:
+    return PlannerSettings(
+        backend=cfg.backend,
+        vllm_allowed=vllm_unavailable(cfg) is None,
+        vllm_external=bool(cfg.vllm_url),
+        fp8_allowed=cfg.allow_fp8,
+        allow_cpu=cfg.allow_cpu,
+        cpu_ram_bytes=ram_bytes(),
+        reserve_bytes=cfg.reserve_mib * MIB,
+        reserve_fraction=cfg.reserve_percent / 100,
+        max_pixels=cfg.max_pixels,
+        max_new_tokens=cfg.max_new_tokens,
+        in_process_unavailable=in_process_unavailable(cfg),
+    )
+
+
+def plan_now(cfg: BackendSettings, snapshot) -> Plan:
+    """The plan for this worker's GPU now; raises workers.planner.PlanRefused for a forced backend
+    that cannot fit."""
+    devices = [d for d in getattr(snapshot, "devices", ()) if d.index == settings.GPU_INDEX]
+    view = SimpleNamespace(devices=devices, error=getattr(snapshot, "error", None))
+    return make_plan(view, planner_settings(cfg))
+
+
+def devices_from_sample(sample: dict | None) -> SimpleNamespace:
+    """The GPU as the last `gpu.sample` saw it, in the shape the planner reads."""
+    devices = []
+    for d in (sample or {}).get("devices", []):
+        cc = d.get("compute_capability")
+        devices.append(
+            SimpleNamespace(
+                index=d["index"],
+                name=d.get("name") or "GPU",
+                total_bytes=d["total"],
+                free_bytes=d["free"],
+                compute_capability=tuple(int(x) for x in cc.split(".")) if cc else None,
+            )
+        )
+    return SimpleNamespace(devices=devices, error=(sample or {}).get("error"))
+
+
+def load_args(plan: Plan, cfg: BackendSettings, language: str) -> dict:
+    """What the chosen backend's load() receives."""
+    if plan.backend == "rapidocr":
+        return rapidocr_args(language)
+    args = plan.as_json()
+    args.update(
+        model=cfg.model,
+        revision=cfg.revision,
+        cache_dir=str(hf_cache_dir()),
+        device_index=plan.device_index if plan.device_index is not None else settings.GPU_INDEX,
+        allow_download=False,  # fetch_model downloads; a job never waits for 6 GB
+    )
+    if plan.backend == "vllm" and cfg.vllm_url:
+        args["vllm_url"] = cfg.vllm_url
+    return args
+
+
+def rapidocr_args(language: str) -> dict:
+    return {
+        "backend": "rapidocr",
+        "language": language or settings.OCRDASH_OCR_LANGUAGE,
+        "model_dir": str(settings.OCRDASH_MODEL_DIR),
+        "allow_download": settings.OCRDASH_ALLOW_MODEL_DOWNLOAD,
+    }
