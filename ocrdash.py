@@ -4,6 +4,9 @@
     python3 ocrdash.py start   # installs what is missing into .venv, then starts the dashboard
     python3 ocrdash.py test    # installs the test tools too, then runs the whole test suite
 
+`start` also installs dots.ocr's in-process stack (torch, transformers, …) when an NVIDIA GPU is
+visible (nvidia-smi answers) or with --with-dots; without it the worker runs rapidocr or vLLM.
+
 Only the standard library is used here: this file runs before anything is installed.
 """
 
@@ -22,27 +25,42 @@ VENV = Path(os.environ.get("OCRDASH_VENV", ROOT / ".venv"))
 PY = VENV / "bin" / "python"
 
 
-def requirements(with_tests: bool) -> list[str]:
+def requirements(extras: list[str]) -> list[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(project["dependencies"])
-    if with_tests:
-        reqs += project["optional-dependencies"]["test"]
+    for extra in extras:
+        reqs += project["optional-dependencies"][extra]
     return reqs
 
 
-def ensure_venv(with_tests: bool) -> None:
+def gpu_visible() -> bool:
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pip(*args: str) -> None:
+    subprocess.run([str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args], check=True)
+
+
+def ensure_venv(extras: list[str]) -> None:
     if sys.version_info[:2] != (3, 11):
         sys.exit(f"ocrdash needs Python 3.11 (this is {sys.version.split()[0]}).")
     if not PY.exists():
         print(f"Creating {VENV} …", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    reqs = requirements(with_tests)
+    reqs = requirements(extras)
     stamp = VENV / ".ocrdash-installed"
     digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()
     if stamp.exists() and digest in stamp.read_text().split():
         return
-    print("Installing pinned dependencies (first run takes a minute or two) …", flush=True)
-    subprocess.run([str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q", *reqs], check=True)
+    print("Installing pinned dependencies (the first run takes a few minutes) …", flush=True)
+    torch = [r for r in reqs if r.startswith("torch==")]
+    if torch:
+        # Alone and first: next to packages that depend on it, pip may choose another build.
+        pip(*torch)
+    pip(*reqs)
     # Remember both sets, so `start` after `test` does not reinstall.
     known = set(stamp.read_text().split()) if stamp.exists() else set()
     stamp.write_text("\n".join(sorted(known | {digest})) + "\n")
@@ -53,13 +71,14 @@ def main(argv: list[str]) -> int:
     rest = argv[1:]
     os.chdir(ROOT)
     if command == "start":
-        ensure_venv(with_tests=False)
-        os.execv(PY, [str(PY), "manage.py", "start", *rest])
+        with_dots = "--with-dots" in rest or gpu_visible()
+        ensure_venv(["dots"] if with_dots else [])
+        os.execv(PY, [str(PY), "manage.py", "start", *[a for a in rest if a != "--with-dots"]])
     if command == "test":
-        ensure_venv(with_tests=True)
+        ensure_venv(["dots", "test"])
         os.execv(PY, [str(PY), "-m", "tests.run", *rest])
     if command in {"manage", "manage.py"}:
-        ensure_venv(with_tests=False)
+        ensure_venv([])
         os.execv(PY, [str(PY), "manage.py", *rest])
     print(__doc__)
     return 2

@@ -112,14 +112,16 @@ def measure(label: str, backend, plan: dict, runs: int, mode: str) -> dict:
         row["load_s"] = round(time.perf_counter() - start, 2)
         weights = gpu_allocated()
         backend.ocr(image, mode, never)
-        seconds, rates, peaks, details = [], [], [], {}
+        seconds, firsts, rates, peaks, details = [], [], [], [], {}
         for _ in range(runs):
             start = time.perf_counter()
             result = backend.ocr(image, mode, never)
             seconds.append(time.perf_counter() - start)
             details = result.details
-            if details.get("new_tokens"):
-                rates.append(details["new_tokens"] / seconds[-1])
+            if details.get("first_token_seconds") is not None:
+                firsts.append(details["first_token_seconds"])
+            if details.get("tokens_per_second"):
+                rates.append(details["tokens_per_second"])
             if details.get("peak_gpu_bytes"):
                 peaks.append(details["peak_gpu_bytes"])
     except BackendError as exc:
@@ -129,6 +131,7 @@ def measure(label: str, backend, plan: dict, runs: int, mode: str) -> dict:
         backend.unload()
     row.update(
         s_per_page=round(statistics.median(seconds), 3),
+        first_token_s=round(statistics.median(firsts), 3) if firsts else None,
         tokens_per_s=round(statistics.median(rates), 1) if rates else None,
         new_tokens=details.get("new_tokens"),
         image_tokens=details.get("image_tokens"),
@@ -151,12 +154,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--max-pixels", type=int, default=1652 * 2352, help="image size cap (default: A4 200 dpi)")
+    parser.add_argument(
+        "--max-pixels", type=int, default=1652 * 2352, help="image size cap (default: A4 200 dpi)"
+    )
     parser.add_argument("--mode", default="layout_all", help="reading mode (layout_all, layout_only, text)")
     parser.add_argument("--model", help="dots.ocr model folder or hub id (default: the tiny random model)")
     parser.add_argument("--revision", help="commit hash, for a hub id")
     parser.add_argument("--cache-dir", help="Hugging Face cache folder, for a hub id")
-    parser.add_argument("--real-size", action="store_true", help="random weights at dots.ocr's real size (CUDA)")
+    parser.add_argument(
+        "--real-size", action="store_true", help="random weights at dots.ocr's real size (CUDA)"
+    )
     parser.add_argument("--hold-gib", type=float, default=0, help="GiB of GPU memory another process holds")
     parser.add_argument("--backends", default="rapidocr,cpu,transformers")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -189,7 +196,9 @@ def main() -> None:
             start = time.perf_counter()
             real = build_tiny_model(scratch / "dots_real_size", sizes=REAL_SIZES, device="cuda")
             gpu_model = {"model": str(real)}
-            notes.append(f"transformers backend: real-size random model, built in {time.perf_counter() - start:.0f} s")
+            notes.append(
+                f"transformers backend: real-size random model, built in {time.perf_counter() - start:.0f} s"
+            )
         else:
             notes.append("--real-size ignored: it is built and run only with a CUDA GPU")
     limits = {"max_pixels": args.max_pixels, "max_new_tokens": args.max_new_tokens}
@@ -222,17 +231,23 @@ def main() -> None:
     print(f"{device}; {os.cpu_count()} CPUs; {args.runs} runs after one warm-up; medians")
     for note in notes:
         print(f"  {note}")
-    header = f"{'backend':18} {'load s':>7} {'s/page':>8} {'tok/s':>8} {'new tok':>8} {'img tok':>8} {'weights GiB':>12} {'peak GiB':>9}"
-    print(header)
+    columns = [
+        ("load_s", "load s"),
+        ("s_per_page", "s/page"),
+        ("first_token_s", "1st tok s"),
+        ("tokens_per_s", "tok/s"),
+        ("new_tokens", "new tok"),
+        ("image_tokens", "img tok"),
+        ("weights_gib", "weights GiB"),
+        ("peak_gpu_gib", "peak GiB"),
+    ]
+    print(f"{'backend':18}" + "".join(f" {title:>11}" for _, title in columns))
     for row in rows:
         if "skipped" in row:
             print(f"{row['backend']:18} skipped: {row['skipped']}")
             continue
-        cells = [row["load_s"], row["s_per_page"], row["tokens_per_s"], row["new_tokens"], row["image_tokens"]]
-        text = [f"{v:>8}" if v is not None else f"{'-':>8}" for v in cells]
-        weights = row["weights_gib"] if row["weights_gib"] is not None else "-"
-        peak = row["peak_gpu_gib"] if row["peak_gpu_gib"] is not None else "-"
-        print(f"{row['backend']:18} {text[0][1:]:>7} {' '.join(text[1:])} {weights:>12} {peak:>9}")
+        cells = ["-" if row.get(key) is None else row[key] for key, _ in columns]
+        print(f"{row['backend']:18}" + "".join(f" {cell:>11}" for cell in cells))
 
 
 if __name__ == "__main__":

@@ -115,7 +115,9 @@ _redis = REDIS_URL or "redis://127.0.0.1:6379/0"
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [_redis], "prefix": "ocrdash"},
+        # channels-redis blocks on Redis for 5 s at a time; redis-py's default read timeout is also
+        # 5 s, which cut every websocket after 5 s. A longer socket timeout lets the wait finish.
+        "CONFIG": {"hosts": [{"address": _redis, "socket_timeout": 30}], "prefix": "ocrdash"},
     }
 }
 

@@ -13,10 +13,16 @@ from ocr_app.validation import CheckedImage, make_thumbnail
 TASK_NAME = "workers.tasks.run_job"
 
 
-def send_to_worker(job: Job) -> None:
-    # Only after the row is committed: the worker must find the job it is told about.
-    job_id = job.pk
-    transaction.on_commit(lambda: celery_app.send_task(TASK_NAME, args=[job_id], queue="gpu"))
+def send_to_worker(job: Job, announce: bool = True) -> None:
+    """Only after the row is committed (the worker must find the job it is told about), and
+    after the "queued" event, so that pages never see the worker's "running" first."""
+
+    def go():
+        if announce:
+            events.publish_job(job)
+        celery_app.send_task(TASK_NAME, args=[job.pk], queue="gpu")
+
+    transaction.on_commit(go)
 
 
 def create_job(owner, name: str, data: bytes, checked: CheckedImage, language: str) -> Job:
@@ -35,7 +41,6 @@ def create_job(owner, name: str, data: bytes, checked: CheckedImage, language: s
         job.thumbnail.save(f"{checked.sha256[:16]}.jpg", ContentFile(make_thumbnail(data)), save=False)
         job.save()
         send_to_worker(job)
-    events.publish_job(job)
     return job
 
 

@@ -44,7 +44,6 @@
     if (!tr) {
       tr = rowFor(job);
       mine.prepend(tr);
-      mine.parentElement.hidden = false;
       document.getElementById("my-jobs-empty").hidden = true;
     } else {
       OcrDash.fill(tr, job);
@@ -73,7 +72,6 @@
         .sort(function (a, b) { return (+a.dataset.position || 0) - (+b.dataset.position || 0); })
         .forEach(function (r) { queue.append(r); });
     }
-    queue.parentElement.hidden = queue.rows.length === 0;
     document.getElementById("queue-empty").hidden = queue.rows.length > 0;
   }
 

@@ -7,8 +7,8 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-# Longer than the channel layer's 5-second blocking read of Redis.
-QUIET_SECONDS = 8
+# Two rounds of the channel layer's 5-second blocking read of Redis.
+QUIET_SECONDS = 11
 
 
 @pytest.mark.django_db(transaction=True)

@@ -153,8 +153,11 @@ def test_it_sends_one_task_per_accepted_file(post_upload, sent_tasks, django_cap
     assert {call["queue"] for call in sent_tasks} == {"gpu"}
 
 
-def test_it_publishes_the_new_job_to_the_events_group(post_upload, sent_tasks, event_listener):
-    response = post_upload(upload_file("live.png", image_bytes()))
+def test_it_publishes_the_new_job_to_the_events_group(
+    post_upload, sent_tasks, event_listener, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_upload(upload_file("live.png", image_bytes()))
 
     job_id = response.json()["jobs"][0]["id"]
     event = event_listener.next_job_event(job_id)

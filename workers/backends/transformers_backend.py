@@ -58,6 +58,7 @@ from typing import Any
 
 from PIL import Image
 
+from workers.backends import base
 from workers.backends.base import (
     BackendError,
     CancelCheck,
@@ -83,8 +84,8 @@ _DTYPE_NAMES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16"
                 "half": "float16", "float32": "float32", "fp32": "float32"}  # fmt: skip
 
 
-class OutOfMemory(BackendError):
-    """CUDA ran out of memory while loading or reading a page.
+class OutOfMemory(base.OutOfMemory):
+    """CUDA ran out of memory while loading or reading a page (base.OutOfMemory, with the size).
 
     The worker may retry once with a smaller image, then fall back to the next backend of the
     plan (workers.planner.replan_after_oom). `image_size` is the [width, height] that was sent
@@ -121,7 +122,7 @@ def model_source(plan: dict[str, Any]) -> ModelSource:
     if path.exists():
         if not path.is_dir():
             raise BackendError(f"The dots.ocr model location {location} is a file, not a model folder.")
-        return ModelSource(str(path), None, cache_dir, local=True)
+        return ModelSource(str(path), None, None, local=True)
     if not _HUB_ID.match(location):
         raise BackendError(
             f"The dots.ocr model folder {location} does not exist. Download the model with: {FETCH_COMMAND}"
@@ -131,7 +132,7 @@ def model_source(plan: dict[str, Any]) -> ModelSource:
         raise BackendError(
             f"The model {location} is set with {shown}. Loading it runs Python code from the model "
             "repository (trust_remote_code), so the revision must be pinned to a full 40-character "
-            "commit hash, so that the code cannot change under the worker."
+            "commit hash: then that code cannot change under the worker."
         )
     return ModelSource(location, revision, str(cache_dir) if cache_dir else None, local=False)
 
@@ -193,15 +194,19 @@ def _match_vision_input_dtype(model):
 
 
 def _cancel_criteria(cancel: CancelCheck):
-    """A StoppingCriteria that asks `cancel()` after every new token and stops generation when it says so."""
+    """A StoppingCriteria that asks `cancel()` after every new token and stops generation when it
+    says so; it also notes when the first token came (the end of the vision encoder and prefill)."""
     import torch
     from transformers import StoppingCriteria
 
     class CancelWatch(StoppingCriteria):
         def __init__(self) -> None:
             self.cancelled = False
+            self.first_token_at: float | None = None
 
         def __call__(self, input_ids, scores, **kwargs):
+            if self.first_token_at is None:
+                self.first_token_at = time.monotonic()
             if not self.cancelled and cancel():
                 self.cancelled = True
             return torch.full(
@@ -437,6 +442,13 @@ class TransformersBackend(OcrBackend):
         [x1, y1, x2, y2] to read, in pixels of `image` as given here; it is scaled to the resized
         image the model sees. `cancel` is asked before the page, between the vision tower's blocks
         and after every generated token.
+
+        The result's text and raw are the model's answer as generated (layout JSON for the layout
+        modes; parsing is left to the caller). `details`: backend, quantization, device,
+        image_size_sent [w, h], scale [sx, sy] (original pixels per pixel sent), image_tokens,
+        prompt_tokens, new_tokens, max_new_tokens, hit_token_limit (the answer may be cut off),
+        seconds, first_token_seconds (vision encoder and prefill), tokens_per_second (decoding
+        after the first token), peak_gpu_bytes (None on the CPU), bbox_sent (grounding).
         """
         if not self.loaded:
             raise BackendError("dots.ocr is not loaded.")
@@ -513,7 +525,8 @@ class TransformersBackend(OcrBackend):
                 image_size=size,
                 image_tokens=tokens,
             )
-        seconds = time.monotonic() - started
+        finished = time.monotonic()
+        seconds = finished - started
         if watch.cancelled:
             raise JobCancelled()
 
@@ -521,6 +534,9 @@ class TransformersBackend(OcrBackend):
         new_tokens = int(new_ids.shape[1])
         raw = processor.batch_decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
         grid = inputs["image_grid_thw"][0].tolist()
+        # The first token closes the vision encoder and the prefill; the rate counts the tokens after it.
+        first = watch.first_token_at
+        decoding = first is not None and new_tokens > 1 and finished > first
         sent = [int(grid[2]) * 14, int(grid[1]) * 14]
         details = {
             "backend": self.name,
@@ -534,7 +550,8 @@ class TransformersBackend(OcrBackend):
             "max_new_tokens": max_new_tokens,
             "hit_token_limit": new_tokens >= max_new_tokens,
             "seconds": round(seconds, 3),
-            "tokens_per_second": round(new_tokens / seconds, 2) if seconds > 0 else None,
+            "first_token_seconds": round(first - started, 3) if first else None,
+            "tokens_per_second": round((new_tokens - 1) / (finished - first), 2) if decoding else None,
             "peak_gpu_bytes": int(torch.cuda.max_memory_allocated(self._device)) if cuda else None,
         }
         if box is not None:

@@ -1178,21 +1178,27 @@ class VllmBackend(OcrBackend):
         deadline = self._clock() + wait
         seen = 0
         last_message = ""
-        while True:
+
+        def report_fresh() -> None:
+            nonlocal seen, last_message
             count, lines = self._logs.snapshot()
             self.log_tail = lines[-LOG_TAIL_LINES:]
-            if count > seen:
-                fresh = lines[-min(count - seen, len(lines)) :]
-                seen = count
-                # Every step of the shards bar is reported; otherwise the newest line is the message.
-                messages = [parsed for parsed in map(parse_progress, fresh) if parsed]
-                if not messages and lines:
-                    messages = [(0, 0, _short_line(lines[-1]) or lines[-1])]
-                for message in messages:
-                    if message[2] != last_message:
-                        last_message = message[2]
-                        report(*message)
+            if count <= seen:
+                return
+            fresh = lines[-min(count - seen, len(lines)) :]
+            seen = count
+            # Every line is reported in order: a step of the shards bar as done/total, others as text.
+            for line in fresh:
+                message = parse_progress(line) or (0, 0, _short_line(line) or line)
+                if message[2] != last_message:
+                    last_message = message[2]
+                    report(*message)
+
+        while True:
+            report_fresh()
             if client.health():
+                self._sleep(min(poll, 0.1))  # let the log reader hand over what came with readiness
+                report_fresh()
                 return
             try:
                 container.reload()

@@ -1,0 +1,54 @@
+"""`python manage.py fetch_model` — download dots.ocr's files once, with a progress bar, into the
+model folder the worker and the managed vLLM container read."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ocr_app import backendconfig
+from ocr_app.models import BackendSettings
+
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+class Command(BaseCommand):
+    help = "Download the dots.ocr model named in the backend settings (or --model/--revision)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", help="Hub id (default: the backend settings' model).")
+        parser.add_argument("--revision", help="Commit hash to pin (default: the backend settings').")
+        parser.add_argument("--save", action="store_true", help="Also store --model/--revision in the settings.")
+
+    def handle(self, *args, model=None, revision=None, save=False, **options):
+        cfg = BackendSettings.load()
+        model = (model or cfg.model).strip()
+        revision = (revision or cfg.revision).strip()
+        if not COMMIT.match(revision):
+            raise CommandError(
+                f"Give the commit hash to pin (--revision, 40 hex characters), not {revision or 'nothing'!r}: "
+                "dots.ocr runs its repository's own code, which must not change under you. The hashes are "
+                f"listed at https://huggingface.co/{model}/commits/main"
+            )
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError:
+            raise CommandError(
+                "huggingface_hub is not installed: python3 ocrdash.py start --with-dots installs it."
+            ) from None
+        target = backendconfig.hf_cache_dir()
+        self.stdout.write(f"Downloading {model} at {revision[:12]} into {target} …")
+        try:
+            # huggingface_hub draws a progress bar per file on the terminal.
+            path = snapshot_download(repo_id=model, revision=revision, cache_dir=target)
+        except Exception as exc:
+            raise CommandError(
+                f"Could not download {model} ({type(exc).__name__}: {exc}). On a machine without internet, "
+                f"download it elsewhere (huggingface-cli download {model} --revision {revision}) and copy "
+                f"the folder, then set the model in the backend settings to that folder."
+            ) from None
+        if save:
+            cfg.model, cfg.revision, cfg.updated_by = model, revision, "fetch_model"
+            cfg.save()
+        self.stdout.write(self.style.SUCCESS(f"Done: {path}"))
