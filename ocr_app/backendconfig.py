@@ -80,9 +80,11 @@ def ram_bytes() -> int | None:
 
 
 def planner_settings(cfg: BackendSettings) -> PlannerSettings:
+    why_not_vllm = vllm_unavailable(cfg)
     return PlannerSettings(
         backend=cfg.backend,
-        vllm_allowed=vllm_unavailable(cfg) is None,
+        vllm_allowed=why_not_vllm is None,
+        vllm_unavailable=why_not_vllm,
         vllm_external=bool(cfg.vllm_url),
         fp8_allowed=cfg.allow_fp8,
         allow_cpu=cfg.allow_cpu,

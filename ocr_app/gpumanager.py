@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
 from ocr_app import livestate
 from ocr_app.models import GpuAction
 from workers.containers import ContainerNames, label_processes

@@ -220,6 +220,6 @@ class BackendSettings(models.Model):
         super().save(*args, **kwargs)
 
     @classmethod
-    def load(cls) -> "BackendSettings":
+    def load(cls) -> BackendSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj

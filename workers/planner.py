@@ -167,6 +167,8 @@ class PlannerSettings:
     # Why dots.ocr cannot run inside the worker (torch/transformers not installed, weights not
     # downloaded), in words; None when it can. Rules out the transformers and CPU paths.
     in_process_unavailable: str | None = None
+    # Why vLLM is not allowed (no Docker engine, turned off), in words; shown in the reasons.
+    vllm_unavailable: str | None = None
     facts: ModelFacts = DOTS_OCR
 
     def __post_init__(self):
@@ -395,7 +397,7 @@ def _unavailable(variant: Variant, device: Device | None, settings: PlannerSetti
     cc = device.compute_capability if device else None
     if variant.backend == "vllm":
         if not settings.vllm_allowed:
-            return "no vLLM server is set up in the settings"
+            return settings.vllm_unavailable or "no vLLM server is set up in the settings"
         if settings.vllm_external:
             return "fp8 is decided where the external vLLM server runs" if variant.weights == "fp8" else None
         if device is None:

@@ -109,7 +109,12 @@ def test_a_forced_backend_that_fits_is_planned():
     assert data["variant"] == "vllm:bf16"
 
 
+@pytest.mark.django_db
 def test_without_a_card_it_plans_for_this_machines_gpu(monkeypatch):
+    from ocr_app import backendconfig
+
+    # As on a GPU server where dots.ocr is installed and downloaded.
+    monkeypatch.setattr(backendconfig, "in_process_unavailable", lambda cfg: None)
     device = GpuDevice(
         index=0,
         uuid="GPU-0",
@@ -126,15 +131,10 @@ def test_without_a_card_it_plans_for_this_machines_gpu(monkeypatch):
     assert data["backend"] == "transformers"
 
 
+@pytest.mark.django_db
 def test_a_machine_without_a_gpu_gets_rapidocr_and_the_reason(monkeypatch):
     snap = GpuSnapshot(taken_at=0.0, error="No NVIDIA GPU visible: jobs run on the CPU.")
     monkeypatch.setattr(gpu, "read_snapshot", lambda: snap, raising=False)
     text = run()
     assert "No NVIDIA GPU visible: jobs run on the CPU." in text
     assert "Plan: rapidocr" in text
-
-
-def test_it_says_so_when_this_installation_cannot_read_the_gpu(monkeypatch):
-    monkeypatch.delattr(gpu, "read_snapshot", raising=False)
-    _, error = run_refused()
-    assert "cannot read the GPU yet" in error and "--total" in error

@@ -59,7 +59,7 @@ class Command(BaseCommand):
         parser.add_argument("--cc", help="Its CUDA compute capability, e.g. 8.6 (decides bf16 and fp8).")
         parser.add_argument("--name", default="hypothetical card", help="A name for that card in the text.")
         parser.add_argument(
-            "--backend", choices=BACKENDS, default="auto", help="Force a backend (default auto)."
+            "--backend", choices=BACKENDS, help="Force a backend (default: auto, or the admin's setting for this GPU)."
         )
         parser.add_argument("--max-pixels", type=int, help="The largest image the settings allow, in pixels.")
         parser.add_argument("--max-new-tokens", type=int, help="The output budget per page, in tokens.")
@@ -73,8 +73,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the plan as JSON.")
 
     def handle(self, *args, **opts):
-        settings = self._settings(opts)
         gpu = self._gpu(opts)
+        settings = self._settings(opts, admins=isinstance(gpu, list) is False)
         try:
             plan = make_plan(gpu, settings)
         except PlanRefused as refused:
@@ -90,9 +90,19 @@ class Command(BaseCommand):
         else:
             self.stdout.write(self._text(plan))
 
-    def _settings(self, opts) -> PlannerSettings:
-        settings = PlannerSettings(backend=opts["backend"])
+    def _settings(self, opts, admins: bool) -> PlannerSettings:
+        """This machine's GPU is planned with the admin's backend settings (as the worker does);
+        a hypothetical card with the defaults. Flags override either."""
+        if admins:
+            from ocr_app import backendconfig
+            from ocr_app.models import BackendSettings
+
+            settings = backendconfig.planner_settings(BackendSettings.load())
+        else:
+            settings = PlannerSettings()
         changes = {}
+        if opts["backend"]:
+            changes["backend"] = opts["backend"]
         if opts["max_pixels"] is not None:
             changes["max_pixels"] = opts["max_pixels"]
         if opts["max_new_tokens"] is not None:
@@ -133,13 +143,7 @@ class Command(BaseCommand):
     def _this_machine(self):
         from workers import gpu
 
-        reader = getattr(gpu, "read_snapshot", None)
-        if reader is None:
-            raise CommandError(
-                "this installation cannot read the GPU yet (workers.gpu.read_snapshot is missing); "
-                "describe a card instead: --total 11.94GiB --free 5.81GiB"
-            )
-        return reader()
+        return gpu.read_snapshot()
 
     def _text(self, plan: Plan) -> str:
         lines = ["Why:"] + [f"  - {r}" for r in plan.reasons] + ["", f"Plan: {plan.summary}"]
