@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The checks that need a real NVIDIA GPU, in one run that prints figures for the closing note.
+#
+#   scripts/device_check.sh            (on the GPU machine, from the repository root)
+#
+# Needs python3 with torch (CUDA) and the pinned packages of pyproject.toml's main and "dots"
+# lists; on a machine without internet, bring them as wheels first. Writes its logs to $OUT
+# (default /tmp/ocrdash-device) and prints everything too.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/ocrdash-device}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+step() { echo; echo "== $* =="; }
+
+step "nvidia-smi"
+nvidia-smi || { echo "no NVIDIA driver here: nothing to check"; exit 0; }
+
+step "NVML recording (compare with tests/data/nvml/*.json)"
+$PY -m tests.doubles.fake_pynvml record > "$OUT/nvml-recording.json" && head -c 1500 "$OUT/nvml-recording.json"
+
+step "sampler, planner and peak measurement against the card, with memory held by a second process"
+$PY scripts/gpu_probe.py 2>&1 | tee "$OUT/gpu_probe.log"
+
+step "sampler cost at 1 Hz (target: under 1% of one core)"
+$PY bench/sampler.py --nvml real --seconds 20 2>&1 | tee "$OUT/sampler.log"
+
+step "backend unit tests on the GPU (tiny model: bf16, 8-bit, 4-bit load paths)"
+$PY -m pytest -q -p no:cacheprovider tests/unit/test_transformers_backend.py tests/unit/test_gpu_snapshot.py 2>&1 | tail -15
+
+step "transformers bf16 / 8-bit / 4-bit at dots.ocr's real size (random weights), idle card"
+timeout 900 $PY bench/backends.py --real-size --backends transformers --runs 2 --max-new-tokens 64 2>&1 | tee "$OUT/backends-idle.log"
+
+step "the same with another process holding most of the card"
+FREE=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits -i 0 | head -1)
+HOLD=$(( FREE / 1024 - 8 ))
+[ "$HOLD" -gt 1 ] && timeout 900 $PY bench/backends.py --real-size --backends transformers --runs 2 \
+  --max-new-tokens 64 --hold-gib "$HOLD" 2>&1 | tee "$OUT/backends-held.log"
+echo; echo "logs in $OUT"
