@@ -3,7 +3,9 @@ from django.urls import path
 from ocr_app import views
 
 urlpatterns = [
+    # The GPU dashboard, where a login lands (LOGIN_REDIRECT_URL "home").
     path("", views.home, name="home"),
+    # GET: the upload page; POST: an upload from that page's form or from a script (JSON).
     path("upload/", views.upload, name="upload"),
     path("history/", views.history, name="history"),
     path("jobs/<int:pk>/", views.job_detail, name="job-detail"),

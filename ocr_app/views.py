@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import time
 from pathlib import PurePath
 
 from django.conf import settings
@@ -11,20 +13,32 @@ from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
-from ocr_app import jobstate
+from ocr_app import jobstate, livestate
 from ocr_app.events import job_payload
 from ocr_app.forms import HistoryFilterForm, UploadForm
 from ocr_app.models import Job, queued_jobs_in_order
 from ocr_app.queueing import create_job
 from ocr_app.validation import ACCEPTED_EXTENSIONS, UploadRefused, check_image, human_bytes
 from workers import ocr_languages
+from workers.gpu import NO_GPU_MESSAGE
+
+log = logging.getLogger(__name__)
 
 KNOWN_BACKENDS = ["rapidocr", "vllm", "transformers", "cpu"]
 # Browsers cannot show these; the page gets a PNG rendition instead.
 NOT_BROWSER_FORMATS = {"TIFF"}
+
+GIB = 1024**3
+# The monitor samples once a second: a newer sample than this is "now".
+STALE_SAMPLE_SECONDS = 15
+# Queued jobs listed on the dashboard and the upload page; more are counted, not listed.
+QUEUE_LISTED = 100
+WAITING_FOR_MONITOR = "Waiting for the GPU monitor…"
+ROLE_LABELS = {"worker": "ocrdash worker", "vllm": "ocrdash vLLM"}
+BACKEND_STATES = ("unloaded", "loading", "ready", "failed")
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -52,23 +66,149 @@ def _languages() -> list[dict]:
     ]
 
 
+def gib(n: int | float | None) -> str:
+    """Bytes as the dashboard writes them: "5.81 GiB"; "—" when unknown."""
+    return "—" if n is None else f"{n / GIB:.2f} GiB"
+
+
+def _percent(part: int | float | None, whole: int | float | None) -> float:
+    if not part or not whole:
+        return 0.0
+    return round(min(100.0, max(0.0, 100.0 * part / whole)), 1)
+
+
+def _process_view(process: dict) -> dict:
+    return {
+        **process,
+        "memory_text": gib(process.get("used_bytes")),
+        "role_label": ROLE_LABELS.get(process.get("role") or "", ""),
+    }
+
+
+def _device_view(device: dict) -> dict:
+    """One device of a gpu.sample (workers/gpu.py), with the numbers the page writes."""
+    total, used = device.get("total") or 0, device.get("used") or 0
+    reserved = device.get("reserved")
+    processes = sorted(device.get("processes") or [], key=lambda p: -(p.get("used_bytes") or 0))
+    power, limit = device.get("power"), device.get("power_limit")
+    return {
+        **device,
+        "used_text": gib(used),
+        "free_text": gib(device.get("free")),
+        "total_text": gib(total),
+        "reserved_text": gib(reserved) if reserved else "",
+        "used_pct": _percent(used, total),
+        "reserved_pct": _percent(reserved, total),
+        "utilization_text": "—" if device.get("utilization") is None else f"{device['utilization']} %",
+        "temperature_text": "—" if device.get("temperature") is None else f"{device['temperature']} °C",
+        "power_text": "—" if power is None else f"{power:.1f} W",
+        "power_limit_text": "" if limit is None else f"of {limit:.0f} W",
+        "power_pct": _percent(power, limit),
+        "processes": [_process_view(p) for p in processes],
+    }
+
+
+def _worker_view(hostname: str, record: dict) -> dict:
+    status = record.get("backend_status") or {}
+    state = status.get("state") if status.get("state") in BACKEND_STATES else "unloaded"
+    plan = status.get("plan") or {}
+    progress = status.get("progress")
+    return {
+        "hostname": hostname,
+        "state": state,
+        "backend": status.get("backend") or "",
+        "detail": status.get("detail") or "",
+        "progress_pct": None if progress is None else round(100 * progress),
+        "summary": plan.get("summary") or "",
+        "memory_text": gib(status.get("memory_bytes")) if status.get("memory_bytes") else "none",
+        "gpu_index": record.get("gpu_index"),
+    }
+
+
+def _live_state() -> dict:
+    """What Redis holds about the GPU and the workers; a Redis that does not answer leaves it empty."""
+    try:
+        return {
+            "sample": livestate.latest_gpu_sample(),
+            "history": livestate.gpu_history(),
+            "workers": livestate.live_workers(),
+            "problem": "",
+        }
+    except Exception as exc:  # redis.RedisError and friends: the page still shows the jobs
+        log.warning("the dashboard could not read the live state: %s", exc)
+        return {
+            "sample": None,
+            "history": [],
+            "workers": {},
+            "problem": "The live state (Redis) does not answer: GPU samples and workers cannot be shown.",
+        }
+
+
+def _queue() -> tuple[list[Job], list[Job]]:
+    """(running jobs, the first QUEUE_LISTED waiting jobs in queue order)."""
+    running = list(Job.objects.filter(state=jobstate.RUNNING).select_related("owner").defer("text", "result"))
+    waiting = list(queued_jobs_in_order().select_related("owner").defer("text", "result")[:QUEUE_LISTED])
+    return running, waiting
+
+
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    active = list(Job.objects.filter(state=jobstate.RUNNING).select_related("owner"))
-    waiting = list(queued_jobs_in_order().select_related("owner")[:100])
+    """The GPU dashboard: memory, the chart of the last minutes, processes; jobs and backends beside."""
+    live = _live_state()
+    sample = live["sample"]
+    devices = [_device_view(d) for d in (sample or {}).get("devices") or []]
+    if live["problem"]:
+        gpu_message = live["problem"]
+    elif sample is None:
+        gpu_message = WAITING_FOR_MONITOR
+    else:
+        gpu_message = sample.get("error") or NO_GPU_MESSAGE
+    now = time.time()
+    age = now - sample["taken_at"] if sample and sample.get("taken_at") else None
+    running, waiting = _queue()
+    waiting_total = len(waiting) if len(waiting) < QUEUE_LISTED else queued_jobs_in_order().count()
+    for job in running:
+        job.percent = round(100 * (job.progress or 0))
+    return render(
+        request,
+        "ocr_app/dashboard.html",
+        {
+            "gpus": devices,
+            "sample": sample,
+            "driver_version": (sample or {}).get("driver_version"),
+            "gpu_message": gpu_message,
+            "waiting_for_monitor": sample is None and not live["problem"],
+            "sample_age": age,
+            "stale": age is not None and age > STALE_SAMPLE_SECONDS,
+            "history": live["history"],
+            "workers": [_worker_view(name, record) for name, record in sorted(live["workers"].items())],
+            "running": running,
+            "waiting": waiting,
+            "waiting_total": waiting_total,
+            "server_time": round(now, 3),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    """GET: the upload page (form, team queue, the user's recent jobs). POST: the upload itself."""
+    if request.method == "POST":
+        return _receive_upload(request)
+    running, waiting = _queue()
     mine = list(Job.objects.filter(owner=request.user).select_related("owner").defer("text", "result")[:20])
     positions = {job.pk: n for n, job in enumerate(waiting, start=1)}
     for job in mine:
         job.position = positions.get(job.pk)
     return render(
         request,
-        "ocr_app/home.html",
+        "ocr_app/upload.html",
         {
             "form": UploadForm(),
             "limits": _limits(),
             "languages": _languages(),
             "default_language": settings.OCRDASH_OCR_LANGUAGE,
-            "running": active,
+            "running": running,
             "waiting": waiting,
             "mine": mine,
             "positions": positions,
@@ -77,8 +217,7 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
-def upload(request: HttpRequest) -> HttpResponse:
+def _receive_upload(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST)
     files = request.FILES.getlist("files")
     errors: list[dict] = []
@@ -123,7 +262,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         messages.error(request, err["error"])
     if accepted:
         messages.success(request, f"{len(accepted)} job(s) queued.")
-    return redirect("home")
+    return redirect("upload")
 
 
 def _history_queryset(form: HistoryFilterForm):
@@ -149,6 +288,8 @@ def history(request: HttpRequest) -> HttpResponse:
     form = HistoryFilterForm(request.GET or None, backends=KNOWN_BACKENDS)
     paginator = Paginator(_history_queryset(form), settings.HISTORY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
+    for job in page:  # the page's rows, read once; the template goes over the same list
+        _gpu_texts(job)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -156,6 +297,12 @@ def history(request: HttpRequest) -> HttpResponse:
         "ocr_app/history.html",
         {"form": form, "page": page, "query": query.urlencode(), "total": paginator.count},
     )
+
+
+def _gpu_texts(job: Job) -> Job:
+    job.peak_gpu_text = gib(job.peak_gpu_bytes)
+    job.gpu_free_at_start_text = gib(job.gpu_free_at_start_bytes)
+    return job
 
 
 @require_GET
@@ -166,7 +313,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         "ocr_app/job_detail.html",
         {
-            "job": job,
+            "job": _gpu_texts(job),
             "payload": job_payload(job, job.queue_position()),
             "language": lang,
             "lines": (job.result or {}).get("lines", []),
@@ -250,6 +397,10 @@ def job_result(request: HttpRequest, pk: int) -> HttpResponse:
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "gpu": {
+            "peak_bytes": job.peak_gpu_bytes,
+            "free_at_start_bytes": job.gpu_free_at_start_bytes,
+        },
         "text": job.text,
         "result": job.result,
     }

@@ -9,6 +9,16 @@
   const svg = document.getElementById("boxes");
   const toggle = document.getElementById("show-boxes");
   const NS = "http://www.w3.org/2000/svg";
+  const GIB = 1024 * 1024 * 1024;
+
+  function gib(n) { return n === null || n === undefined ? "—" : (n / GIB).toFixed(2) + " GiB"; }
+
+  // Peak GPU memory and the free memory at the start are known once the job ends.
+  function fillGpu(gpu) {
+    if (!gpu) return;
+    card.querySelector('[data-gpu-field="peak"]').textContent = gib(gpu.peak_bytes);
+    card.querySelector('[data-gpu-field="free_at_start"]').textContent = gib(gpu.free_at_start_bytes);
+  }
 
   toggle.addEventListener("change", function () { svg.style.display = toggle.checked ? "" : "none"; });
 
@@ -35,6 +45,7 @@
         pending.hidden = true;
         downloads.hidden = false;
         drawBoxes(body.result);
+        fillGpu(body.gpu);
       });
   }
 

@@ -1,0 +1,155 @@
+"""The worker's job flow in-process (the task run eagerly) with backends that behave as the real
+ones do at their edges: the loaded backend is kept, a settings change swaps it, CUDA out of memory
+retries smaller and then falls back, an idle backend is unloaded."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ocr_app import backendconfig
+from ocr_app.models import BackendSettings, Job
+from tests.doubles.fake_pynvml import FakeNvml
+from workers import tasks
+from workers.backends.base import OcrBackend, OcrResult, OutOfMemory
+from workers.gpu import NvmlReader
+
+pytestmark = pytest.mark.django_db
+
+
+class FakeBackend(OcrBackend):
+    """Records load/unload/ocr calls; `oom_above` pixels make ocr() raise CUDA out of memory."""
+
+    created: list[FakeBackend] = []
+
+    def __init__(self, name, oom_above=None):
+        self.name = name
+        self.oom_above = oom_above
+        self.loads, self.unloads, self.pages = [], 0, []
+        self._loaded = False
+        FakeBackend.created.append(self)
+
+    @property
+    def loaded(self):
+        return self._loaded
+
+    def load(self, plan, progress=None):
+        self.loads.append(plan)
+        self._loaded = True
+
+    def unload(self):
+        self.unloads += 1
+        self._loaded = False
+
+    def ocr(self, image, mode, cancel):
+        max_pixels = self.loads[-1].get("max_pixels")
+        self.pages.append(max_pixels)
+        if self.oom_above is not None and max_pixels and max_pixels > self.oom_above:
+            raise OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return OcrResult(text=f"read by {self.name}", details={"peak_gpu_bytes": 123})
+
+
+@pytest.fixture(autouse=True)
+def fresh_holder(monkeypatch, sent_tasks):
+    FakeBackend.created.clear()
+    tasks.HOLDER.__init__()
+    yield
+    tasks.HOLDER._cancel_idle_timer()
+    tasks.HOLDER.__init__()
+
+
+@pytest.fixture
+def seed_gpu(monkeypatch):
+    """The RTX 3060 with 5.81 GiB free; dots.ocr installed and downloaded; no vLLM."""
+    reader = NvmlReader(FakeNvml("rtx3060_shared"))
+    monkeypatch.setattr(tasks, "read_snapshot", lambda: reader.read())
+    monkeypatch.setattr(backendconfig, "in_process_unavailable", lambda cfg: None)
+    monkeypatch.setattr(backendconfig, "vllm_unavailable", lambda cfg: "vLLM is turned off in the backend settings")
+
+
+def use_backends(monkeypatch, **behaviour):
+    def create(name):
+        return FakeBackend(name, **behaviour.get(name, {}))
+
+    monkeypatch.setattr(tasks, "create_backend", create)
+
+
+def run(job) -> Job:
+    tasks.run_job.apply(args=[job.pk])
+    return Job.objects.get(pk=job.pk)
+
+
+def test_it_keeps_the_loaded_backend_between_jobs(monkeypatch, seed_gpu, make_job):
+    use_backends(monkeypatch)
+    first, second = run(make_job(with_file=True)), run(make_job(with_file=True))
+
+    assert first.state == second.state == "succeeded"
+    assert first.backend == "transformers" and first.plan["quantization"] == "nf4"
+    assert len(FakeBackend.created) == 1 and len(FakeBackend.created[0].loads) == 1
+    assert "transformers 4-bit (nf4)" in " ".join(first.plan["reasons"])
+
+
+def test_a_settings_change_unloads_the_old_backend_for_the_next_job(monkeypatch, seed_gpu, make_job):
+    use_backends(monkeypatch)
+    run(make_job(with_file=True))
+    cfg = BackendSettings.load()
+    cfg.backend = "rapidocr"
+    cfg.save()
+
+    job = run(make_job(with_file=True))
+
+    old, new = FakeBackend.created
+    assert old.name == "transformers" and old.unloads == 1
+    assert new.name == "rapidocr" and job.backend == "rapidocr"
+
+
+def test_out_of_memory_retries_smaller_then_falls_back_and_the_job_says_so(monkeypatch, seed_gpu, make_job):
+    # The 4-bit model runs out of memory at every image size; rapidocr is next in the plan's order.
+    use_backends(monkeypatch, transformers={"oom_above": 0})
+
+    job = run(make_job(with_file=True))
+
+    assert job.state == "succeeded", job.message
+    assert job.backend == "rapidocr" and job.text == "read by rapidocr"
+    tries = [b for b in FakeBackend.created if b.name == "transformers"]
+    pages = [p for b in tries for p in b.pages]
+    assert len(pages) == 2 and pages[1] < pages[0]  # retried once, smaller
+    assert all(b.unloads == 1 for b in tries)  # memory given back before each next try
+    assert job.message.count("ran out of GPU memory") == 2
+    assert job.plan["backend"] == "rapidocr"
+
+
+def test_out_of_memory_with_nothing_left_fails_with_the_reasons(monkeypatch, seed_gpu, make_job):
+    cfg = BackendSettings.load()
+    cfg.backend = "transformers"  # forced: it may only fall back to its own variants
+    cfg.save()
+    use_backends(monkeypatch, transformers={"oom_above": 0})
+
+    job = run(make_job(with_file=True))
+
+    assert job.state == "failed"
+    assert "ran out of GPU memory" in job.message
+    assert job.upload  # the upload is kept
+
+
+def test_an_idle_backend_is_unloaded_after_the_timeout(monkeypatch, seed_gpu, make_job, settings):
+    settings.BACKEND_IDLE_UNLOAD = 1
+    use_backends(monkeypatch)
+    run(make_job(with_file=True))
+    backend = FakeBackend.created[0]
+    assert backend.unloads == 0
+
+    deadline = time.monotonic() + 5
+    while backend.unloads == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert backend.unloads == 1 and tasks.HOLDER.backend is None
+
+
+def test_a_job_records_the_gpu_memory_it_started_with_and_its_peak(monkeypatch, seed_gpu, make_job):
+    use_backends(monkeypatch)
+    job = run(make_job(with_file=True))
+
+    assert round(job.gpu_free_at_start_bytes / 1024**3, 2) == 5.81
+    assert job.peak_gpu_bytes is not None and job.peak_gpu_bytes > 0
