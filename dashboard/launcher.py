@@ -95,6 +95,8 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
     python = sys.executable
     manage = str(Path(settings.BASE_DIR) / "manage.py")
     env = dict(os.environ, **(extra_env or {}))
+    # CUDA then numbers GPUs as NVML does, which the planner and the monitor use.
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     sup = Supervisor(env)
     host = host or settings.BIND_HOST
     port = port or settings.BIND_PORT

@@ -127,16 +127,31 @@ def load_args(plan: Plan, cfg: BackendSettings, language: str) -> dict:
     if plan.backend == "rapidocr":
         return rapidocr_args(language)
     args = plan.as_json()
+    nvml_index = plan.device_index if plan.device_index is not None else settings.GPU_INDEX
     args.update(
         model=cfg.model,
         revision=cfg.revision,
         cache_dir=str(hf_cache_dir()),
-        device_index=plan.device_index if plan.device_index is not None else settings.GPU_INDEX,
+        # Docker names host GPUs by NVML index; torch inside this process by CUDA ordinal.
+        device_index=nvml_index if plan.backend == "vllm" else cuda_ordinal(nvml_index),
         allow_download=False,  # fetch_model downloads; a job never waits for 6 GB
     )
     if plan.backend == "vllm" and cfg.vllm_url:
         args["vllm_url"] = cfg.vllm_url
     return args
+
+
+def cuda_ordinal(nvml_index: int, visible: str | None = None) -> int:
+    """The CUDA device number of an NVML index in this process. With CUDA_VISIBLE_DEVICES=2,3
+    (one worker per GPU), NVML's GPU 3 is cuda:1. The start command and the compose file set
+    CUDA_DEVICE_ORDER=PCI_BUS_ID so CUDA counts in NVML's order."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if not visible:
+        return nvml_index
+    listed = [v.strip() for v in visible.split(",") if v.strip()]
+    if str(nvml_index) in listed:
+        return listed.index(str(nvml_index))
+    return 0  # listed by UUID: the worker is pinned to one GPU, which CUDA calls 0
 
 
 def rapidocr_args(language: str) -> dict:

@@ -19,6 +19,7 @@ from ocr_app import livestate
 from ocr_app.models import GpuAction
 from workers.containers import ContainerNames, label_processes
 from workers.gpu import GpuSnapshot, read_snapshot
+from workers.queues import worker_queue
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def free(
     for step, name in zip(steps, sorted(workers), strict=False):
         try:
             send("workers.tasks.unload_backend", kwargs={"reason": f"freed by {user.username}"},
-                 queue=f"ocrdash.control.{name}")
+                 queue=worker_queue(name))
             step.outcome, step.ok = _wait_unloaded(name, asked_at, wait_seconds)
         except Exception as exc:
             step.outcome, step.ok = f"could not reach the worker: {exc}", False

@@ -26,16 +26,12 @@ from workers.backends.base import BackendError, JobCancelled, OcrBackend, OutOfM
 from workers.gpu import read_snapshot
 from workers.gpupeak import GpuPeak
 from workers.planner import Plan, PlanRefused, replan_after_oom
+from workers.queues import worker_queue
 
 log = logging.getLogger(__name__)
 
 # The cancel flag is read from the database at most this often while a job runs.
 CANCEL_POLL_SECONDS = 1.0
-
-
-def control_queue(hostname: str) -> str:
-    """Each worker also listens on a queue of its own, for orders meant for it alone."""
-    return f"ocrdash.control.{hostname}"
 
 
 class BackendHolder:
@@ -202,7 +198,8 @@ def _ours(pid: int, role: str | None) -> bool:
 
 
 @shared_task(name="workers.tasks.run_job", bind=True, acks_late=True)
-def run_job(self, job_id: int) -> str:
+def run_job(self, job_id: int, tried: list[str] | None = None) -> str:
+    """Run one job. `tried` lists the workers whose GPU could not fit it (see route_elsewhere)."""
     try:
         job = Job.objects.select_related("owner").get(pk=job_id)
     except Job.DoesNotExist:
@@ -211,11 +208,15 @@ def run_job(self, job_id: int) -> str:
     HOLDER.hostname = self.request.hostname or HOLDER.hostname
     if job.state != jobstate.QUEUED:
         return "skipped"  # cancelled while waiting, or already done
+    me = self.request.hostname or HOLDER.hostname
     try:
         choice = choose(job)
     except PlanRefused as refused:
-        job.move_to(jobstate.RUNNING, worker=self.request.hostname or "")
-        return _fail(job, " ".join(refused.reasons))
+        reasons = [*(tried_reasons(job)), f"{me}: {refused.headline}"]
+        if route_elsewhere(job, me, tried or [], reasons):
+            return "rerouted"
+        job.move_to(jobstate.RUNNING, worker=me)
+        return _fail(job, " ".join([*reasons[:-1], *refused.reasons]))
     if not job.move_to(
         jobstate.RUNNING,
         backend=choice.args["backend"],
@@ -277,6 +278,28 @@ def run_job(self, job_id: int) -> str:
     return job.state
 
 
+def tried_reasons(job: Job) -> list[str]:
+    return list((job.plan or {}).get("refused_by", []))
+
+
+def route_elsewhere(job: Job, me: str, tried: list[str], reasons: list[str]) -> bool:
+    """One worker per GPU: a job this worker's GPU cannot fit goes to a live worker that has not
+    tried it yet (its GPU may be larger or emptier). The job stays queued meanwhile."""
+    tried = [*tried, me]
+    try:
+        others = [name for name in livestate.live_workers() if name not in tried]
+    except Exception:
+        others = []
+    if not others:
+        return False
+    target = sorted(others)[0]
+    Job.objects.filter(pk=job.pk).update(plan={"refused_by": reasons})
+    job.plan = {"refused_by": reasons}
+    run_job.app.send_task("workers.tasks.run_job", args=[job.pk], kwargs={"tried": tried}, queue=worker_queue(target))
+    log.info("job %s does not fit on %s; sent to %s", job.pk, me, target)
+    return True
+
+
 def _plan_record(choice: Choice) -> dict:
     if choice.plan is None:
         return {"backend": choice.args["backend"]}
@@ -333,8 +356,8 @@ def _empty_allocator_cache() -> bool:
 
 
 @celeryd_after_setup.connect
-def listen_on_own_control_queue(sender, instance, **kwargs) -> None:
-    instance.app.amqp.queues.select_add(control_queue(sender))
+def listen_on_own_queue(sender, instance, **kwargs) -> None:
+    instance.app.amqp.queues.select_add(worker_queue(sender))
 
 
 @worker_ready.connect

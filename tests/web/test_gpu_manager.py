@@ -182,7 +182,7 @@ def test_free_unloads_the_worker_stops_our_vllm_only_and_logs_what_it_freed(make
     action = gpumanager.free(admin, "cli", snapshot_fn=lambda: next(snapshots),
                              docker_factory=lambda: docker, send_task=send, wait_seconds=5)
 
-    assert sent == [("workers.tasks.unload_backend", "ocrdash.control.gpu@host")]
+    assert sent == [("workers.tasks.unload_backend", "ocrdash.worker.gpu@host")]
     assert ours.stopped and ours.removed
     assert not theirs.stopped
     assert action.freed_bytes == 7 * GIB and action.ok

@@ -1,4 +1,4 @@
-"""The home page: the upload form with its limits, the team's queue, and the user's recent jobs."""
+"""The upload page (/upload/): the upload form with its limits, the team's queue, and the user's recent jobs."""
 
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ def test_it_states_the_upload_limits_from_settings(alice_client, settings):
     settings.MAX_FILES_PER_UPLOAD = 7
     settings.MAX_IMAGE_PIXELS = 12_000_000
 
-    page = alice_client.get("/").content.decode()
+    page = alice_client.get("/upload/").content.decode()
 
     assert "up to 3.0 MB and 12,000,000 pixels each · 7 files at once" in page
 
 
 def test_it_offers_every_language_with_what_it_reads(alice_client, settings):
-    page = alice_client.get("/").content.decode()
+    page = alice_client.get("/upload/").content.decode()
 
     for lang in ocr_languages.all_languages():
         assert f'<option value="{lang.code}" data-reads="{lang.reads}"' in page
@@ -49,7 +49,7 @@ def test_it_shows_the_team_queue_in_order_with_owners(alice_client, make_job, bo
     make_job(name="sooner.png", owner=bob, created_at=now - timedelta(minutes=5))
     make_job(name="done.png", state="succeeded", created_at=now - timedelta(minutes=7))
 
-    page = alice_client.get("/").content.decode()
+    page = alice_client.get("/upload/").content.decode()
 
     assert queue_rows(page) == [
         ("▶", "running.png", "bob"),
@@ -63,7 +63,7 @@ def test_it_lists_only_the_users_own_recent_jobs_with_their_place(alice_client, 
     make_job(name="bobs.png", owner=bob, created_at=now - timedelta(minutes=5))
     mine = make_job(name="mine.png", created_at=now)
 
-    page = alice_client.get("/").content.decode()
+    page = alice_client.get("/upload/").content.decode()
 
     my_jobs = re.search(r'<table class="jobs" id="my-jobs">.*?</table>', page, re.S).group(0)
     assert "mine.png" in my_jobs
@@ -76,16 +76,16 @@ def test_it_lists_only_the_users_own_recent_jobs_with_their_place(alice_client, 
 
 def test_it_runs_the_same_few_queries_however_many_jobs(alice_client, make_jobs, make_user):
     owners = [make_user(f"user{i}") for i in range(4)]
-    alice = alice_client.get("/").wsgi_request.user
+    alice = alice_client.get("/upload/").wsgi_request.user
     make_jobs(2, owners=[alice, *owners])
     make_jobs(1, owners=[alice], state="running")
     with CaptureQueriesContext(connection) as few:
-        alice_client.get("/")
+        alice_client.get("/upload/")
 
     make_jobs(40, owners=[alice, *owners])
     make_jobs(2, owners=owners, state="running")
     with CaptureQueriesContext(connection) as many:
-        response = alice_client.get("/")
+        response = alice_client.get("/upload/")
 
     assert response.status_code == 200
     assert len(many) == len(few)

@@ -167,22 +167,22 @@ def test_it_publishes_the_new_job_to_the_events_group(
     assert event["job"]["owner"] == "alice"
 
 
-def test_it_redirects_home_with_a_message_for_a_form_post(post_upload, sent_tasks, alice_client):
+def test_it_redirects_to_the_upload_page_with_a_message_for_a_form_post(post_upload, sent_tasks, alice_client):
     response = post_upload(
         upload_file("a.png", image_bytes()), upload_file("b.png", image_bytes()), json=False
     )
 
     assert response.status_code == 302
-    assert response["Location"] == "/"
-    page = alice_client.get("/")
+    assert response["Location"] == "/upload/"
+    page = alice_client.get("/upload/")
     assert "2 job(s) queued." in page.content.decode()
     assert Job.objects.count() == 2
 
 
-def test_it_lists_the_new_job_on_the_home_page(post_upload, sent_tasks, alice_client):
+def test_it_lists_the_new_job_on_the_upload_page(post_upload, sent_tasks, alice_client):
     post_upload(upload_file("invoice-7.png", image_bytes()))
 
-    page = alice_client.get("/").content.decode()
+    page = alice_client.get("/upload/").content.decode()
     job = Job.objects.get()
     assert f'data-job-id="{job.pk}"' in page
     assert "invoice-7.png" in page

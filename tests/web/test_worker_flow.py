@@ -51,12 +51,15 @@ class FakeBackend(OcrBackend):
 
 
 @pytest.fixture(autouse=True)
-def fresh_holder(monkeypatch, sent_tasks):
+def fresh_holder(monkeypatch, sent_tasks, redis_client):
     FakeBackend.created.clear()
     tasks.HOLDER.__init__()
     yield
     tasks.HOLDER._cancel_idle_timer()
     tasks.HOLDER.__init__()
+    # Workers these tests made up must not look alive to the real worker of the integration tests.
+    for key in redis_client.scan_iter("ocrdash:*"):
+        redis_client.delete(key)
 
 
 @pytest.fixture
@@ -153,3 +156,45 @@ def test_a_job_records_the_gpu_memory_it_started_with_and_its_peak(monkeypatch, 
 
     assert round(job.gpu_free_at_start_bytes / 1024**3, 2) == 5.81
     assert job.peak_gpu_bytes is not None and job.peak_gpu_bytes > 0
+
+
+def test_a_job_this_gpu_cannot_fit_is_routed_to_another_live_worker(monkeypatch, seed_gpu, make_job, sent_tasks):
+    from ocr_app import livestate
+
+    livestate.update_worker("gpu@big-card", pids=[], gpu_index=1)
+    cfg = BackendSettings.load()
+    cfg.backend = "vllm"  # vLLM is off on this worker (seed_gpu), so this GPU refuses it
+    cfg.save()
+    job = make_job(with_file=True)
+
+    result = tasks.run_job.apply(args=[job.pk], kwargs={"tried": []}).get()
+
+    job.refresh_from_db()
+    assert result == "rerouted" and job.state == "queued"
+    routed = [t for t in sent_tasks if t["name"] == "workers.tasks.run_job"]
+    assert routed[-1]["queue"] == "ocrdash.worker.gpu@big-card"
+    assert "gpu@big-card" not in routed[-1]["kwargs"]["tried"]
+
+
+def test_when_every_worker_refused_the_job_fails_with_each_ones_reason(monkeypatch, seed_gpu, make_job):
+    from ocr_app import livestate
+
+    livestate.update_worker("gpu@big-card", pids=[], gpu_index=1)
+    cfg = BackendSettings.load()
+    cfg.backend = "vllm"
+    cfg.save()
+    job = make_job(with_file=True)
+    Job.objects.filter(pk=job.pk).update(plan={"refused_by": ["gpu@big-card: vLLM bf16 does not fit."]})
+
+    tasks.run_job.apply(args=[job.pk], kwargs={"tried": ["gpu@big-card"]})
+
+    job.refresh_from_db()
+    assert job.state == "failed"
+    assert "gpu@big-card: vLLM bf16 does not fit." in job.message
+    assert "vLLM is turned off" in job.message
+
+
+def test_the_cuda_number_follows_cuda_visible_devices():
+    assert backendconfig.cuda_ordinal(3, visible="") == 3
+    assert backendconfig.cuda_ordinal(3, visible="2,3") == 1
+    assert backendconfig.cuda_ordinal(0, visible="GPU-5c1f") == 0
