@@ -32,4 +32,13 @@ from dashboard.settings import DATABASES  # noqa: E402
 if os.environ.get("OCRDASH_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["OCRDASH_TEST_DB_NAME"]
 
+# A worker process of a test may be given a recorded GPU (tests/doubles/fake_pynvml): the double
+# stands where the `pynvml` module would, so the real NVML reading code runs against it.
+if os.environ.get("OCRDASH_TEST_NVML_RECORDING"):
+    import sys
+
+    from tests.doubles.fake_pynvml import FakeNvml
+
+    sys.modules["pynvml"] = FakeNvml(os.environ["OCRDASH_TEST_NVML_RECORDING"])
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only; never in production

@@ -220,7 +220,7 @@ def run_job(self, job_id: int, tried: list[str] | None = None) -> str:
     if not job.move_to(
         jobstate.RUNNING,
         backend=choice.args["backend"],
-        plan=_plan_record(choice),
+        plan=_plan_record(choice, job),
         worker=self.request.hostname or "",
     ):
         return "skipped"  # cancelled between the read and the move
@@ -263,7 +263,7 @@ def run_job(self, job_id: int, tried: list[str] | None = None) -> str:
     moved = job.move_to(
         jobstate.SUCCEEDED,
         backend=choice.args["backend"],
-        plan=_plan_record(choice),
+        plan=_plan_record(choice, job),
         text=result.text,
         text_preview=result.text[:200],
         result=data,
@@ -300,10 +300,11 @@ def route_elsewhere(job: Job, me: str, tried: list[str], reasons: list[str]) -> 
     return True
 
 
-def _plan_record(choice: Choice) -> dict:
-    if choice.plan is None:
-        return {"backend": choice.args["backend"]}
-    return choice.plan.as_json()
+def _plan_record(choice: Choice, job: Job | None = None) -> dict:
+    record = {"backend": choice.args["backend"]} if choice.plan is None else choice.plan.as_json()
+    if job is not None and tried_reasons(job):
+        record["refused_by"] = tried_reasons(job)  # the workers whose GPU could not fit it
+    return record
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
