@@ -3,6 +3,8 @@
 
     python3 ocrdash.py start   # installs what is missing into .venv, then starts the dashboard
     python3 ocrdash.py test    # installs the test tools too, then runs the whole test suite
+    python3 ocrdash.py requirements [--extras dots,test] [--only torch | --without torch]
+                               # prints the pinned requirements, one a line (the Dockerfile uses it)
 
 `start` also installs dots.ocr's in-process stack (torch, transformers, …) when an NVIDIA GPU is
 visible (nvidia-smi answers) or with --with-dots; without it the worker runs rapidocr or vLLM.
@@ -31,6 +33,40 @@ def requirements(extras: list[str]) -> list[str]:
     for extra in extras:
         reqs += project["optional-dependencies"][extra]
     return reqs
+
+
+def requirements_command(args: list[str]) -> int:
+    """Print the pinned requirements of pyproject.toml, one a line, for `pip install -r`."""
+    extras: list[str] = []
+    only: set[str] = set()
+    without: set[str] = set()
+    rest = list(args)
+    while rest:
+        flag = rest.pop(0)
+        if flag not in ("--extras", "--only", "--without") or not rest:
+            print("usage: ocrdash.py requirements [--extras a,b] [--only NAME,...] [--without NAME,...]", file=sys.stderr)
+            return 2
+        names = [n.strip() for n in rest.pop(0).split(",") if n.strip()]
+        if flag == "--extras":
+            extras.extend(names)
+        elif flag == "--only":
+            only.update(n.lower() for n in names)
+        else:
+            without.update(n.lower() for n in names)
+    try:
+        reqs = requirements(extras)
+    except KeyError as exc:
+        print(f"pyproject.toml has no extra {exc}", file=sys.stderr)
+        return 2
+
+    def name(req: str) -> str:
+        return req.split("==")[0].split("[")[0].strip().lower()
+
+    for req in reqs:
+        if (only and name(req) not in only) or name(req) in without:
+            continue
+        print(req)
+    return 0
 
 
 def gpu_visible() -> bool:
@@ -77,6 +113,8 @@ def main(argv: list[str]) -> int:
     if command == "test":
         ensure_venv(["dots", "test"])
         os.execv(PY, [str(PY), "-m", "tests.run", *rest])
+    if command == "requirements":
+        return requirements_command(rest)
     if command in {"manage", "manage.py"}:
         ensure_venv([])
         os.execv(PY, [str(PY), "manage.py", *rest])

@@ -1,8 +1,9 @@
 """Typed reading of OCRDASH_* environment variables.
 
 Every setting ocrdash reads from the environment goes through these helpers,
-and each one is declared in SETTINGS_DOC so the README table cannot drift from
-the code (tests/unit/test_env.py checks both directions).
+and each one is declared in SETTINGS_DOC so the README table and .env.example
+cannot drift from the code (tests/unit/test_env.py and tests/unit/test_env_example.py
+check both directions). Any variable may instead name a file with OCRDASH_<NAME>_FILE.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ PREFIX = "OCRDASH_"
 
 # name -> (default as written in the README, meaning)
 SETTINGS_DOC: dict[str, tuple[str, str]] = {}
+# Names whose value is a secret: best given as a file, OCRDASH_<NAME>_FILE (Docker secrets).
+SECRETS: set[str] = set()
 
 
 class ConfigError(ValueError):
@@ -24,15 +27,22 @@ def _declare(name: str, default: object, doc: str) -> str | None:
     SETTINGS_DOC[name] = ("" if default is None else str(default), doc)
     key = PREFIX + name
     value = os.environ.get(key)
-    if value is None:
+    if not value:
+        # Secrets may come from a file (Docker secrets). An empty OCRDASH_X (as a compose file
+        # passes an unset variable) does not hide OCRDASH_X_FILE.
         file_path = os.environ.get(key + "_FILE")
         if file_path:
-            # Secrets may come from a file (Docker secrets).
-            value = Path(file_path).read_text().strip()
+            try:
+                value = Path(file_path).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{key}_FILE={file_path!r} cannot be read ({exc.strerror or exc})") from None
     return value
 
 
-def env_str(name: str, default: str | None, doc: str) -> str | None:
+def env_str(name: str, default: str | None, doc: str, secret: bool = False) -> str | None:
+    """`secret=True` marks it as one to give through OCRDASH_<NAME>_FILE (the docs say so)."""
+    if secret:
+        SECRETS.add(name)
     value = _declare(name, default, doc)
     return default if value is None or value == "" else value
 
@@ -82,3 +92,22 @@ def markdown_table() -> str:
         shown = f"`{default}`" if default else "(unset)"
         rows.append(f"| `{PREFIX}{name}` | {shown} | {doc} |")
     return "\n".join(rows)
+
+
+ENV_BLOCK_START = "# --- settings-table:start (python manage.py settings_table --env) ---"
+ENV_BLOCK_END = "# --- settings-table:end ---"
+
+
+def env_file_block() -> str:
+    """The OCRDASH_* part of .env.example, made from the declarations above: each variable
+    commented out (unset or empty means its default), with its meaning and default."""
+    lines = [ENV_BLOCK_START]
+    for name, (default, doc) in SETTINGS_DOC.items():
+        shown = default if default else "(unset)"
+        lines.append(f"# {doc}")
+        note = f" Secret: better as OCRDASH_{name}_FILE=/run/secrets/..." if name in SECRETS else ""
+        lines.append(f"# Default: {shown}.{note}")
+        lines.append(f"#{PREFIX}{name}=")
+        lines.append("")
+    lines.append(ENV_BLOCK_END)
+    return "\n".join(lines)

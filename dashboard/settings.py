@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
 from django.core.management.utils import get_random_secret_key
 
-from dashboard.env import env_bool, env_int, env_list, env_path, env_str
+from dashboard.env import PREFIX, ConfigError, env_bool, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -18,7 +19,7 @@ DEBUG = env_bool("DEBUG", False, "Django debug pages. Never in production.")
 
 
 def _secret_key() -> str:
-    key = env_str("SECRET_KEY", None, "Django secret key. Generated once into DATA_DIR when unset.")
+    key = env_str("SECRET_KEY", None, "Django secret key. Generated once into DATA_DIR when unset.", secret=True)
     if key:
         return key
     # A first start on a laptop should not need configuration: keep a generated key.
@@ -38,6 +39,62 @@ CSRF_TRUSTED_ORIGINS = env_list(
     "CSRF_TRUSTED_ORIGINS", [], "Origins (https://host) allowed to post forms, behind a proxy."
 )
 
+# HTTPS. Off by default, so the start command keeps working over http on a laptop; a deployment
+# that is reached over HTTPS (itself or through a TLS proxy) declares it and gets the rest.
+HTTPS = env_bool(
+    "HTTPS",
+    False,
+    "The site is reached over HTTPS (directly or through a TLS proxy): secure cookies, HSTS and a "
+    "redirect from http. Leave false for plain http.",
+)
+_proxy_ssl_header = env_str(
+    "SECURE_PROXY_SSL_HEADER",
+    None,
+    "With HTTPS behind a TLS proxy: the header and value the proxy sets on HTTPS requests, e.g. "
+    "X-Forwarded-Proto:https. Only if the proxy always sets or removes that header.",
+)
+_ssl_redirect = env_bool(
+    "SECURE_SSL_REDIRECT", True, "With HTTPS: redirect http requests to https (/healthz and /metrics excepted)."
+)
+_hsts_seconds = env_int(
+    "SECURE_HSTS_SECONDS",
+    31_536_000,
+    "With HTTPS: how long browsers must use https only (HSTS), in seconds; 0 turns it off. Try 3600 first.",
+    0,
+)
+_hsts_subdomains = env_bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", False, "With HTTPS: HSTS covers every subdomain too."
+)
+_hsts_preload = env_bool(
+    "SECURE_HSTS_PRELOAD", False, "With HTTPS: allow browsers to preload HSTS for the domain (hard to undo)."
+)
+
+
+def _proxy_header(value: str) -> tuple[str, str]:
+    """"X-Forwarded-Proto:https" (or "=") → ("HTTP_X_FORWARDED_PROTO", "https")."""
+    name, sep, expected = value.replace("=", ":", 1).partition(":")
+    name, expected = name.strip(), expected.strip()
+    if not sep or not name or not expected or " " in name:
+        raise ConfigError(
+            f"{PREFIX}SECURE_PROXY_SSL_HEADER={value!r} is not 'Header-Name:value' (e.g. X-Forwarded-Proto:https)"
+        )
+    return "HTTP_" + name.upper().replace("-", "_"), expected
+
+
+if HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = _ssl_redirect
+    # Health checks and Prometheus talk plain http to the container, not through the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = _hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _hsts_subdomains
+    SECURE_HSTS_PRELOAD = _hsts_preload
+    if _proxy_ssl_header:
+        SECURE_PROXY_SSL_HEADER = _proxy_header(_proxy_ssl_header)
+elif _proxy_ssl_header:
+    raise ConfigError(f"{PREFIX}SECURE_PROXY_SSL_HEADER is set but {PREFIX}HTTPS is not: set {PREFIX}HTTPS=true")
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -48,6 +105,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc files, served from here (no CDN)
     "ocr_app",
 ]
 
@@ -85,9 +145,18 @@ _database_url = env_str(
     "DATABASE_URL",
     None,
     "Database URL, e.g. postgres://user:pass@host:5432/ocrdash. Unset: SQLite in DATA_DIR.",
+    secret=True,
+)
+_database_password = env_str(
+    "DATABASE_PASSWORD",
+    None,
+    "Database password, in place of the one in DATABASE_URL (so the URL can stay free of secrets).",
+    secret=True,
 )
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    if _database_password:
+        DATABASES["default"]["PASSWORD"] = _database_password
 else:
     DATABASES = {
         "default": {
@@ -155,7 +224,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT = env_path(
+    "STATIC_ROOT",
+    DATA_DIR / "staticfiles",
+    "Folder collectstatic fills and the web server serves /static/ from (the image fills it at build).",
+    "DATA_DIR/staticfiles",
+)
 # Uploaded files are private to logged-in users: served by a view, never by URL prefix.
 MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "/media-not-public/"
@@ -198,13 +272,94 @@ GPU_INDEX = env_int(
     "GPU_INDEX", 0, "NVML index of the GPU this worker plans for and measures (one worker per GPU).", 0
 )
 
+LOG_FORMAT = env_str(
+    "LOG_FORMAT",
+    "plain",
+    "Log lines as plain text, or json: one JSON object per line, with job_id while a job runs.",
+)
+if LOG_FORMAT not in ("plain", "json"):
+    raise ConfigError(f"{PREFIX}LOG_FORMAT={LOG_FORMAT!r} is neither plain nor json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "dashboard.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "dashboard.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO", "Log level.")},
 }
+
+# Monitoring: GET /metrics (Prometheus) answers a right bearer token, or a client in these networks.
+METRICS_TOKEN = env_str(
+    "METRICS_TOKEN",
+    None,
+    "Bearer token for GET /metrics (Authorization: Bearer <token>). Unset: only the networks below.",
+    secret=True,
+)
+
+
+def _networks(items: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    if [i.lower() for i in items] == ["none"]:
+        return []
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in items]
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}METRICS_ALLOW_FROM: {exc}") from None
+
+
+METRICS_ALLOW_FROM = _networks(
+    env_list(
+        "METRICS_ALLOW_FROM",
+        ["127.0.0.1/32", "::1/128"],
+        "Networks (CIDR) whose clients may read /metrics without the token; none: the token only.",
+    )
+)
+
+# A fixed vLLM server for every worker (the compose file's `vllm` profile); see README.
+VLLM_URL = env_str(
+    "VLLM_URL",
+    None,
+    "An external vLLM server for dots.ocr (e.g. http://vllm:8000), in place of the admin's vLLM URL.",
+)
+
+# The API for scripts (/api/v1/, ocr_app/api/) and its OpenAPI document (/api/schema/, /api/docs/).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "ocr_app.api.auth.ApiTokenAuthentication",  # Authorization: Bearer <key>, made on /profile/
+        "rest_framework.authentication.SessionAuthentication",  # the pages' own calls (CSRF checked)
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "ocr_app.api.errors.LenientContentNegotiation",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ocr_app.api.errors.exception_handler",
+    # ?format= chooses a result's format (txt, json), not DRF's renderer.
+    "URL_FORMAT_OVERRIDE": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ocrdash API",
+    "DESCRIPTION": "Upload images for OCR, follow and wait for the jobs, download their text; the GPU and the "
+    "backend. Authenticate with a token from your profile page: `Authorization: Bearer <key>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"JobStateEnum": "ocr_app.jobstate.STATES"},
+}
+CHAT_COMPLETION_TIMEOUT = env_int(
+    "CHAT_COMPLETION_TIMEOUT",
+    600,
+    "Seconds POST /v1/chat/completions waits for its job to end; then the job is cancelled and the answer is 504.",
+    1,
+)
 
 # The start command (python manage.py start).
 BIND_HOST = env_str("HOST", "127.0.0.1", "Address the web server listens on (0.0.0.0 for every interface).")

@@ -17,7 +17,7 @@ documented in workers/gpu.py (`sample_to_event`).
 
 `backend.status` is sent by a worker when its backend changes state:
 
-    {"type": "backend.status", "worker": "gpu@host", "state": "loading",
+    {"type": "backend.status", "worker": "gpu@host", "gpu_index": 0, "state": "loading",
      "backend": "rapidocr", "detail": "Downloading … 40%", "progress": 0.4,
      "memory_bytes": 0, "plan": {...} | null}
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.db import models
@@ -223,3 +226,94 @@ class BackendSettings(models.Model):
     def load(cls) -> BackendSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
+
+
+class ApiToken(models.Model):
+    """A key a script sends as `Authorization: Bearer <key>` (or `Token <key>`).
+
+    Only the key's SHA-256 is stored: the key itself is shown once, when it is made. A plain hash
+    is enough because the key is 256 random bits, not a password a person chose.
+    """
+
+    KEY_PREFIX = "ocrd_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. the script's name.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    # The key's first characters, shown so a user can tell their tokens apart.
+    key_start = models.CharField(max_length=16, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.user}, {self.key_start}…)"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+    @classmethod
+    def create_for(cls, user, name: str) -> tuple[ApiToken, str]:
+        """A new token and its key; the key is not kept anywhere."""
+        key = cls.KEY_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, key_hash=cls.hash_key(key), key_start=key[:12])
+        return token, key
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> bool:
+        """False when it was revoked already."""
+        if self.revoked_at is not None:
+            return False
+        self.revoked_at = timezone.now()
+        ApiToken.objects.filter(pk=self.pk, revoked_at=None).update(revoked_at=self.revoked_at)
+        return True
+
+
+class IdempotencyKey(models.Model):
+    """The answer to a `POST /api/v1/jobs` sent with an `Idempotency-Key` header, so that the same
+    request sent again (a retry after a lost answer) gets the same jobs instead of new ones."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the options and of each file's name and bytes: the same key with another body is an error.
+    request_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status_code = models.PositiveSmallIntegerField(default=202)
+    job_ids = models.JSONField(default=list)
+    refused = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.key}"
+
+
+class JobOrigin(models.Model):
+    """How a job came in through the API, and what it asked for that Job has no field for yet.
+
+    `mode` is the dots.ocr task the request asked for (from the prompt of a chat completion). The
+    worker reads every job as plain text until task modes arrive with documents; then the mode
+    moves onto Job itself.
+    """
+
+    API = "api"
+    OPENAI = "openai"
+    VIA_CHOICES = [(API, "REST API"), (OPENAI, "OpenAI-compatible endpoint")]
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="origin")
+    via = models.CharField(max_length=10, choices=VIA_CHOICES)
+    token = models.ForeignKey(ApiToken, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+    mode = models.CharField(max_length=20, blank=True, default="")
+    options = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} via {self.via}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ocr_app import views
+from ocr_app import cancel, profile, views
 
 urlpatterns = [
     # The GPU dashboard, where a login lands (LOGIN_REDIRECT_URL "home").
@@ -15,4 +15,8 @@ urlpatterns = [
     path("jobs/<int:pk>/thumbnail.jpg", views.job_thumbnail, name="job-thumbnail"),
     path("jobs/<int:pk>/text.txt", views.job_text, name="job-text"),
     path("jobs/<int:pk>/result.json", views.job_result, name="job-result"),
+    path("jobs/<int:pk>/cancel", cancel.cancel_view, name="job-cancel"),
+    # API tokens: make, see and revoke your own.
+    path("profile/", profile.profile, name="profile"),
+    path("profile/tokens/<int:pk>/revoke", profile.revoke_token, name="profile-token-revoke"),
 ]

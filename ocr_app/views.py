@@ -34,7 +34,7 @@ NOT_BROWSER_FORMATS = {"TIFF"}
 GIB = 1024**3
 # The monitor samples once a second: a newer sample than this is "now".
 STALE_SAMPLE_SECONDS = 15
-# Queued jobs listed on the dashboard and the upload page; more are counted, not listed.
+# Queued jobs listed on the dashboard and the upload page (the dashboard counts the rest).
 QUEUE_LISTED = 100
 WAITING_FOR_MONITOR = "Waiting for the GPU monitor…"
 ROLE_LABELS = {"worker": "ocrdash worker", "vllm": "ocrdash vLLM"}

@@ -52,6 +52,7 @@ class BackendHolder:
     def publish(self, state: str, detail: str = "", progress: float | None = None) -> None:
         body = {
             "worker": self.hostname,
+            "gpu_index": settings.GPU_INDEX,
             "state": state,
             "backend": (self.plan or {}).get("backend", ""),
             "detail": detail,

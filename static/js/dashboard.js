@@ -114,11 +114,11 @@
       },
       series: [
         {},
-        { label: "Memory used", scale: "mem", stroke: USED_COLOR, width: 2, fill: "rgba(9, 105, 218, 0.12)", points: { show: false } },
-        { label: "Utilization", scale: "pct", stroke: UTIL_COLOR, width: 1.5, points: { show: false } },
+        { label: "Memory used", scale: "mem", stroke: USED_COLOR, width: 2, fill: "rgba(9, 105, 218, 0.12)" },
+        { label: "Utilization", scale: "pct", stroke: UTIL_COLOR, width: 1.5 },
       ],
       axes: [
-        Object.assign({}, axis, { values: function (u, splits) { return splits.map(clock); } }),
+        Object.assign({}, axis, { size: 30, values: function (u, splits) { return splits.map(clock); } }),
         Object.assign({}, axis, {
           scale: "mem",
           size: 64,

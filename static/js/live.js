@@ -1,6 +1,8 @@
 // The live connection every page shares: one websocket, reconnecting with backoff.
-// Pages listen for `ocrdash:job` (detail = the job payload, see ocr_app/events.py)
-// and `ocrdash:connected` (detail.first: false after a reconnect), to re-read what they show.
+// Pages listen for `ocrdash:job` (detail = the job payload, see ocr_app/events.py),
+// `ocrdash:<type>` for the other event types (`ocrdash:gpu.sample`, `ocrdash:backend.status`;
+// detail = the whole event) and `ocrdash:connected` (detail.first: false after a reconnect),
+// to re-read what they show.
 (function () {
   "use strict";
   const indicator = document.getElementById("live-indicator");

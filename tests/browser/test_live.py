@@ -32,5 +32,5 @@ def test_it_keeps_the_websocket_open_while_nothing_happens(logged_in_page, wait_
 
     assert len(sockets) == 1, f"{len(sockets)} websockets in {QUIET_SECONDS} s: the connection dropped"
     expect(page.locator("#live-indicator")).to_have_text("live")
-    # The upload page reloads itself after a reconnect: it must not have had to.
+    # The dashboard (where a login lands) reloads itself after a reconnect: it must not have had to.
     assert page.evaluate("window.__marker") == 1

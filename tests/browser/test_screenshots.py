@@ -47,6 +47,7 @@ def test_it_takes_the_readme_screenshots(logged_in_page, wait_until_live, make_u
     DOCS.mkdir(exist_ok=True)
     page, alice = logged_in_page("alice")
     bob, carol = make_user("bob"), make_user("carol")
+    page.goto("/upload/")
     wait_until_live(page)
 
     page.set_input_files(

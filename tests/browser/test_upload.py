@@ -51,6 +51,7 @@ def main_frame_navigations(page) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 def test_it_shows_recognized_text_without_a_reload(logged_in_page, wait_until_live, worker_held):
     page, user = logged_in_page("alice")
+    page.goto("/upload/")
     wait_until_live(page)
     page.evaluate(WATCH_ROWS)
     navigations = main_frame_navigations(page)
@@ -110,6 +111,7 @@ def test_it_shows_recognized_text_without_a_reload(logged_in_page, wait_until_li
 @pytest.mark.django_db(transaction=True)
 def test_it_queues_a_dropped_file(logged_in_page, wait_until_live, worker_held):
     page, user = logged_in_page("alice")
+    page.goto("/upload/")
     wait_until_live(page)
     png = base64.b64encode(text_image(["Dropped here"], size=(500, 120))).decode()
 
@@ -129,6 +131,7 @@ def test_it_queues_a_dropped_file(logged_in_page, wait_until_live, worker_held):
 @pytest.mark.django_db(transaction=True)
 def test_it_refuses_a_file_that_is_not_an_image(logged_in_page):
     page, _ = logged_in_page("alice")
+    page.goto("/upload/")
 
     page.set_input_files(
         "#id_files",

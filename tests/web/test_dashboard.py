@@ -241,15 +241,26 @@ def test_it_shows_each_workers_backend_state(alice_client):
     livestate.update_worker(
         "gpu@a",
         backend_status={
-            "worker": "gpu@a", "state": "loading", "backend": "transformers", "detail": "Downloading weights",
-            "progress": 0.4, "memory_bytes": 0, "plan": {"summary": "dots.ocr bf16 on GPU 0"},
+            "worker": "gpu@a",
+            "state": "loading",
+            "backend": "transformers",
+            "detail": "Downloading weights",
+            "progress": 0.4,
+            "memory_bytes": 0,
+            "plan": {"summary": "dots.ocr bf16 on GPU 0"},
         },
     )
     livestate.update_worker(
         "gpu@b",
+        gpu_index=1,
         backend_status={
-            "worker": "gpu@b", "state": "ready", "backend": "vllm", "detail": "", "progress": None,
-            "memory_bytes": int(6.5 * GIB), "plan": {"summary": "dots.ocr in vLLM on GPU 0"},
+            "worker": "gpu@b",
+            "state": "ready",
+            "backend": "vllm",
+            "detail": "",
+            "progress": None,
+            "memory_bytes": int(6.5 * GIB),
+            "plan": {"summary": "dots.ocr in vLLM on GPU 0"},
         },
     )
     livestate.update_worker("gpu@c", pids=[1])
@@ -264,6 +275,7 @@ def test_it_shows_each_workers_backend_state(alice_client):
     assert '<div style="width: 40%">' in a and ">40 %</span>" in a
     assert re.search(r'data-worker-field="loading" +>', a), "the progress bar is hidden"
     assert 'data-worker="gpu@b" data-state="ready"' in b
+    assert '<span data-worker-field="hostname">gpu@b</span> · GPU 1</span>' in b
     assert '<span data-worker-field="memory">6.50 GiB</span>' in b
     assert re.search(r'data-worker-field="loading" hidden', b)
     assert 'data-worker="gpu@c" data-state="unloaded"' in c

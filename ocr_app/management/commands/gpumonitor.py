@@ -1,6 +1,9 @@
 """The GPU monitor: samples NVML once a second, names the processes (Docker containers,
 ocrdash's own worker and vLLM server), keeps the last ten minutes in Redis and sends a
 `gpu.sample` event to every open page. Runs next to the GPU; the start command starts it.
+
+`gpumonitor --check` is its health check (the compose file's): exit 0 when the latest sample
+in Redis is at most --max-age seconds old, else 1 with the reason.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import logging
 import signal
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from ocr_app import events, livestate
 from workers.containers import ContainerNames, label_processes
@@ -46,8 +49,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--interval", type=float, default=1.0, help="Seconds between samples.")
         parser.add_argument("--count", type=int, default=0, help="Stop after this many samples (0: never).")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Do not sample: exit 0 if the latest sample in Redis is fresh, else 1 (a health check).",
+        )
+        parser.add_argument(
+            "--max-age", type=float, default=30.0, help="With --check: the oldest sample that counts as fresh, in s."
+        )
 
-    def handle(self, *args, interval: float, count: int, **options):
+    def handle(self, *args, interval: float, count: int, check: bool = False, max_age: float = 30.0, **options):
+        if check:
+            return self.check(max_age)
         running = True
 
         def stop(signum, frame):
@@ -71,3 +84,16 @@ class Command(BaseCommand):
         finally:
             monitor.containers.close()
             close_readers()
+
+    def check(self, max_age: float) -> None:
+        try:
+            sample = livestate.latest_gpu_sample()
+        except Exception as exc:
+            raise CommandError(f"Redis does not answer: {exc}") from None
+        if not sample:
+            raise CommandError("no GPU sample in Redis yet: is the GPU monitor running?")
+        age = time.time() - float(sample.get("taken_at") or 0)
+        if age > max_age:
+            raise CommandError(f"the latest GPU sample is {age:.0f} s old (more than {max_age:g} s)")
+        devices = len(sample.get("devices") or [])
+        self.stdout.write(f"ok: GPU sample {age:.1f} s old, {devices} device(s); {sample.get('error') or 'no error'}")

@@ -1,0 +1,81 @@
+"""Token authentication: `Authorization: Bearer <key>` (or `Token <key>`).
+
+The key is looked up by its SHA-256 (see ocr_app.models.ApiToken); a revoked token, an unknown
+key or an inactive user is a 401 with a sentence saying which.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions
+
+from ocr_app.models import ApiToken
+
+SCHEMES = ("bearer", "token")
+# last_used_at is written at most this often per token, not on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class TokenProblem(Exception):
+    """Why a presented key does not authenticate, in a sentence."""
+
+
+def key_from_header(header: str) -> str | None:
+    """The key in an Authorization header; None when the header names another scheme (or none)."""
+    parts = header.split()
+    if not parts or parts[0].lower() not in SCHEMES:
+        return None
+    if len(parts) != 2:
+        raise TokenProblem(f"Send the token as 'Authorization: {parts[0]} <key>', with one key and no spaces in it.")
+    return parts[1]
+
+
+def user_for_key(key: str) -> tuple[object, ApiToken]:
+    """(user, token) for a key, or TokenProblem. Marks the token as used."""
+    try:
+        token = ApiToken.objects.select_related("user").get(key_hash=ApiToken.hash_key(key))
+    except ApiToken.DoesNotExist:
+        raise TokenProblem("This API token is not known. Create one on your profile page (/profile/).") from None
+    if token.revoked_at is not None:
+        raise TokenProblem("This API token was revoked. Create a new one on your profile page (/profile/).")
+    if not token.user.is_active:
+        raise TokenProblem("The account this API token belongs to is disabled.")
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token.user, token
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """DRF authentication by an ocrdash API token; request.auth is the ApiToken."""
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        try:
+            key = key_from_header(header)
+            if key is None:
+                return None  # no token: the session (or nothing) decides
+            return user_for_key(key)
+        except TokenProblem as problem:
+            raise exceptions.AuthenticationFailed(str(problem)) from None
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) to a request without credentials.
+        return 'Bearer realm="ocrdash"'
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "ocr_app.api.auth.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token made on your profile page (/profile/): `Authorization: Bearer <key>`. "
+            "`Authorization: Token <key>` works too.",
+        }

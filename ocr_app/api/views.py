@@ -1,0 +1,569 @@
+"""The REST API's views (`/api/v1/`). Every view needs a logged-in user (token or session);
+everyone sees every job (the history is the team's); owners cancel and retry their own jobs,
+staff any job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import timedelta
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ocr_app import backendconfig, cancel, jobstate, livestate
+from ocr_app.api import results, waiting
+from ocr_app.api.asyncview import AsyncAPIView
+from ocr_app.api.errors import ApiError
+from ocr_app.api.eta import Estimator
+from ocr_app.api.serializers import (
+    BackendSerializer,
+    BackendSettingsSerializer,
+    ErrorSerializer,
+    GpuSampleSerializer,
+    JobDetailSerializer,
+    JobListFilterSerializer,
+    JobPageSerializer,
+    JobsCreatedSerializer,
+    JobSerializer,
+    UploadOptionsSerializer,
+)
+from ocr_app.models import BackendSettings, IdempotencyKey, Job, JobOrigin, queued_jobs_in_order
+from ocr_app.queueing import create_job
+from ocr_app.validation import UploadRefused, check_image, human_bytes
+from workers.planner import PlanRefused
+
+# A retried POST with the same Idempotency-Key within this time gets the first answer again.
+IDEMPOTENCY_TTL = timedelta(hours=24)
+IDEMPOTENCY_KEY_MAX = 255
+WAIT_DEFAULT_SECONDS = 60.0
+WAIT_MAX_SECONDS = 300.0
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+# Form fields POST /api/v1/jobs understands; anything else is refused by name.
+UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode"}
+
+
+def errors(*codes: int, **described: str) -> dict:
+    """OpenAPI responses for error statuses, all with the Error body."""
+    words = {
+        400: "The request names something wrong: the body says what.",
+        401: "No credentials, or an unknown or revoked token.",
+        403: "Logged in, but not allowed (another user's job).",
+        404: "No such job.",
+        409: "The job is not in a state that allows this.",
+        413: "The file is over the server's size limit.",
+        415: "The request body is not of an accepted type.",
+        422: "The Idempotency-Key was used before with another request.",
+        503: "The live state (Redis) does not answer.",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=described.get(f"e{code}", words[code]))
+            for code in codes}
+
+
+def _job_or_404(pk, queryset=None) -> Job:
+    try:
+        return (queryset if queryset is not None else Job.objects.select_related("owner")).get(pk=pk)
+    except (Job.DoesNotExist, ValueError, TypeError):
+        raise ApiError(f"There is no job {pk}.", status.HTTP_404_NOT_FOUND, "not_found") from None
+
+
+def _positions(jobs) -> dict[int, int]:
+    """Queue positions of the queued jobs among `jobs`, in one query."""
+    if not any(j.state == jobstate.QUEUED for j in jobs):
+        return {}
+    order = queued_jobs_in_order().values_list("id", flat=True)
+    return {pk: n for n, pk in enumerate(order, start=1)}
+
+
+def _detail(job: Job, request, **context) -> dict:
+    return JobDetailSerializer(job, context={"request": request, **context}).data
+
+
+class JobCursorPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = PAGE_SIZE
+    page_size_query_param = "limit"
+    max_page_size = MAX_PAGE_SIZE
+    cursor_query_description = "The `next` or `previous` link of the page before; do not build it yourself."
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise ApiError(
+                "The cursor is not valid: use the `next` or `previous` address of an earlier page as it is.",
+                code="bad_cursor",
+            ) from None
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise ApiError(f"limit must be a whole number from 1 to {self.max_page_size}; it was {raw!r}.",
+                           code="invalid", field_errors={"limit": [f"from 1 to {self.max_page_size}"]})
+        return size
+
+
+class JobsView(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List jobs (the team's history), newest first",
+        parameters=[
+            JobListFilterSerializer,
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="From the `next` or `previous` link."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description=f"Jobs per page, 1 to {MAX_PAGE_SIZE}; "
+                             f"default {PAGE_SIZE}."),
+        ],
+        responses={200: JobPageSerializer, **errors(400, 401)},
+        tags=["jobs"],
+    )
+    def get(self, request):
+        filters = JobListFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        jobs = Job.objects.select_related("owner").defer("text", "result", "plan")
+        if data.get("state"):
+            jobs = jobs.filter(state=data["state"])
+        if data.get("backend"):
+            jobs = jobs.filter(backend=data["backend"])
+        if data.get("owner"):
+            jobs = jobs.filter(owner__username=data["owner"])
+        if data.get("q"):
+            jobs = jobs.filter(Q(original_name__icontains=data["q"]) | Q(text__icontains=data["q"]))
+        if data.get("created_after"):
+            jobs = jobs.filter(created_at__gte=data["created_after"])
+        if data.get("created_before"):
+            jobs = jobs.filter(created_at__lt=data["created_before"])
+        paginator = JobCursorPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        context = {"request": request, "positions": _positions(page)}
+        return paginator.get_paginated_response(JobSerializer(page, many=True, context=context).data)
+
+    @extend_schema(
+        operation_id="jobs_create",
+        summary="Upload one or more images; each becomes a queued job",
+        description=(
+            "Send `multipart/form-data` with one or more files in `file` or `files` (PNG, JPEG, WebP, TIFF, "
+            "BMP; checked by their bytes). Files that are refused are listed in `refused` and the others are "
+            "queued; when every file is refused, nothing is queued and the answer is 400 (413 when every file "
+            "is over the size limit).\n\n"
+            "Send an `Idempotency-Key` header (any unique string, e.g. a UUID) to make a retry safe: the same "
+            "key with the same request, within 24 hours, answers with the jobs of the first request instead "
+            "of making new ones (header `Idempotent-Replayed: true`); the same key with another request is "
+            "a 422.\n\n"
+            "Page ranges apply to PDFs, which ocrdash does not read yet; task modes other than `text` arrive "
+            "with them."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+                description=f"Up to {IDEMPOTENCY_KEY_MAX} characters; one per logical upload.",
+            )
+        ],
+        request={"multipart/form-data": UploadOptionsSerializer},
+        responses={202: JobsCreatedSerializer, **errors(400, 401, 413, 415, 422)},
+        tags=["jobs"],
+    )
+    def post(self, request):
+        try:
+            data, uploads = request.data, request.FILES
+        except exceptions.UnsupportedMediaType:
+            raise ApiError(
+                f"Send the files as multipart/form-data (e.g. curl -F file=@scan.png); this request is "
+                f"{request.content_type or 'without a content type'}.",
+                status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ) from None
+        except RequestDataTooBig:
+            raise ApiError("The request is too large.", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large") from None
+        except TooManyFilesSent:
+            raise _too_many_files(None) from None
+        except (exceptions.ParseError, SuspiciousOperation) as exc:
+            raise ApiError(f"The multipart body could not be read ({exc}).", code="bad_multipart") from None
+
+        unknown = sorted(set(data.keys()) - UPLOAD_FIELDS)
+        if "pages" in unknown or "page_range" in unknown:
+            raise ApiError(
+                "Page ranges apply to PDFs, which ocrdash does not read yet; send images without `pages`.",
+                code="invalid", field_errors={"pages": ["not available yet"]},
+            )
+        if unknown:
+            raise ApiError(
+                f"Unknown field(s): {', '.join(unknown)}. Known: {', '.join(sorted(UPLOAD_FIELDS))}.",
+                code="invalid", field_errors={name: ["unknown field"] for name in unknown},
+            )
+        strings = {k: data.get(k) for k in ("language", "backend", "mode") if isinstance(data.get(k), str)}
+        options_in = UploadOptionsSerializer(data=strings)
+        if "mode" in strings and strings["mode"] != "text":
+            raise ApiError(
+                f"Task mode {strings['mode']!r} is not available: ocrdash reads images as plain text (`text`) "
+                "today; dots.ocr's layout modes arrive with documents.",
+                code="invalid", field_errors={"mode": ["only 'text' is available"]},
+            )
+        options_in.is_valid(raise_exception=True)
+        options = options_in.validated_data
+        options.setdefault("language", settings.OCRDASH_OCR_LANGUAGE)
+
+        files = uploads.getlist("file") + uploads.getlist("files")
+        if not files:
+            raise ApiError(
+                "No file was sent: add one or more images as the form field `file` (or `files`).",
+                code="no_file",
+            )
+        if len(files) > settings.MAX_FILES_PER_UPLOAD:
+            raise _too_many_files(len(files))
+
+        received = [_receive(f) for f in files]
+        key = request.headers.get("Idempotency-Key")
+        request_hash = None
+        if key is not None:
+            if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+                raise ApiError(f"The Idempotency-Key header must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters.",
+                               code="bad_idempotency_key")
+            request_hash = _request_hash(options, received)
+            replay = _replay(request, key, request_hash)
+            if replay is not None:
+                return replay
+
+        accepted, refused = [], []
+        for item in received:
+            if item["refused"]:
+                refused.append(item["refused"])
+                continue
+            try:
+                item["checked"] = check_image(
+                    item["name"], item["data"], settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS
+                )
+            except UploadRefused as exc:
+                refused.append({"name": item["name"], "error": str(exc), "code": "refused"})
+                continue
+            accepted.append(item)
+        if not accepted:
+            all_too_large = all(r["code"] == "too_large" for r in refused)
+            raise ApiError(
+                "No job was made: " + " ".join(r["error"] for r in refused),
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE if all_too_large else status.HTTP_400_BAD_REQUEST,
+                "too_large" if all_too_large else "refused",
+                refused=refused,
+            )
+
+        try:
+            with transaction.atomic():
+                record = None
+                if key is not None:
+                    record = IdempotencyKey.objects.create(user=request.user, key=key, request_hash=request_hash,
+                                                           refused=refused)
+                jobs = [_make_job(request, item, options) for item in accepted]
+                if record is not None:
+                    record.job_ids = [j.pk for j in jobs]
+                    record.save(update_fields=["job_ids"])
+        except IntegrityError:
+            # The same key arrived twice at once; the other request made the jobs.
+            replay = _replay(request, key, request_hash)
+            if replay is None:
+                raise
+            return replay
+        return _created(request, jobs, refused)
+
+
+def _too_many_files(count: int | None) -> ApiError:
+    limit = settings.MAX_FILES_PER_UPLOAD
+    what = f"{count} files" if count else "That many files"
+    return ApiError(f"{what} at once is too many: send at most {limit} per request. Nothing was queued.",
+                    code="too_many_files")
+
+
+def _receive(upload) -> dict:
+    name = PurePath(upload.name or "upload").name or "upload"
+    if upload.size > settings.MAX_UPLOAD_BYTES:
+        # Refused by size before a huge file is read into memory; hashed from its name and size.
+        error = (f"{name}: the file is {human_bytes(upload.size)}, over the limit of "
+                 f"{human_bytes(settings.MAX_UPLOAD_BYTES)}.")
+        return {"name": name, "data": b"", "sha256": f"size:{upload.size}",
+                "refused": {"name": name, "error": error, "code": "too_large"}}
+    data = upload.read()
+    return {"name": name, "data": data, "sha256": hashlib.sha256(data).hexdigest(), "refused": None}
+
+
+def _request_hash(options: dict, received: list[dict]) -> str:
+    canonical = json.dumps(
+        {"options": {k: str(v) for k, v in sorted(options.items())},
+         "files": [[item["name"], item["sha256"]] for item in received]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(request, key: str, request_hash: str) -> Response | None:
+    """The first answer for this key, or None when the key is new (or expired, then forgotten)."""
+    record = IdempotencyKey.objects.filter(user=request.user, key=key).first()
+    if record is None:
+        return None
+    if record.created_at < timezone.now() - IDEMPOTENCY_TTL:
+        record.delete()
+        return None
+    if record.request_hash != request_hash:
+        raise ApiError(
+            "This Idempotency-Key was already used with a different request (other files or options). "
+            "Use a new key for a new upload.",
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+        )
+    by_id = Job.objects.select_related("owner").in_bulk(record.job_ids)
+    jobs = [by_id[pk] for pk in record.job_ids if pk in by_id]
+    response = _created(request, jobs, record.refused, record.status_code)
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _make_job(request, item: dict, options: dict) -> Job:
+    job = create_job(request.user, item["name"], item["data"], item["checked"], options["language"])
+    hint = options.get("backend", "auto")
+    if hint != "auto":
+        # Recorded as the backend asked for; the worker overwrites it with the one that ran the job.
+        Job.objects.filter(pk=job.pk).update(backend=hint)
+        job.backend = hint  # the "queued" event, sent on commit, carries it too
+    JobOrigin.objects.create(
+        job=job,
+        via=JobOrigin.API,
+        token=request.auth if hasattr(request.auth, "key_hash") else None,
+        mode=options.get("mode", "text"),
+        options={k: str(v) for k, v in options.items()},
+    )
+    return job
+
+
+def _created(request, jobs: list[Job], refused: list[dict], status_code: int = 202) -> Response:
+    context = {"request": request, "positions": _positions(jobs)}
+    body = {"jobs": JobSerializer(jobs, many=True, context=context).data, "refused": refused}
+    response = Response(body, status=status_code)
+    if len(jobs) == 1:
+        response["Location"] = request.build_absolute_uri(reverse("api-job", args=[jobs[0].pk]))
+    return response
+
+
+class JobView(APIView):
+    @extend_schema(
+        operation_id="jobs_retrieve",
+        summary="One job: state, progress, queue position, ETA, plan, timings, GPU memory",
+        responses={200: JobDetailSerializer, **errors(401, 404)},
+        tags=["jobs"],
+    )
+    def get(self, request, pk: int):
+        job = _job_or_404(pk)
+        return Response(_detail(job, request))
+
+
+class JobResultView(APIView):
+    @extend_schema(
+        operation_id="jobs_result",
+        summary="The result of a job that succeeded",
+        description="`format=txt`: the recognized text. `format=json` (the default): everything — text, lines "
+        "with boxes and scores, file facts, timings, GPU memory. Markdown and HTML arrive with dots.ocr's "
+        "layout modes; an unknown format is a 400 that lists the available ones.",
+        parameters=[
+            OpenApiParameter("format", OpenApiTypes.STR, enum=list(results.FORMATS), required=False,
+                             description=f"Default: {results.DEFAULT_FORMAT}."),
+        ],
+        responses={
+            (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="format=txt"),
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json"),
+            **errors(400, 401, 404, 409, e409="The job has not succeeded (yet): the body says its state."),
+        },
+        tags=["jobs"],
+    )
+    def get(self, request, pk: int):
+        fmt = request.query_params.get("format", results.DEFAULT_FORMAT)
+        if fmt not in results.FORMATS:
+            available = list(results.FORMATS)
+            raise ApiError(f"Unknown format {fmt!r}; available: {', '.join(available)}.", code="unknown_format",
+                           available=available)
+        job = _job_or_404(pk)
+        if job.state != jobstate.SUCCEEDED:
+            why = {
+                jobstate.QUEUED: "it is still queued",
+                jobstate.RUNNING: "it is still running",
+                jobstate.FAILED: f"it failed: {job.message}",
+                jobstate.CANCELLED: "it was cancelled",
+            }[job.state]
+            raise ApiError(f"Job {job.pk} has no result: {why}", status.HTTP_409_CONFLICT, "no_result",
+                           state=job.state)
+        return results.FORMATS[fmt](job)
+
+
+class JobWaitView(AsyncAPIView):
+    @extend_schema(
+        operation_id="jobs_wait",
+        summary="Wait until the job ends, or the timeout passes; then the job",
+        description="Long-polls: answers as soon as the job has ended (succeeded, failed or cancelled), or after "
+        "`timeout` seconds with the job as it is then (`ended` is false; ask again).",
+        parameters=[
+            OpenApiParameter("timeout", OpenApiTypes.NUMBER, required=False,
+                             description=f"Seconds, 0 to {WAIT_MAX_SECONDS:g}; default {WAIT_DEFAULT_SECONDS:g}."),
+        ],
+        responses={200: JobDetailSerializer, **errors(400, 401, 404)},
+        tags=["jobs"],
+    )
+    async def get(self, request, pk: int):
+        raw = request.query_params.get("timeout")
+        timeout = WAIT_DEFAULT_SECONDS
+        if raw is not None:
+            try:
+                timeout = float(raw)
+            except ValueError:
+                timeout = -1.0
+            if not 0 <= timeout <= WAIT_MAX_SECONDS:
+                raise ApiError(f"timeout must be a number of seconds from 0 to {WAIT_MAX_SECONDS:g}; it was {raw!r}.",
+                               code="invalid", field_errors={"timeout": [f"0 to {WAIT_MAX_SECONDS:g}"]})
+        job = await waiting.sync(_job_or_404)(pk)
+        if not job.ended and timeout > 0:
+            await waiting.wait_until_ended(job.pk, timeout)
+        return Response(await waiting.sync(_fresh_detail)(pk, request))
+
+
+def _fresh_detail(pk, request) -> dict:
+    return _detail(_job_or_404(pk), request)
+
+
+class _JobChangeView(APIView):
+    verb = ""
+
+    def change(self, job: Job, user) -> Job:
+        raise NotImplementedError
+
+    def post(self, request, pk: int):
+        job = _job_or_404(pk)
+        try:
+            self.change(job, request.user)
+        except cancel.NotAllowed as exc:
+            raise ApiError(str(exc), status.HTTP_403_FORBIDDEN, "not_allowed") from None
+        except cancel.WrongState as exc:
+            raise ApiError(str(exc), status.HTTP_409_CONFLICT, "wrong_state", state=exc.state) from None
+        job.refresh_from_db()
+        return Response(_detail(job, request))
+
+
+class JobCancelView(_JobChangeView):
+    @extend_schema(
+        operation_id="jobs_cancel",
+        summary="Cancel a queued or running job",
+        description="A queued job is cancelled at once. A running job is marked cancelled at once and stops at "
+        "the next generated token (dots.ocr in the worker), its vLLM request is aborted, or (rapidocr) an "
+        "engine run already under way finishes and its result is discarded. Owners cancel their own jobs; staff "
+        "any. A job that has ended is a 409.",
+        request=None,
+        responses={200: JobDetailSerializer, **errors(401, 403, 404, 409)},
+        tags=["jobs"],
+    )
+    def post(self, request, pk: int):
+        return super().post(request, pk)
+
+    def change(self, job, user):
+        return cancel.cancel_job(job, user)
+
+
+class JobRetryView(_JobChangeView):
+    @extend_schema(
+        operation_id="jobs_retry",
+        summary="Queue a job that has ended again",
+        description="The job goes to the end of the queue with its upload; its previous text and result are "
+        "cleared. Owners retry their own jobs; staff any. A queued or running job is a 409.",
+        request=None,
+        responses={200: JobDetailSerializer, **errors(401, 403, 404, 409)},
+        tags=["jobs"],
+    )
+    def post(self, request, pk: int):
+        return super().post(request, pk)
+
+    def change(self, job, user):
+        return cancel.retry_job(job, user)
+
+
+class GpuView(APIView):
+    @extend_schema(
+        operation_id="gpu",
+        summary="The GPU monitor's latest sample",
+        responses={200: GpuSampleSerializer, **errors(401, 503)},
+        tags=["server"],
+    )
+    def get(self, request):
+        try:
+            sample = livestate.latest_gpu_sample()
+        except Exception:
+            raise ApiError("The live state (Redis) does not answer: no GPU sample can be read.",
+                           status.HTTP_503_SERVICE_UNAVAILABLE, "live_state_unavailable") from None
+        if sample is None:
+            return Response({"sample": None, "age_seconds": None,
+                             "message": "Waiting for the GPU monitor: no sample yet (is it running?)."})
+        taken = sample.get("taken_at")
+        age = round(time.time() - taken, 3) if isinstance(taken, (int, float)) else None
+        return Response({"sample": sample, "age_seconds": age, "message": ""})
+
+
+class BackendView(APIView):
+    @extend_schema(
+        operation_id="backend",
+        summary="Backend settings, the plan they give now, and each worker's backend",
+        responses={200: BackendSerializer, **errors(401)},
+        tags=["server"],
+    )
+    def get(self, request):
+        cfg = BackendSettings.load()
+        problem = ""
+        try:
+            sample = livestate.latest_gpu_sample()
+            workers = livestate.live_workers()
+        except Exception:
+            sample, workers = None, {}
+            problem = "The live state (Redis) does not answer: the GPU and the workers cannot be shown."
+        plan, refused = None, None
+        try:
+            plan = backendconfig.plan_now(cfg, backendconfig.devices_from_sample(sample)).as_json()
+        except PlanRefused as exc:
+            refused = {"headline": exc.headline, "reasons": list(exc.reasons)}
+        return Response(
+            {
+                "settings": BackendSettingsSerializer(cfg).data,
+                "plan": plan,
+                "plan_refused": refused,
+                "workers": [_worker(name, record) for name, record in sorted(workers.items())],
+                "live_state_problem": problem,
+            }
+        )
+
+
+def _worker(hostname: str, record: dict) -> dict:
+    status_ = record.get("backend_status") or {}
+    return {
+        "hostname": hostname,
+        "state": status_.get("state") or "unloaded",
+        "backend": status_.get("backend") or "",
+        "detail": status_.get("detail") or "",
+        "progress": status_.get("progress"),
+        "memory_bytes": status_.get("memory_bytes"),
+        "plan": status_.get("plan"),
+        "gpu_index": record.get("gpu_index"),
+        "seen_at": record.get("seen_at"),
+    }
+

@@ -1,0 +1,400 @@
+"""GET /metrics (Prometheus text format) and GET /healthz, both without a login.
+
+/metrics answers a client that sends `Authorization: Bearer <OCRDASH_METRICS_TOKEN>`, or one
+whose address is in OCRDASH_METRICS_ALLOW_FROM (default: this machine only); anyone else gets 403.
+When the request carries X-Forwarded-For, every address in it must be allowed too: a proxy
+appends the real client's address there, so naming 127.0.0.1 in the header gains nothing.
+
+Everything is read when Prometheus scrapes, by one collector (`OcrdashCollector`):
+
+- the database, in four queries: jobs by state and backend with the queue (one GROUP BY),
+  the three histograms (one query each), the out-of-memory fallbacks;
+- Redis: the GPU monitor's latest sample, the live workers, the broker queues.
+
+The histograms are built from the finished jobs in the database, over all of them, not
+observed in the worker: the worker has no HTTP server of its own, the database already holds
+every job's times, and counting over all jobs keeps each bucket a counter that only grows
+(deleting jobs makes them shrink), so `rate()` and `histogram_quantile()` work as usual. A job is
+one image today, so seconds per page is the run time of a succeeded job; when jobs hold several
+pages, `_pages()` is the one place to change.
+
+OOM fallbacks are counted from what workers/tasks.py writes into the job's message each time
+CUDA ran out of memory and the worker retried smaller or fell back (OOM_NOTE). A retried job's
+message is cleared, so its earlier fallbacks leave the count.
+
+Not here: result reuse for identical uploads, which ocrdash does not do (yet); a metric for it
+comes with it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum, Value
+from django.db.models.functions import Coalesce, Length, Replace
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from ocr_app import jobstate, livestate
+from ocr_app.models import Job
+from workers.queues import GPU_QUEUE, worker_queue
+
+log = logging.getLogger(__name__)
+
+# What workers/tasks.py (_run_with_fallback) writes into a job's message for each out-of-memory retry.
+OOM_NOTE = "ran out of GPU memory"
+RUN_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+WAIT_BUCKETS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400)
+PAGE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+# An older GPU sample means the monitor stopped: its figures are left out (the age is still given).
+GPU_SAMPLE_STALE_SECONDS = 30
+BACKEND_STATES = ("unloaded", "loading", "ready", "failed")
+# Job.backend "" is "the server's choice", not made yet (queued) or never made (refused).
+NO_BACKEND = "auto"
+
+
+def _backend(name: str | None) -> str:
+    return name or NO_BACKEND
+
+
+# -- the collector -------------------------------------------------------------------------------
+
+
+class OcrdashCollector:
+    """Reads the database and Redis at scrape time. A part that does not answer is left out and
+    `ocrdash_up{part=...}` says 0; the scrape itself still succeeds."""
+
+    def __init__(self, now=time.time):
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("ocrdash_up", "1 when ocrdash could read this part at this scrape.", labels=["part"])
+        for part, read in (("database", self.database), ("redis", self.redis)):
+            try:
+                families = list(read())
+            except Exception:
+                log.warning("metrics: could not read the %s", part, exc_info=True)
+                up.add_metric([part], 0)
+                continue
+            up.add_metric([part], 1)
+            yield from families
+        yield up
+
+    # -- the database ------------------------------------------------------------------------------
+
+    def database(self) -> Iterable[Metric]:
+        yield from self.jobs_and_queue()
+        run = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+        started = Job.objects.filter(started_at__isnull=False)
+        yield histogram(
+            "ocrdash_job_run_seconds",
+            "Seconds from start to end of every job that ran, by the backend that ran it and how it ended.",
+            started.filter(finished_at__isnull=False, state__in=jobstate.ENDED),
+            run,
+            RUN_BUCKETS,
+            ["backend", "state"],
+        )
+        yield histogram(
+            "ocrdash_job_wait_seconds",
+            "Seconds every job that started waited in the queue, by backend.",
+            started,
+            ExpressionWrapper(F("started_at") - Coalesce("queued_at", "created_at"), output_field=DurationField()),
+            WAIT_BUCKETS,
+            ["backend"],
+        )
+        yield histogram(
+            "ocrdash_job_seconds_per_page",
+            "Seconds per page of every succeeded job, by backend (a job is one image: one page).",
+            started.filter(finished_at__isnull=False, state=jobstate.SUCCEEDED),
+            ExpressionWrapper(run / _pages(), output_field=DurationField()),
+            PAGE_BUCKETS,
+            ["backend"],
+        )
+        yield self.oom_fallbacks()
+
+    def jobs_and_queue(self) -> Iterable[Metric]:
+        rows = list(
+            Job.objects.order_by().values("state", "backend").annotate(n=Count("pk"), oldest=Min("queued_at"))
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for row in rows:
+            key = (row["state"], _backend(row["backend"]))
+            counts[key] = counts.get(key, 0) + row["n"]
+        backends = sorted({backend for _, backend in counts} or {NO_BACKEND})
+        jobs = GaugeMetricFamily(
+            "ocrdash_jobs", "Jobs in the database now, by state and backend.", labels=["state", "backend"]
+        )
+        for state in jobstate.STATES:
+            for backend in backends:
+                jobs.add_metric([state, backend], counts.get((state, backend), 0))
+        yield jobs
+
+        queued = [row for row in rows if row["state"] == jobstate.QUEUED]
+        yield GaugeMetricFamily(
+            "ocrdash_queue_length", "Jobs waiting for a worker.", value=sum(row["n"] for row in queued)
+        )
+        oldest = min((row["oldest"] for row in queued if row["oldest"] is not None), default=None)
+        waited = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+        yield GaugeMetricFamily(
+            "ocrdash_queue_oldest_seconds", "How long the longest-waiting queued job has waited (0: none waits).",
+            value=max(0.0, waited),
+        )
+
+    def oom_fallbacks(self) -> Metric:
+        occurrences = (Length("message") - Length(Replace("message", Value(OOM_NOTE), Value("")))) / len(OOM_NOTE)
+        rows = (
+            Job.objects.filter(message__contains=OOM_NOTE)
+            .order_by()
+            .values("backend", "state")
+            .annotate(n=Sum(occurrences))
+        )
+        family = CounterMetricFamily(
+            "ocrdash_oom_fallbacks",
+            "Times CUDA ran out of memory during a job and the worker retried smaller or fell back, "
+            "by the backend the job ended on and its state.",
+            labels=["backend", "state"],
+        )
+        for row in rows:
+            family.add_metric([_backend(row["backend"]), row["state"]], row["n"] or 0)
+        return family
+
+    # -- Redis -------------------------------------------------------------------------------------
+
+    def redis(self) -> Iterable[Metric]:
+        yield from self.gpu(livestate.latest_gpu_sample())
+        workers = livestate.live_workers()
+        yield from self.workers(workers)
+        client = livestate.client()
+        queues = [GPU_QUEUE, *(worker_queue(name) for name in sorted(workers))]
+        lengths = client.pipeline()
+        for queue in queues:
+            lengths.llen(queue)
+        family = GaugeMetricFamily(
+            "ocrdash_broker_messages",
+            "Task messages waiting in a Celery queue in Redis (gpu: the shared queue; one per worker).",
+            labels=["queue"],
+        )
+        for queue, length in zip(queues, lengths.execute(), strict=True):
+            family.add_metric([queue], length)
+        yield family
+
+    def gpu(self, sample: dict | None) -> Iterable[Metric]:
+        if not sample:
+            return
+        age = max(0.0, self.now() - float(sample.get("taken_at") or 0))
+        yield GaugeMetricFamily(
+            "ocrdash_gpu_sample_age_seconds", "Age of the GPU monitor's latest sample.", value=age
+        )
+        if age > GPU_SAMPLE_STALE_SECONDS:
+            return
+        devices = sample.get("devices") or []
+        yield GaugeMetricFamily(
+            "ocrdash_gpu_devices", "GPUs the monitor sees (0 with no driver or no GPU).", value=len(devices)
+        )
+        labels = ["gpu", "name", "uuid"]
+        memory = {
+            key: GaugeMetricFamily(f"ocrdash_gpu_memory_{key}_bytes", f"GPU memory {key}, in bytes.", labels=labels)
+            for key in ("total", "used", "free")
+        }
+        optional = {
+            "utilization": GaugeMetricFamily(
+                "ocrdash_gpu_utilization_percent", "Percent of time a kernel ran on the GPU.", labels=labels
+            ),
+            "temperature": GaugeMetricFamily(
+                "ocrdash_gpu_temperature_celsius", "GPU temperature.", labels=labels
+            ),
+            "power": GaugeMetricFamily("ocrdash_gpu_power_watts", "GPU power draw.", labels=labels),
+        }
+        by_role = GaugeMetricFamily(
+            "ocrdash_gpu_process_memory_bytes",
+            "GPU memory held by processes: ocrdash's worker, its vLLM server, or other programs.",
+            labels=["gpu", "role"],
+        )
+        for device in devices:
+            values = [str(device.get("index")), str(device.get("name") or ""), str(device.get("uuid") or "")]
+            for key, family in memory.items():
+                if device.get(key) is not None:
+                    family.add_metric(values, device[key])
+            for key, family in optional.items():
+                if device.get(key) is not None:
+                    family.add_metric(values, device[key])
+            held = {"worker": 0, "vllm": 0, "other": 0}
+            for process in device.get("processes") or []:
+                role = process.get("role") if process.get("role") in ("worker", "vllm") else "other"
+                held[role] += process.get("used_bytes") or 0
+            for role, used in held.items():
+                by_role.add_metric([str(device.get("index")), role], used)
+        yield from memory.values()
+        yield from optional.values()
+        yield by_role
+
+    def workers(self, workers: dict[str, dict]) -> Iterable[Metric]:
+        now = self.now()
+        up = GaugeMetricFamily("ocrdash_worker_up", "Workers heard from in the last two minutes.", labels=["worker", "gpu"])
+        seen = GaugeMetricFamily(
+            "ocrdash_worker_last_seen_seconds", "Seconds since the worker last reported.", labels=["worker"]
+        )
+        loaded = GaugeMetricFamily(
+            "ocrdash_worker_backend_loaded",
+            "1 when the worker holds its backend loaded and ready, 0 when unloaded (or loading, failed).",
+            labels=["worker", "backend"],
+        )
+        state = GaugeMetricFamily(
+            "ocrdash_worker_backend_state", "The worker's backend state: 1 for the current one.", labels=["worker", "state"]
+        )
+        held = GaugeMetricFamily(
+            "ocrdash_worker_backend_memory_bytes",
+            "Memory the loaded backend is estimated to hold.",
+            labels=["worker", "backend"],
+        )
+        for name, record in sorted(workers.items()):
+            status = record.get("backend_status") or {}
+            current = status.get("state") or "unloaded"
+            backend = status.get("backend") or "none"
+            gpu = record.get("gpu_index")
+            up.add_metric([name, "" if gpu is None else str(gpu)], 1)
+            seen.add_metric([name], max(0.0, now - float(record.get("seen_at") or now)))
+            loaded.add_metric([name, backend], 1 if current == "ready" else 0)
+            for possible in BACKEND_STATES:
+                state.add_metric([name, possible], 1 if possible == current else 0)
+            held.add_metric([name, backend], status.get("memory_bytes") or 0)
+        yield from (up, seen, loaded, state, held)
+
+
+def _pages():
+    """Pages per job, as a database expression: one image is one page."""
+    return Value(1)
+
+
+def histogram(name, doc, queryset, expression, buckets, labels) -> HistogramMetricFamily:
+    """A cumulative histogram of `expression` (a duration) over `queryset`, grouped by `labels`,
+    counted by the database in one query."""
+    counts = {
+        f"le_{i}": Count("pk", filter=Q(value__lte=timedelta(seconds=bound))) for i, bound in enumerate(buckets)
+    }
+    rows = (
+        queryset.order_by()
+        .alias(value=expression)
+        .values(*labels)
+        .annotate(n=Count("pk"), total=Sum("value"), **counts)
+    )
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for row in rows:
+        label_values = [_backend(row[label]) if label == "backend" else str(row[label]) for label in labels]
+        steps = [(floatToGoString(bound), row[f"le_{i}"]) for i, bound in enumerate(buckets)]
+        total = row["total"]
+        seconds = total.total_seconds() if isinstance(total, timedelta) else float(total or 0) / 1e6
+        family.add_metric(label_values, steps + [("+Inf", row["n"])], seconds)
+    return family
+
+
+# -- who may read it -----------------------------------------------------------------------------
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [::1]:port
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # 1.2.3.4:port
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def client_addresses(request: HttpRequest) -> list[str]:
+    """The peer's address and every address a proxy named in X-Forwarded-For."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return [request.META.get("REMOTE_ADDR", ""), *(part for part in forwarded.split(",") if part.strip())]
+
+
+def from_allowed_network(request: HttpRequest) -> bool:
+    networks = settings.METRICS_ALLOW_FROM
+    if not networks:
+        return False
+    for text in client_addresses(request):
+        address = _address(text)
+        if address is None or not any(address in network for network in networks):
+            return False
+    return True
+
+
+def has_token(request: HttpRequest) -> bool:
+    token = settings.METRICS_TOKEN
+    if not token:
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+# -- views ---------------------------------------------------------------------------------------
+
+
+@login_not_required
+@require_safe
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not (has_token(request) or from_allowed_network(request)):
+        return HttpResponse(
+            "Forbidden: send Authorization: Bearer <OCRDASH_METRICS_TOKEN>, or scrape from a network in "
+            "OCRDASH_METRICS_ALLOW_FROM.\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(OcrdashCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _database_answers() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return True
+    except Exception:
+        log.warning("healthz: the database does not answer", exc_info=True)
+        return False
+
+
+def _redis_answers() -> bool:
+    try:
+        return bool(livestate.client().ping())
+    except Exception:
+        log.warning("healthz: Redis does not answer", exc_info=True)
+        return False
+
+
+@login_not_required
+@require_safe
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """For the container health check and load balancers: 200 when the database and Redis answer,
+    else 503. Says only yes or no, to anyone."""
+    db, redis_ok = _database_answers(), _redis_answers()
+    ok = db and redis_ok
+    return JsonResponse({"ok": ok, "db": db, "redis": redis_ok}, status=200 if ok else 503)
+
+
+urlpatterns = [
+    path("metrics", metrics, name="metrics"),
+    path("healthz", healthz, name="healthz"),
+]
