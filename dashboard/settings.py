@@ -53,6 +53,13 @@ _proxy_ssl_header = env_str(
     "With HTTPS behind a TLS proxy: the header and value the proxy sets on HTTPS requests, e.g. "
     "X-Forwarded-Proto:https. Only if the proxy always sets or removes that header.",
 )
+# Read by docker/entrypoint.sh (the web role passes daphne --proxy-headers); declared here to be documented.
+BEHIND_PROXY = env_bool(
+    "BEHIND_PROXY",
+    False,
+    "A reverse proxy forwards to the web server: take client addresses from X-Forwarded-For. The web "
+    "port must then be reachable only through the proxy. Read by the container's web role.",
+)
 _ssl_redirect = env_bool(
     "SECURE_SSL_REDIRECT", True, "With HTTPS: redirect http requests to https (/healthz and /metrics excepted)."
 )

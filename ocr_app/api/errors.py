@@ -61,7 +61,17 @@ def error_body(exc: exceptions.APIException) -> dict:
     return {"error": text, "code": str(code)}
 
 
+NOT_AUTHENTICATED = (
+    "Log in first: send 'Authorization: Bearer <key>' with a token made on your profile page (/profile/)."
+)
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, exceptions.NotAuthenticated) and exc.detail == exceptions.NotAuthenticated.default_detail:
+        original = exc
+        exc = exceptions.NotAuthenticated(NOT_AUTHENTICATED)
+        exc.status_code = original.status_code
+        exc.auth_header = getattr(original, "auth_header", None)
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response

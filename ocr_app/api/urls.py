@@ -3,9 +3,22 @@ files: no CDN)."""
 
 from django.contrib.auth.decorators import login_required
 from django.urls import path
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from ocr_app.api import views
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document, JSON unless YAML is asked for (Accept: application/yaml)."""
+
+    renderer_classes = [OpenApiJsonRenderer2, OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+
 
 urlpatterns = [
     path("v1/jobs", views.JobsView.as_view(), name="api-jobs"),
@@ -16,7 +29,7 @@ urlpatterns = [
     path("v1/jobs/<int:pk>/retry", views.JobRetryView.as_view(), name="api-job-retry"),
     path("v1/gpu", views.GpuView.as_view(), name="api-gpu"),
     path("v1/backend", views.BackendView.as_view(), name="api-backend"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
     # Pages for people: an anonymous visitor is sent to the login page, as everywhere else.
     path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("redoc/", login_required(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),

@@ -78,6 +78,17 @@
   function send(files) {
     if (!files.length) return;
     errors.innerHTML = "";
+    const most = +form.dataset.maxFiles;
+    if (most && files.length > most) {
+      // Refused here, before sending megabytes the server would refuse as a whole anyway.
+      const li = document.createElement("li");
+      li.className = "msg-error";
+      li.textContent = files.length + " files at once is too many: send at most " + most +
+        " per upload. Nothing was queued.";
+      errors.append(li);
+      input.value = "";
+      return;
+    }
     const data = new FormData(form);
     data.delete("files");
     Array.from(files).forEach(function (f) { data.append("files", f, f.name); });

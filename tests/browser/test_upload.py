@@ -146,3 +146,20 @@ def test_it_refuses_a_file_that_is_not_an_image(logged_in_page):
     expect(page.locator("#my-jobs-empty")).to_be_visible()
     expect(page.locator("#queue tbody tr")).to_have_count(0)
     assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refuses_too_many_files_before_sending_any(logged_in_page):
+    page, _ = logged_in_page("alice")
+    page.goto("/upload/")
+    most = int(page.locator("#upload-form").get_attribute("data-max-files"))
+    uploads = []
+    page.on("request", lambda request: uploads.append(request.url) if request.method == "POST" else None)
+
+    png = text_image(["x"], size=(60, 40))
+    page.set_input_files(
+        "#id_files", files=[{"name": f"p{i}.png", "mimeType": "image/png", "buffer": png} for i in range(most + 1)]
+    )
+
+    expect(page.locator("#upload-errors li")).to_contain_text(f"{most + 1} files at once is too many")
+    assert uploads == [] and Job.objects.count() == 0

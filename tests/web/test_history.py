@@ -202,3 +202,11 @@ def test_it_loads_no_whole_texts_for_the_list(alice_client, make_job):
     assert job_selects
     whole = re.compile(r'"ocr_app_job"\."(text|result)"[ ,]')
     assert not any(whole.search(sql) for sql in job_selects)
+
+
+def test_a_bad_filter_is_named_and_shows_no_jobs(alice_client, make_job):
+    make_job()
+    page = alice_client.get("/history/?state=bogus").content.decode()
+
+    assert "state: Select a valid choice. bogus is not one of the available choices." in page
+    assert "No jobs" in page

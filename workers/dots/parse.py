@@ -53,6 +53,7 @@ _ELEMENT_KEYS = frozenset(_BOX_KEYS + _CATEGORY_KEYS + _TEXT_KEYS)
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _OPEN_FENCE = re.compile(r"\A\s*```[A-Za-z0-9_+-]*[ \t]*(?:\n|\Z)")
+_ONLY_FENCE = re.compile(r"\s*`{1,3}[A-Za-z0-9_+-]*\s*")
 _CLOSE_FENCE = re.compile(r"\n?[ \t]*```\s*\Z")
 _JSON_AHEAD = re.compile(r"""\{\s*["']?(?:bbox|bbox_2d|category|text)["']?\s*:""")
 
@@ -180,15 +181,20 @@ def _cut_char_loops(text: str) -> tuple[str, int]:
         m = _CHAR_LOOP.search(text, max(search, p - 250))
         if not m:
             break
-        if m.end() - m.start() >= LOOP_MIN_CHARS:
-            pieces.append(text[pos : m.start() + len(m.group(1)) * LOOP_KEEP])
-            pos = m.end()
+        end = m.end()
+        if end - m.start() >= LOOP_MIN_CHARS:
+            unit = m.group(1)
+            pieces.append(text[pos : m.start() + len(unit) * LOOP_KEEP].rstrip())
+            tail = text[end:]
+            if len(tail) < len(unit) and unit.startswith(tail):
+                end = len(text)  # the answer stopped inside one more repetition
+            pos = end
             cuts += 1
-        search = m.end()
+        search = end
     if not cuts:
         return text, 0
     pieces.append(text[pos:])
-    return "\n".join(piece for piece in pieces if piece.strip()), cuts
+    return "\n".join(piece.strip("\n") for piece in pieces if piece.strip()), cuts
 
 
 def _cut_line_loops(text: str) -> tuple[str, int]:
@@ -349,8 +355,8 @@ def _candidate(obj: dict, mode: str, notes: _Notes) -> _Candidate | None:
     has_box, box_value = _field(obj, _BOX_KEYS)
     has_text, text_value = _field(obj, _TEXT_KEYS)
 
-    if has_cat and not lenient_json.is_complete(cat_value):
-        return None  # the answer ends inside the category name: nothing to go on
+    if not complete and not (has_cat and lenient_json.is_complete(cat_value)):
+        return None  # cut off before its category was written out: nothing to go on
     if has_box and not lenient_json.is_complete(box_value):
         has_box, box_value = False, None  # cut off inside the box: the rest was never written
         if not complete and not has_text:
@@ -400,6 +406,8 @@ def _candidate(obj: dict, mode: str, notes: _Notes) -> _Candidate | None:
 
 
 def _strip_fences(text: str) -> str:
+    if _ONLY_FENCE.fullmatch(text):
+        return ""  # the answer stopped inside the opening fence
     m = _OPEN_FENCE.match(text)
     if m:
         text = text[m.end() :]

@@ -1,0 +1,50 @@
+#!/bin/sh
+# The image's entrypoint: one image, one role per container.
+#
+#   web          daphne (HTTP and websockets) on OCRDASH_HOST:OCRDASH_PORT (0.0.0.0:8000 in the image)
+#   worker       the Celery worker: queue gpu, concurrency 1, task events on (Flower can watch it)
+#   gpumonitor   the NVML sampler (python manage.py gpumonitor)
+#   migrate      a one-shot: database migrations, the first admin account, queued jobs the broker lost
+#   manage ...   any manage.py command, e.g. `docker compose run --rm web manage fetch_model --revision …`
+#   anything else is run as given (sh, python, celery …)
+set -eu
+
+truthy() {
+    case "$(printf '%s' "${1:-}" | tr '[:upper:]' '[:lower:]')" in
+        1 | true | yes | on) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+role="${1:-web}"
+[ "$#" -gt 0 ] && shift
+
+case "$role" in
+    web)
+        # Client addresses from X-Forwarded-For only behind a proxy: otherwise any client could name
+        # itself 127.0.0.1 (the metrics allow-list and the GPU action log read that address).
+        if truthy "${OCRDASH_BEHIND_PROXY:-}"; then
+            set -- --proxy-headers "$@"
+        fi
+        exec python -m daphne -b "${OCRDASH_HOST:-0.0.0.0}" -p "${OCRDASH_PORT:-8000}" "$@" dashboard.asgi:application
+        ;;
+    worker)
+        # A stable name (WORKER_NAME) lets a restarted worker find the job it left running.
+        exec celery -A dashboard worker --queues gpu --concurrency 1 --events \
+            --hostname "gpu@${WORKER_NAME:-%h}" --loglevel "${OCRDASH_LOG_LEVEL:-INFO}" "$@"
+        ;;
+    gpumonitor)
+        exec python manage.py gpumonitor "$@"
+        ;;
+    migrate)
+        python manage.py migrate --noinput
+        python manage.py ensure_admin
+        exec python manage.py requeue_waiting_jobs
+        ;;
+    manage)
+        exec python manage.py "$@"
+        ;;
+    *)
+        exec "$role" "$@"
+        ;;
+esac
