@@ -1,13 +1,12 @@
 """The GPU dashboard in Chromium: samples, backend states and jobs sent through the real channel
 layer move the page without a reload; the no-GPU message on this machine, which has no GPU.
 
-The screenshot for the README is taken only with OCRDASH_SCREENSHOTS=1.
+The screenshot for the README is taken only on request: `pytest -m screenshots tests/browser`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 
@@ -341,7 +340,7 @@ def synthetic_history(now: float) -> list[dict]:
     return samples
 
 
-@pytest.mark.skipif(os.environ.get("OCRDASH_SCREENSHOTS") != "1", reason="set OCRDASH_SCREENSHOTS=1 to take it")
+@pytest.mark.screenshots
 @pytest.mark.django_db(transaction=True)
 def test_it_takes_the_dashboard_screenshot(logged_in_page, wait_until_live, make_user, make_job):
     DOCS.mkdir(exist_ok=True)

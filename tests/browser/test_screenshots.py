@@ -1,11 +1,9 @@
 """Pictures of the upload page and of a job's page for the README (docs/).
 
-Not part of the normal run: `OCRDASH_SCREENSHOTS=1 pytest tests/browser/test_screenshots.py`.
+Not part of the normal run (deselected by the "screenshots" mark): `pytest -m screenshots tests/browser`.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 from playwright.sync_api import expect
@@ -14,12 +12,7 @@ from ocr_app import jobstate
 from tests.browser.conftest import ROOT
 from tests.conftest import text_image
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        os.environ.get("OCRDASH_SCREENSHOTS") != "1", reason="set OCRDASH_SCREENSHOTS=1 to take them"
-    ),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.screenshots]
 
 DOCS = ROOT / "docs"
 # Larger files are not worth keeping in the repository.
