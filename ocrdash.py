@@ -44,7 +44,8 @@ def requirements_command(args: list[str]) -> int:
     while rest:
         flag = rest.pop(0)
         if flag not in ("--extras", "--only", "--without") or not rest:
-            print("usage: ocrdash.py requirements [--extras a,b] [--only NAME,...] [--without NAME,...]", file=sys.stderr)
+            usage = "usage: ocrdash.py requirements [--extras a,b] [--only NAME,...] [--without NAME,...]"
+            print(usage, file=sys.stderr)
             return 2
         names = [n.strip() for n in rest.pop(0).split(",") if n.strip()]
         if flag == "--extras":

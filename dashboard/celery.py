@@ -23,6 +23,8 @@ def use_django_logging(**kwargs) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    # Python's warnings (e.g. Celery's about running as root) as log lines too, in JSON mode.
+    logging.captureWarnings(settings.LOG_FORMAT == "json")
 
 
 # Every line logged while a job runs carries its job_id (dashboard/logs.py).

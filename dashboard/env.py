@@ -103,10 +103,10 @@ def env_file_block() -> str:
     commented out (unset or empty means its default), with its meaning and default."""
     lines = [ENV_BLOCK_START]
     for name, (default, doc) in SETTINGS_DOC.items():
-        shown = default if default else "(unset)"
         lines.append(f"# {doc}")
-        note = f" Secret: better as OCRDASH_{name}_FILE=/run/secrets/..." if name in SECRETS else ""
-        lines.append(f"# Default: {shown}.{note}")
+        lines.append(f"# Default: {default if default else '(unset)'}")
+        if name in SECRETS:
+            lines.append(f"# A secret: better given as a file, {PREFIX}{name}_FILE=/run/secrets/<name>")
         lines.append(f"#{PREFIX}{name}=")
         lines.append("")
     lines.append(ENV_BLOCK_END)

@@ -33,7 +33,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("ocrdash_log_context", default={})
+# Holds a mapping that is replaced, never changed in place (set() a new one), so one default is safe.
+_EMPTY: dict[str, Any] = {}
+_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("ocrdash_log_context")
 
 # Tasks whose first argument is a job id.
 JOB_TASKS = frozenset({"workers.tasks.run_job"})
@@ -43,13 +45,13 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 def current_context() -> dict[str, Any]:
-    return dict(_CONTEXT.get())
+    return dict(_CONTEXT.get(_EMPTY))
 
 
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Add `fields` (e.g. job_id=12) to every record logged inside the block."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **fields})
+    token = _CONTEXT.set({**_CONTEXT.get(_EMPTY), **fields})
     try:
         yield
     finally:
@@ -58,7 +60,7 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 def bind(**fields: Any) -> contextvars.Token:
     """Like log_context, for code that cannot wrap a block: pass the token to `unbind`."""
-    return _CONTEXT.set({**_CONTEXT.get(), **fields})
+    return _CONTEXT.set({**_CONTEXT.get(_EMPTY), **fields})
 
 
 def unbind(token: contextvars.Token) -> None:
@@ -115,7 +117,7 @@ class ContextFilter(logging.Filter):
     """Puts the log context (job_id, ...) on each record, without overriding `extra`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _CONTEXT.get().items():
+        for key, value in _CONTEXT.get(_EMPTY).items():
             if not hasattr(record, key):
                 setattr(record, key, value)
         return True

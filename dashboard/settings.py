@@ -373,5 +373,5 @@ BIND_HOST = env_str("HOST", "127.0.0.1", "Address the web server listens on (0.0
 BIND_PORT = env_int("PORT", 8000, "Port of the web server.", 1)
 ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin", "Admin account created on the first start.")
 ADMIN_PASSWORD = env_str(
-    "ADMIN_PASSWORD", None, "Its password. Unset: a random one, printed and saved in DATA_DIR."
+    "ADMIN_PASSWORD", None, "Its password. Unset: a random one, printed and saved in DATA_DIR.", secret=True
 )

@@ -29,8 +29,13 @@ case "$role" in
         exec python -m daphne -b "${OCRDASH_HOST:-0.0.0.0}" -p "${OCRDASH_PORT:-8000}" "$@" dashboard.asgi:application
         ;;
     worker)
+        # With JSON logs, no start-up banner: every line on stdout is then one JSON object.
+        quiet=""
+        if [ "${OCRDASH_LOG_FORMAT:-plain}" = json ]; then
+            quiet=yes
+        fi
         # A stable name (WORKER_NAME) lets a restarted worker find the job it left running.
-        exec celery -A dashboard worker --queues gpu --concurrency 1 --events \
+        exec celery -A dashboard ${quiet:+--quiet} worker --queues gpu --concurrency 1 --events \
             --hostname "gpu@${WORKER_NAME:-%h}" --loglevel "${OCRDASH_LOG_LEVEL:-INFO}" "$@"
         ;;
     gpumonitor)

@@ -7,7 +7,7 @@ appends the real client's address there, so naming 127.0.0.1 in the header gains
 
 Everything is read when Prometheus scrapes, by one collector (`OcrdashCollector`):
 
-- the database, in four queries: jobs by state and backend with the queue (one GROUP BY),
+- the database, in five queries: jobs by state and backend with the queue (one GROUP BY),
   the three histograms (one query each), the out-of-memory fallbacks;
 - Redis: the GPU monitor's latest sample, the live workers, the broker queues.
 
@@ -127,9 +127,7 @@ class OcrdashCollector:
         yield self.oom_fallbacks()
 
     def jobs_and_queue(self) -> Iterable[Metric]:
-        rows = list(
-            Job.objects.order_by().values("state", "backend").annotate(n=Count("pk"), oldest=Min("queued_at"))
-        )
+        rows = list(Job.objects.order_by().values("state", "backend").annotate(n=Count("pk"), oldest=Min("queued_at")))
         counts: dict[tuple[str, str], int] = {}
         for row in rows:
             key = (row["state"], _backend(row["backend"]))
@@ -150,7 +148,8 @@ class OcrdashCollector:
         oldest = min((row["oldest"] for row in queued if row["oldest"] is not None), default=None)
         waited = (timezone.now() - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily(
-            "ocrdash_queue_oldest_seconds", "How long the longest-waiting queued job has waited (0: none waits).",
+            "ocrdash_queue_oldest_seconds",
+            "How long the longest-waiting queued job has waited (0: none waits).",
             value=max(0.0, waited),
         )
 
@@ -196,9 +195,7 @@ class OcrdashCollector:
         if not sample:
             return
         age = max(0.0, self.now() - float(sample.get("taken_at") or 0))
-        yield GaugeMetricFamily(
-            "ocrdash_gpu_sample_age_seconds", "Age of the GPU monitor's latest sample.", value=age
-        )
+        yield GaugeMetricFamily("ocrdash_gpu_sample_age_seconds", "Age of the GPU monitor's latest sample.", value=age)
         if age > GPU_SAMPLE_STALE_SECONDS:
             return
         devices = sample.get("devices") or []
@@ -214,9 +211,7 @@ class OcrdashCollector:
             "utilization": GaugeMetricFamily(
                 "ocrdash_gpu_utilization_percent", "Percent of time a kernel ran on the GPU.", labels=labels
             ),
-            "temperature": GaugeMetricFamily(
-                "ocrdash_gpu_temperature_celsius", "GPU temperature.", labels=labels
-            ),
+            "temperature": GaugeMetricFamily("ocrdash_gpu_temperature_celsius", "GPU temperature.", labels=labels),
             "power": GaugeMetricFamily("ocrdash_gpu_power_watts", "GPU power draw.", labels=labels),
         }
         by_role = GaugeMetricFamily(
@@ -244,7 +239,9 @@ class OcrdashCollector:
 
     def workers(self, workers: dict[str, dict]) -> Iterable[Metric]:
         now = self.now()
-        up = GaugeMetricFamily("ocrdash_worker_up", "Workers heard from in the last two minutes.", labels=["worker", "gpu"])
+        up = GaugeMetricFamily(
+            "ocrdash_worker_up", "Workers heard from in the last two minutes.", labels=["worker", "gpu"]
+        )
         seen = GaugeMetricFamily(
             "ocrdash_worker_last_seen_seconds", "Seconds since the worker last reported.", labels=["worker"]
         )
@@ -254,7 +251,9 @@ class OcrdashCollector:
             labels=["worker", "backend"],
         )
         state = GaugeMetricFamily(
-            "ocrdash_worker_backend_state", "The worker's backend state: 1 for the current one.", labels=["worker", "state"]
+            "ocrdash_worker_backend_state",
+            "The worker's backend state: 1 for the current one.",
+            labels=["worker", "state"],
         )
         held = GaugeMetricFamily(
             "ocrdash_worker_backend_memory_bytes",
@@ -283,9 +282,7 @@ def _pages():
 def histogram(name, doc, queryset, expression, buckets, labels) -> HistogramMetricFamily:
     """A cumulative histogram of `expression` (a duration) over `queryset`, grouped by `labels`,
     counted by the database in one query."""
-    counts = {
-        f"le_{i}": Count("pk", filter=Q(value__lte=timedelta(seconds=bound))) for i, bound in enumerate(buckets)
-    }
+    counts = {f"le_{i}": Count("pk", filter=Q(value__lte=timedelta(seconds=bound))) for i, bound in enumerate(buckets)}
     rows = (
         queryset.order_by()
         .alias(value=expression)

@@ -23,7 +23,7 @@ import re
 
 from django.conf import settings
 from django.http import HttpResponse
-from django.urls import path, reverse
+from django.urls import path, re_path, reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -46,7 +46,8 @@ from workers.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS
 MODEL_ID = "dots.ocr"
 MODEL_CREATED = 1722470400  # 2024-08-01, dots.ocr's release month: a fixed "created" for /v1/models
 DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
-_BBOX = re.compile(r"^\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]$")
+_NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
+_BBOX = re.compile(rf"^\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]$")
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -514,7 +515,19 @@ class ModelsView(OpenAiErrorsMixin, APIView):
         )
 
 
+class NoSuchEndpointView(OpenAiErrorsMixin, APIView):
+    authentication_classes = [ApiTokenAuthentication]
+
+    @extend_schema(exclude=True)
+    def get(self, request, rest: str = ""):
+        raise OpenAiError(f"ocrdash answers /v1/chat/completions and /v1/models only, not {request.path}.", None,
+                          status.HTTP_404_NOT_FOUND, "not_found")
+
+    post = put = patch = delete = get
+
+
 urlpatterns = [
     path("chat/completions", ChatCompletionsView.as_view(), name="openai-chat-completions"),
     path("models", ModelsView.as_view(), name="openai-models"),
+    re_path(r"^(?P<rest>.*)$", NoSuchEndpointView.as_view()),
 ]

@@ -180,12 +180,16 @@ class JobDetailSerializer(JobSerializer):
 
 
 class JobListFilterSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=jobstate.STATES, required=False)
-    backend = serializers.ChoiceField(choices=KNOWN_BACKENDS, required=False,
+    state = serializers.ChoiceField(choices=jobstate.STATES, required=False, allow_blank=True)
+    backend = serializers.ChoiceField(choices=KNOWN_BACKENDS, required=False, allow_blank=True,
                                       help_text="The backend that ran the job (or was asked for, while queued).")
-    owner = serializers.CharField(required=False, max_length=150, help_text="A user name.")
-    q = serializers.CharField(required=False, max_length=200, help_text="Text searched in file names and in "
-                              "recognized text (case-insensitive).")
+    owner = serializers.CharField(required=False, allow_blank=True, max_length=150, help_text="A user name.")
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Text searched in file names and in recognized text (case-insensitive).",
+    )
     created_after = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"],
                                               help_text="ISO 8601 date or date and time; jobs created at or after it.")
     created_before = serializers.DateTimeField(required=False, input_formats=["iso-8601", "%Y-%m-%d"],

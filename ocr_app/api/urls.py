@@ -2,7 +2,7 @@
 files: no CDN)."""
 
 from django.contrib.auth.decorators import login_required
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.renderers import (
     OpenApiJsonRenderer,
     OpenApiJsonRenderer2,
@@ -33,4 +33,5 @@ urlpatterns = [
     # Pages for people: an anonymous visitor is sent to the login page, as everywhere else.
     path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
     path("redoc/", login_required(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
+    re_path(r"^(?P<rest>.*)$", views.NoSuchEndpointView.as_view()),
 ]

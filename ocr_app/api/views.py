@@ -4,22 +4,26 @@ staff any job."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import time
 from datetime import timedelta
 from pathlib import PurePath
+from urllib.parse import parse_qs
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.db import IntegrityError, transaction
 from django.db.models import Q
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,7 +32,6 @@ from ocr_app import backendconfig, cancel, jobstate, livestate
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.errors import ApiError
-from ocr_app.api.eta import Estimator
 from ocr_app.api.serializers import (
     BackendSerializer,
     BackendSettingsSerializer,
@@ -101,13 +104,28 @@ class JobCursorPagination(CursorPagination):
     cursor_query_description = "The `next` or `previous` link of the page before; do not build it yourself."
 
     def decode_cursor(self, request):
+        """DRF's decoding, stricter: a cursor that is not one of ours is a 400, never a 500 or a first page."""
+        encoded = request.query_params.get(self.cursor_query_param)
+        if not encoded:
+            return None
         try:
-            return super().decode_cursor(request)
-        except exceptions.NotFound:
+            querystring = base64.b64decode(encoded.encode("ascii"), validate=True).decode("ascii")
+            tokens = parse_qs(querystring, keep_blank_values=True, strict_parsing=True)
+            if not tokens or set(tokens) - {"o", "r", "p"}:
+                raise ValueError("not a cursor")
+            offset = int(tokens.get("o", ["0"])[0])
+            reverse = tokens.get("r", ["0"])[0]
+            position = tokens.get("p", [None])[0]
+            if not 0 <= offset <= self.offset_cutoff or reverse not in ("0", "1"):
+                raise ValueError("out of range")
+            if position is not None and parse_datetime(position) is None:
+                raise ValueError("not a time")
+        except (ValueError, UnicodeError, binascii.Error):
             raise ApiError(
                 "The cursor is not valid: use the `next` or `previous` address of an earlier page as it is.",
                 code="bad_cursor",
             ) from None
+        return Cursor(offset=offset, reverse=reverse == "1", position=position)
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
@@ -295,7 +313,7 @@ def _too_many_files(count: int | None) -> ApiError:
 
 
 def _receive(upload) -> dict:
-    name = PurePath(upload.name or "upload").name or "upload"
+    name = "".join(c for c in PurePath(upload.name or "upload").name if c.isprintable())[:255] or "upload"
     if upload.size > settings.MAX_UPLOAD_BYTES:
         # Refused by size before a huge file is read into memory; hashed from its name and size.
         error = (f"{name}: the file is {human_bytes(upload.size)}, over the limit of "
@@ -551,6 +569,25 @@ class BackendView(APIView):
                 "live_state_problem": problem,
             }
         )
+
+
+class NoSuchEndpointView(APIView):
+    """Any other address under /api/: a JSON 404 a script can read, not the HTML page."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, rest: str = ""):
+        hint = ""
+        if request.path.endswith("/") and len(request.path) > 1:
+            try:
+                match = resolve(request.path.rstrip("/"))
+            except Resolver404:
+                match = None
+            if match is not None and getattr(match.func, "view_class", None) is not NoSuchEndpointView:
+                hint = f" Did you mean {request.path.rstrip('/')} (no slash at the end)?"
+        raise ApiError(f"There is no API endpoint {request.path}; the endpoints are listed at /api/docs/.{hint}",
+                       status.HTTP_404_NOT_FOUND, "not_found")
+
+    post = put = patch = delete = get
 
 
 def _worker(hostname: str, record: dict) -> dict:

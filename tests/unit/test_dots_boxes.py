@@ -105,10 +105,16 @@ def test_round_trips_stay_within_one_pixel(data, original, max_pixels):
         return
     sx, sy = scale_factors(sent, original)
     # From the coarser grid to the finer and back, a box comes back within one pixel.
+    def up(b):
+        return to_original(b, sent, original)
+
+    def down(b):
+        return to_sent(b, original, sent)
+
     if sx >= 1 and sy >= 1:  # the model saw a smaller image
-        start, there, back = sent, (lambda b: to_original(b, sent, original)), (lambda b: to_sent(b, original, sent))
+        start, there, back = sent, up, down
     elif sx <= 1 and sy <= 1:  # the model saw a larger image
-        start, there, back = original, (lambda b: to_sent(b, original, sent)), (lambda b: to_original(b, sent, original))
+        start, there, back = original, down, up
     else:
         assume(False)
     box = data.draw(box_in(start))

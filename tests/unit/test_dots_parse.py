@@ -129,7 +129,9 @@ def test_it_reads_a_clean_page():
     assert page.warnings == []
     assert not (page.truncated or page.plain_text_fallback or page.repeated_dropped or page.loops_cut)
     text = page.elements[3]
-    assert text.text == "Layout analysis splits a page into **blocks** and orders them.\nEach block has a category & a box."
+    assert text.text == (
+        "Layout analysis splits a page into **blocks** and orders them.\nEach block has a category & a box."
+    )
     assert text.bbox == (142, 390, 1512, 557)  # [142, 392, 1510, 560] × (1654/1652, 2339/2352)
     assert page.elements[6].text == "$$\\frac{a+b}{2} \\geq \\sqrt{ab}$$"
     assert page.elements[7].text.startswith('<table><thead><tr><th>Category</th>')
@@ -272,6 +274,18 @@ def test_plain_text_instead_of_a_layout_becomes_one_text_element():
     assert page.elements == [Element("Text", None, answer("plain_text_answer.txt").strip(), 0)]
     assert page.text == answer("plain_text_answer.txt").strip()
     assert any("plain text instead of a layout" in w for w in page.warnings)
+
+
+def test_text_with_brackets_is_not_mistaken_for_a_layout():
+    for raw in ("[1] A. Smith, Reading. 2020.\n[2] B. Jones, Writing. 2021.", "{\\bf Bold} words", '{"note": 1}'):
+        page = parse_output(raw, LAYOUT_ALL, SENT, ORIGINAL)
+        assert page.plain_text_fallback and [e.text for e in page.elements] == [raw]
+
+
+def test_a_layout_cut_off_before_its_first_element_is_not_plain_text():
+    page = parse_output('[{"bbox": [12, 40', LAYOUT_ALL, SENT, ORIGINAL)
+    assert page.elements == [] and page.truncated and not page.plain_text_fallback
+    assert "no element was complete" in page.warnings[0]
 
 
 def test_a_text_task_keeps_the_markdown():

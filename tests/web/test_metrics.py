@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.logs import ContextFilter, JsonFormatter, log_context
 from ocr_app import backendconfig, livestate
-from ocr_app.models import Job
 from tests.conftest import ROOT, child_env, stop
 from workers import tasks
 from workers.backends.base import OcrBackend, OcrResult, OutOfMemory
@@ -128,7 +127,10 @@ def test_the_histograms_count_run_wait_and_seconds_per_page_from_the_finished_jo
     t0 = timezone.now() - timedelta(hours=1)
     for waited, ran in ((2, 3), (20, 40), (200, 400)):
         make_job(
-            state="succeeded", backend="rapidocr", queued_at=t0, started_at=t0 + timedelta(seconds=waited),
+            state="succeeded",
+            backend="rapidocr",
+            queued_at=t0,
+            started_at=t0 + timedelta(seconds=waited),
             finished_at=t0 + timedelta(seconds=waited + ran),
         )
     make_job(state="failed", backend="rapidocr", queued_at=t0, started_at=t0, finished_at=t0 + timedelta(seconds=7))
@@ -313,8 +315,13 @@ def test_gpu_memory_comes_from_the_monitors_latest_sample(client):
 
 
 def test_a_stale_gpu_sample_gives_its_age_and_no_figures(client):
-    livestate.push_gpu_sample({"taken_at": time.time() - 300, "error": None, "devices": [
-        {"index": 0, "name": "GPU", "total": GIB, "used": 0, "free": GIB, "processes": []}]})
+    livestate.push_gpu_sample(
+        {
+            "taken_at": time.time() - 300,
+            "error": None,
+            "devices": [{"index": 0, "name": "GPU", "total": GIB, "used": 0, "free": GIB, "processes": []}],
+        }
+    )
 
     samples = scrape(client)
 
@@ -324,10 +331,15 @@ def test_a_stale_gpu_sample_gives_its_age_and_no_figures(client):
 
 def test_it_shows_each_workers_backend_loaded_or_unloaded_and_its_queue(client, redis_client, own_live_state):
     own_live_state += ["gpu@metrics-a", "gpu@metrics-b"]
-    livestate.update_worker("gpu@metrics-a", pids=[1], gpu_index=0, backend_status={
-        "state": "ready", "backend": "transformers", "memory_bytes": 5 * GIB})
-    livestate.update_worker("gpu@metrics-b", pids=[2], gpu_index=1, backend_status={
-        "state": "unloaded", "backend": "", "memory_bytes": 0})
+    livestate.update_worker(
+        "gpu@metrics-a",
+        pids=[1],
+        gpu_index=0,
+        backend_status={"state": "ready", "backend": "transformers", "memory_bytes": 5 * GIB},
+    )
+    livestate.update_worker(
+        "gpu@metrics-b", pids=[2], gpu_index=1, backend_status={"state": "unloaded", "backend": "", "memory_bytes": 0}
+    )
     redis_client.rpush("ocrdash.worker.gpu@metrics-a", "one", "two")
 
     samples = scrape(client)
@@ -360,7 +372,41 @@ def test_without_redis_the_scrape_still_answers_and_says_which_part_is_down(clie
     assert value(samples, "ocrdash_queue_length") == 1
 
 
-# -- /healthz ------------------------------------------------------------------------------------
+# -- health checks -------------------------------------------------------------------------------
+
+
+def gpumonitor_check(*args: str) -> subprocess.CompletedProcess:
+    """`manage.py gpumonitor --check`, in its own process as the compose health check runs it."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "gpumonitor", "--check", *args],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_gpu_monitor_health_check_wants_a_fresh_sample(redis_client):
+    redis_client.delete(livestate.GPU_LATEST)
+    missing = gpumonitor_check()
+    assert missing.returncode == 1 and "no GPU sample" in missing.stderr
+
+    livestate.push_gpu_sample({"taken_at": time.time() - 100, "error": "No NVIDIA GPU visible", "devices": []})
+    stale = gpumonitor_check("--max-age", "30")
+    assert stale.returncode == 1 and "s old (more than 30 s)" in stale.stderr
+
+    livestate.push_gpu_sample({"taken_at": time.time(), "error": None, "devices": [
+        {"index": 0, "name": "GPU", "total": GIB, "used": 0, "free": GIB, "processes": []}]})  # fmt: skip
+    fresh = gpumonitor_check()
+    assert fresh.returncode == 0, fresh.stderr
+    assert "1 device(s)" in fresh.stdout
+
+
+def test_the_gpu_monitor_still_samples_without_check():
+    run = subprocess.run(
+        [sys.executable, "manage.py", "gpumonitor", "--count", "1", "--interval", "0"],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+
+
 
 
 def test_healthz_answers_without_a_login(client):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from workers.dots.resize import MAX_PIXELS, MIN_PIXELS, smart_resize
 
@@ -75,7 +75,6 @@ class FixedBox:
     clamped: bool = False  # it reached outside the image (by more than the tolerance)
     outside: bool = False  # no part of it was inside the image
     widened: bool = False  # it had no width or height and was given one pixel
-    notes: list[str] = field(default_factory=list)
 
 
 def fix_box(box: Sequence[float], size: Size, tolerance: float = 0.0) -> FixedBox:

@@ -203,8 +203,9 @@ class _Reader:
                 cp = int(hex4, 16)
                 if 0xD800 <= cp <= 0xDBFF:
                     low = s[i + 6 : i + 12]
-                    if len(low) == 6 and low[:2] == "\\u" and _HEX4.fullmatch(low[2:]) and 0xDC00 <= int(low[2:], 16) <= 0xDFFF:
-                        parts.append(chr(0x10000 + ((cp - 0xD800) << 10) + (int(low[2:], 16) - 0xDC00)))
+                    low_cp = int(low[2:], 16) if len(low) == 6 and low[:2] == "\\u" and _HEX4.fullmatch(low[2:]) else 0
+                    if 0xDC00 <= low_cp <= 0xDFFF:
+                        parts.append(chr(0x10000 + ((cp - 0xD800) << 10) + (low_cp - 0xDC00)))
                         i += 12
                         continue
                     if len(low) < 6 and _LOW_PREFIX.fullmatch(low):

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from workers.dots import boxes, lenient_json
-from workers.dots.lenient_json import JArr, JNum, JObj, JStr
+from workers.dots.lenient_json import JNum
 from workers.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_CATEGORIES, LAYOUT_ONLY, MODES, TEXT_ONLY
 from workers.dots.tables import table_to_text
 
@@ -54,7 +54,7 @@ _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _OPEN_FENCE = re.compile(r"\A\s*```[A-Za-z0-9_+-]*[ \t]*(?:\n|\Z)")
 _ONLY_FENCE = re.compile(r"\s*`{1,3}[A-Za-z0-9_+-]*\s*")
-_CLOSE_FENCE = re.compile(r"\n?[ \t]*```\s*\Z")
+_CLOSE_FENCE = re.compile(r"\n?[ \t]*`{1,3}\s*\Z")
 _JSON_AHEAD = re.compile(r"""\{\s*["']?(?:bbox|bbox_2d|category|text)["']?\s*:""")
 
 
@@ -425,7 +425,15 @@ def _mostly_skipped(reading: lenient_json.Reading, body: str) -> bool:
     return visible > 0 and reading.skipped * 2 > visible
 
 
-_EMPTY_LAYOUT = re.compile(r"""\s*(?:\[\s*\]|\{\s*\}|\{\s*["']?\w+["']?\s*:\s*\[\s*\]\s*\})\s*""")
+def _is_empty_layout(values: list) -> bool:
+    """`[]`, `{}` or `{"layout": []}`: the model found nothing on the page."""
+
+    def empty(v: object) -> bool:
+        if isinstance(v, list):
+            return not v
+        return isinstance(v, dict) and all(isinstance(x, list) and not x for x in v.values())
+
+    return bool(values) and all(empty(v) for v in values)
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -507,11 +515,13 @@ def _parse(raw, mode, sent_size, original_size, grounding_box, hit_token_limit) 
             for value in reading.values:
                 _collect(value, objects, stats)
             if mode in (LAYOUT_ALL, LAYOUT_ONLY):
-                if objects or (reading.values and not _mostly_skipped(reading, body)):
+                # No element at all: a blank page ("[]"), a layout cut off before its first element
+                # was written, or no layout (plain text that happens to hold brackets).
+                empty_layout = _is_empty_layout(reading.values) and reading.skipped <= 3  # a stray backtick
+                if objects or empty_layout or (reading.cut and not _mostly_skipped(reading, body)):
                     candidates = [c for c in (_candidate(o, mode, notes) for o in objects) if c is not None]
                     notes.count["not_elements"] += stats["not_elements"]
-                    if not objects and not reading.cut:
-                        notes.count["empty_layout" if _EMPTY_LAYOUT.fullmatch(body) else "no_elements"] += 1
+                    notes.count["empty_layout"] += empty_layout
             elif objects and reading.skipped == 0:
                 # Text or grounding asked for, a layout came back: use it.
                 candidates = [c for c in (_candidate(o, LAYOUT_ALL, notes) for o in objects) if c is not None]
@@ -523,7 +533,7 @@ def _parse(raw, mode, sent_size, original_size, grounding_box, hit_token_limit) 
                     reading = None
 
     if candidates is None:
-        return _plain(page, body, mode, raw, warnings, grounding_box, hit_token_limit)
+        return _plain(page, body, mode, warnings, grounding_box, hit_token_limit)
 
     if reading is not None and reading.cut:
         page.truncated = True
@@ -604,7 +614,7 @@ def _parse(raw, mode, sent_size, original_size, grounding_box, hit_token_limit) 
     return page
 
 
-def _plain(page: ParsedPage, body: str, mode: str, raw: str, warnings: list[str], grounding_box, hit_token_limit):
+def _plain(page: ParsedPage, body: str, mode: str, warnings: list[str], grounding_box, hit_token_limit):
     """The answer as plain text: the text and grounding tasks, or a layout the model did not give."""
     text = normalize_text(body)
     text, cuts = cut_loops(text)
@@ -646,8 +656,6 @@ def _sentences(notes: _Notes, page: ParsedPage, reading) -> list[str]:
     out: list[str] = []
     if n["empty_layout"]:
         out.append("The model found nothing on this page.")
-    if n["no_elements"]:
-        out.append("The model's answer held no layout elements.")
     if page.repeated_dropped:
         out.append(_plural(page.repeated_dropped, "A repeated element was dropped (the model repeated itself).",
                            "{n} repeated elements were dropped (the model repeated itself)."))

@@ -30,6 +30,8 @@ Pages = ParsedPage | Sequence[ParsedPage]
 _HEADING_MARKS = re.compile(r"\A#{1,6}[ \t]*")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n+")
 _RICH_SPLIT = re.compile(r"(<table\b.*?</table\s*>|\$\$.+?\$\$)", re.S | re.I)
+_MD_HEADING = re.compile(r"\A(#{1,6})[ \t]+(.+)\Z", re.S)
+_MD_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _BULLET = re.compile(r"\A[-*+•·▪◦][ \t]+")
 _SCHEME = re.compile(r"\A\s*([A-Za-z][A-Za-z0-9+.\-]*):")
 
@@ -113,13 +115,18 @@ def element_markdown(element: Element, picture_src: str | None = None) -> str:
 
 def page_markdown(page: ParsedPage, include_headers_footers: bool = True, pictures: PictureNames | None = None,
                   page_number: int = 1) -> str:
-    parts = []
+    out = ""
+    previous = None
     for e in _visible(page, include_headers_footers):
         src = _picture_src(pictures, page_number, e) if e.category == "Picture" else None
         md = element_markdown(e, src)
-        if md:
-            parts.append(md)
-    return "\n\n".join(parts)
+        if not md:
+            continue
+        if out:  # list items in a row make one list; everything else is its own block
+            out += "\n" if previous == e.category == "List-item" else "\n\n"
+        out += md
+        previous = e.category
+    return out
 
 
 def to_markdown(pages: Pages, include_headers_footers: bool = True, pictures: PictureNames | None = None) -> str:
@@ -146,8 +153,13 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _inline_html(text: str) -> str:
+    """Escaped text, with Markdown's **bold** as <strong> (the only markup the model uses much)."""
+    return _MD_BOLD.sub(r"<strong>\1</strong>", _esc(text))
+
+
 def _lines_html(text: str) -> str:
-    return "<br>\n".join(_esc(line) for line in text.split("\n"))
+    return "<br>\n".join(_inline_html(line) for line in text.split("\n"))
 
 
 def _math_html(tex: str) -> str:
@@ -166,8 +178,13 @@ def _rich_html(text: str) -> str:
                 out.append(sanitize_table_html(segment))
             continue
         for para in _BLANK_LINES.split(segment.strip("\n")):
-            if para.strip():
-                out.append(f'<p dir="auto">{_lines_html(para.strip())}</p>')
+            para = para.strip()
+            heading = _MD_HEADING.match(para)
+            if heading and "\n" not in para:
+                level = len(heading.group(1))
+                out.append(f'<h{level} dir="auto">{_inline_html(heading.group(2))}</h{level}>')
+            elif para:
+                out.append(f'<p dir="auto">{_lines_html(para)}</p>')
     return "\n".join(out)
 
 

@@ -18,12 +18,21 @@ TABLE_TAGS = frozenset({"table", "caption", "colgroup", "col", "thead", "tbody",
 INLINE_TAGS = frozenset({"br", "b", "strong", "i", "em", "u", "s", "sub", "sup"})
 ALLOWED_TAGS = TABLE_TAGS | INLINE_TAGS
 VOID_TAGS = frozenset({"br", "col"})
-ALLOWED_ATTRIBUTES = {"th": ("colspan", "rowspan"), "td": ("colspan", "rowspan"), "col": ("span",), "colgroup": ("span",)}
+ALLOWED_ATTRIBUTES = {
+    "th": ("colspan", "rowspan"), "td": ("colspan", "rowspan"), "col": ("span",), "colgroup": ("span",),
+}
 # Tags whose content is not text to show.
 DROP_CONTENT_TAGS = frozenset(
     {"script", "style", "iframe", "object", "embed", "noscript", "template", "textarea", "title", "xmp", "svg",
      "math", "select", "head", "noembed", "noframes", "plaintext"}
 )
+_SECTIONS = frozenset({"thead", "tbody", "tfoot"})
+_IMPLIED_END = {
+    "td": (frozenset({"td", "th"}), frozenset({"tr", "table"})),
+    "th": (frozenset({"td", "th"}), frozenset({"tr", "table"})),
+    "tr": (frozenset({"td", "th", "tr"}), _SECTIONS | {"table"}),
+    **{section: (frozenset({"td", "th", "tr"}) | _SECTIONS, frozenset({"table"})) for section in _SECTIONS},
+}
 _SPAN = re.compile(r"\s*([1-9][0-9]{0,2})\s*")
 _TAG_LIKE = re.compile(r"<\s*/?\s*[a-zA-Z]")
 
@@ -48,6 +57,7 @@ class _Sanitizer(HTMLParser):
             return
         if tag == "table":
             self.saw_table = True
+        self._close_implied(tag)
         kept = []
         for name, value in attrs:
             if name in ALLOWED_ATTRIBUTES.get(tag, ()) and value is not None:
@@ -57,6 +67,19 @@ class _Sanitizer(HTMLParser):
         self.out.append(f"<{tag}{''.join(kept)}>")
         if tag not in VOID_TAGS:
             self.open.append(tag)
+
+    def _close_implied(self, tag: str) -> None:
+        """A new cell ends the open cell, a new row the open row (HTML leaves those end tags out)."""
+        if tag not in _IMPLIED_END:
+            return
+        closes, stops = _IMPLIED_END[tag]
+        for i in range(len(self.open) - 1, -1, -1):
+            if self.open[i] in stops:
+                return
+            if self.open[i] in closes:
+                while len(self.open) > i:
+                    self.out.append(f"</{self.open.pop()}>")
+                return
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)

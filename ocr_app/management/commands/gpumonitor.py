@@ -60,7 +60,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, interval: float, count: int, check: bool = False, max_age: float = 30.0, **options):
         if check:
-            return self.check(max_age)
+            return self.check_freshness(max_age)
         running = True
 
         def stop(signum, frame):
@@ -85,7 +85,7 @@ class Command(BaseCommand):
             monitor.containers.close()
             close_readers()
 
-    def check(self, max_age: float) -> None:
+    def check_freshness(self, max_age: float) -> None:
         try:
             sample = livestate.latest_gpu_sample()
         except Exception as exc:

@@ -1,10 +1,16 @@
 from django.core.management.base import BaseCommand
 
-from dashboard.env import markdown_table
+from dashboard.env import env_file_block, markdown_table
 
 
 class Command(BaseCommand):
-    help = "Print the README's configuration table (every OCRDASH_* variable, its default and meaning)."
+    help = (
+        "Print the README's configuration table (every OCRDASH_* variable, its default and meaning), "
+        "or with --env the OCRDASH_* block of .env.example."
+    )
 
-    def handle(self, *args, **options):
-        self.stdout.write(markdown_table())
+    def add_arguments(self, parser):
+        parser.add_argument("--env", action="store_true", help="The .env.example block instead of the Markdown table.")
+
+    def handle(self, *args, env: bool = False, **options):
+        self.stdout.write(env_file_block() if env else markdown_table())
