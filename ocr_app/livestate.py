@@ -21,8 +21,9 @@ GPU_LATEST = PREFIX + "gpu:latest"
 WORKERS = PREFIX + "workers"
 # 10 minutes at one sample a second.
 HISTORY_LENGTH = 600
-# A worker that has not said anything for this long is shown as gone.
-WORKER_STALE_SECONDS = 120
+# Each worker touches its record this often; one silent for three beats is taken for gone.
+HEARTBEAT_SECONDS = 15
+WORKER_STALE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 
 @lru_cache(maxsize=4)
@@ -75,6 +76,10 @@ def update_worker(hostname: str, **fields) -> dict:
     current.update(fields, hostname=key, seen_at=time.time())
     client().hset(WORKERS, key, json.dumps(current))
     return current
+
+
+def remove_worker(hostname: str) -> None:
+    client().hdel(WORKERS, hostname)
 
 
 def workers() -> dict[str, dict]:

@@ -33,12 +33,11 @@ import ipaddress
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum, Value
+from django.db.models import Case, Count, F, FloatField, Func, IntegerField, Min, Sum, Value, When
 from django.db.models.functions import Coalesce, Length, Replace
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
@@ -98,7 +97,7 @@ class OcrdashCollector:
 
     def database(self) -> Iterable[Metric]:
         yield from self.jobs_and_queue()
-        run = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+        run = Seconds(F("finished_at"), F("started_at"))
         started = Job.objects.filter(started_at__isnull=False)
         yield histogram(
             "ocrdash_job_run_seconds",
@@ -112,7 +111,7 @@ class OcrdashCollector:
             "ocrdash_job_wait_seconds",
             "Seconds every job that started waited in the queue, by backend.",
             started,
-            ExpressionWrapper(F("started_at") - Coalesce("queued_at", "created_at"), output_field=DurationField()),
+            Seconds(F("started_at"), Coalesce("queued_at", "created_at")),
             WAIT_BUCKETS,
             ["backend"],
         )
@@ -120,7 +119,7 @@ class OcrdashCollector:
             "ocrdash_job_seconds_per_page",
             "Seconds per page of every succeeded job, by backend (a job is one image: one page).",
             started.filter(finished_at__isnull=False, state=jobstate.SUCCEEDED),
-            ExpressionWrapper(run / _pages(), output_field=DurationField()),
+            run / _pages(),
             PAGE_BUCKETS,
             ["backend"],
         )
@@ -276,26 +275,56 @@ class OcrdashCollector:
 
 def _pages():
     """Pages per job, as a database expression: one image is one page."""
-    return Value(1)
+    return Value(1.0)
 
 
-def histogram(name, doc, queryset, expression, buckets, labels) -> HistogramMetricFamily:
-    """A cumulative histogram of `expression` (a duration) over `queryset`, grouped by `labels`,
-    counted by the database in one query."""
-    counts = {f"le_{i}": Count("pk", filter=Q(value__lte=timedelta(seconds=bound))) for i, bound in enumerate(buckets)}
+class Seconds(Func):
+    """Seconds from `start` to `end` (datetimes), as a float computed by the database itself:
+    Django's own datetime subtraction runs a Python function per row on SQLite."""
+
+    output_field = FloatField()
+
+    def __init__(self, end, start):
+        super().__init__(end, start)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        template = "((julianday(%(expressions)s)) * 86400.0)"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        # date_part gives double precision; EXTRACT gives numeric since PostgreSQL 14, much slower.
+        template = "date_part('epoch', %(expressions)s)"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
+
+
+def histogram(name, doc, queryset, seconds, buckets, labels) -> HistogramMetricFamily:
+    """A cumulative histogram of `seconds` (an expression) over `queryset`, by `labels`: one query
+    that counts the rows per bucket (each row's bucket is found once), summed up here."""
+    bucket = Case(
+        *(When(value__lte=bound, then=Value(i)) for i, bound in enumerate(buckets)),
+        default=Value(len(buckets)),
+        output_field=IntegerField(),
+    )
     rows = (
         queryset.order_by()
-        .alias(value=expression)
-        .values(*labels)
-        .annotate(n=Count("pk"), total=Sum("value"), **counts)
+        .alias(value=seconds)
+        .annotate(bucket=bucket)
+        .values(*labels, "bucket")
+        .annotate(n=Count("pk"), total=Sum("value"))
     )
-    family = HistogramMetricFamily(name, doc, labels=labels)
+    groups: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
     for row in rows:
-        label_values = [_backend(row[label]) if label == "backend" else str(row[label]) for label in labels]
-        steps = [(floatToGoString(bound), row[f"le_{i}"]) for i, bound in enumerate(buckets)]
-        total = row["total"]
-        seconds = total.total_seconds() if isinstance(total, timedelta) else float(total or 0) / 1e6
-        family.add_metric(label_values, steps + [("+Inf", row["n"])], seconds)
+        key = tuple(_backend(row[label]) if label == "backend" else str(row[label]) for label in labels)
+        counts, total = groups.setdefault(key, ([0] * (len(buckets) + 1), [0.0]))
+        counts[row["bucket"]] += row["n"]
+        total[0] += float(row["total"] or 0)
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    for key, (counts, total) in sorted(groups.items()):
+        running, steps = 0, []
+        for bound, count in zip([*map(floatToGoString, buckets), "+Inf"], counts, strict=True):
+            running += count
+            steps.append((bound, running))
+        family.add_metric(list(key), steps, total[0])
     return family
 
 

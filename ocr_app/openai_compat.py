@@ -443,7 +443,7 @@ class ChatCompletionsView(OpenAiErrorsMixin, AsyncAPIView):
         if length.isdigit() and int(length) > limit:
             raise OpenAiError(f"The request is over the limit of {human_bytes(limit)}.", None,
                               status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large")
-        asked = parse_request(request.data)
+        asked = await sync(lambda: parse_request(request.data))()  # a page's JSON can be tens of MB
         job = await sync(make_job)(request.user, request.auth, asked)
         timeout = settings.CHAT_COMPLETION_TIMEOUT
         await wait_until_ended(job.pk, timeout)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import celeryd_after_setup, worker_ready
+from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
 from PIL import Image, ImageOps
 
@@ -369,6 +369,27 @@ def on_worker_ready(sender=None, **kwargs) -> None:
     livestate.update_worker(hostname, pids=[os.getpid()], gpu_index=settings.GPU_INDEX)
     HOLDER.publish("unloaded", "worker started")
     fail_jobs_orphaned_by_a_previous_run(hostname)
+    threading.Thread(target=_heartbeat, args=(hostname,), name="ocrdash-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def on_worker_shutdown(sender=None, **kwargs) -> None:
+    """A worker that stops cleanly leaves the list at once: no job is routed to it any more."""
+    try:
+        livestate.remove_worker(getattr(sender, "hostname", "") or HOLDER.hostname)
+    except Exception:
+        log.debug("could not remove the worker's record", exc_info=True)
+
+
+def _heartbeat(hostname: str) -> None:
+    """Keeps this worker's record fresh in Redis, so the dashboard and the job routing know it is
+    alive even while it sits idle."""
+    while True:
+        time.sleep(livestate.HEARTBEAT_SECONDS)
+        try:
+            livestate.update_worker(hostname)
+        except Exception:
+            log.debug("heartbeat not recorded", exc_info=True)
 
 
 def fail_jobs_orphaned_by_a_previous_run(hostname: str) -> None:

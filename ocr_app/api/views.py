@@ -290,6 +290,7 @@ class JobsView(APIView):
             with transaction.atomic():
                 record = None
                 if key is not None:
+                    IdempotencyKey.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_TTL).delete()
                     record = IdempotencyKey.objects.create(user=request.user, key=key, request_hash=request_hash,
                                                            refused=refused)
                 jobs = [_make_job(request, item, options) for item in accepted]

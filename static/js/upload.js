@@ -10,7 +10,7 @@
   const queue = document.querySelector("#queue tbody");
   const lang = document.getElementById("id_language");
   const reads = document.getElementById("lang-reads");
-  const me = document.querySelector(".who span:nth-child(2)").textContent;
+  const me = document.body.dataset.user;
 
   function showReads() {
     const opt = lang.options[lang.selectedIndex];

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
-
 from django.core.files.base import ContentFile
 from django.utils import timezone
+from hypothesis import HealthCheck, Phase, settings
 
 from ocr_app.models import ApiToken, BackendSettings, Job
 from tests.conftest import ROOT, text_image
@@ -165,10 +164,33 @@ def test_the_readmes_script_examples_run_against_the_live_server(
     assert job.state == "succeeded" and job.origin.via == ("openai" if name == "openai" else "api")
 
 
+# -- waiting ----------------------------------------------------------------------------------------
+
+
+def test_long_polls_do_not_hold_up_the_server(asgi_server, django_user_model, make_user):
+    from concurrent.futures import ThreadPoolExecutor
+
+    live = Live(asgi_server.url, new_key(django_user_model, "waiter"))
+    job = Job.objects.create(owner=make_user("runner"), original_name="slow.png", image_format="PNG",
+                             size_bytes=1, width=1, height=1, sha256="0" * 64, state="running")
+
+    with ThreadPoolExecutor(8) as pool:
+        waits = [pool.submit(live.get, f"/api/v1/jobs/{job.pk}/wait?timeout=4") for _ in range(6)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        quick = [live.get("/api/v1/gpu") for _ in range(5)]
+        quick_took = time.monotonic() - started
+        Job.objects.filter(pk=job.pk).update(state="succeeded")  # no event: the waiters read the row
+        answers = [w.result() for w in waits]
+
+    assert all(r.status_code == 200 for r in quick) and quick_took < 2.5
+    assert [a.json()["state"] for a in answers] == ["succeeded"] * 6
+
+
 # -- idempotency under concurrency ----------------------------------------------------------------
 
 
-def test_the_same_upload_sent_four_times_at_once_makes_one_job(asgi_server, django_user_model, sent_to_nobody):
+def test_the_same_upload_sent_four_times_at_once_makes_one_job(asgi_server, django_user_model):
     from concurrent.futures import ThreadPoolExecutor
 
     live = Live(asgi_server.url, new_key(django_user_model, "impatient"))
@@ -184,13 +206,6 @@ def test_the_same_upload_sent_four_times_at_once_makes_one_job(asgi_server, djan
     assert len({a.json()["jobs"][0]["id"] for a in answers}) == 1
     assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 3
     assert Job.objects.filter(owner__username="impatient").count() == 1
-
-
-@pytest.fixture
-def sent_to_nobody(django_db_blocker):
-    """No worker here: the jobs stay queued; remove them so later tests find an empty queue."""
-    yield
-    Job.objects.filter(state="queued").update(state="cancelled")
 
 
 # -- cancelling with the real worker ----------------------------------------------------------------
@@ -256,7 +271,8 @@ def test_a_running_dots_job_stops_between_tokens_and_the_worker_takes_the_next(l
 
     cfg = BackendSettings.load()
     # dots.ocr's full output budget: the tiny model needs about half a minute to write it all.
-    cfg.backend, cfg.model, cfg.allow_cpu, cfg.max_new_tokens = "cpu", str(build_tiny_model(tmp_path / "m")), True, 24000
+    model = build_tiny_model(tmp_path / "m")
+    cfg.backend, cfg.model, cfg.allow_cpu, cfg.max_new_tokens = "cpu", str(model), True, 24000
     cfg.save()
     listener = EventListener()
     running = live.upload("long.png", text_image(["Long"], size=(280, 140)))

@@ -88,7 +88,7 @@ def test_start_serves_the_dashboard_and_ctrl_c_stops_every_process(tmp_path):
             data={"username": "admin", "password": "first-start-pw", "csrfmiddlewaretoken": token},
             headers={"Referer": f"http://127.0.0.1:{port}/login/"},
         )
-        assert home.ok and "Upload images" in home.text
+        assert home.ok and "Dashboard" in home.text and "live.js" in home.text
 
         children = descendants(proc.pid)
         assert len(children) >= 3  # redis-server, daphne, celery (and its pool child)

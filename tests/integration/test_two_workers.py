@@ -40,7 +40,10 @@ def start_worker(name: str, queues: str, recording, log):
 
 
 @pytest.fixture
-def two_workers(tmp_path, celery_worker_process):
+def two_workers(tmp_path, celery_worker_process, redis_client):
+    from ocr_app import livestate
+
+    redis_client.delete(livestate.WORKERS)  # only the workers started here are alive
     full = copy.deepcopy(load_recording("rtx3060_shared"))
     memory = full["devices"][0]["nvmlDeviceGetMemoryInfo_v2"]
     memory["free"], memory["used"] = 1 * GiB, memory["total"] - memory["reserved"] - 1 * GiB

@@ -21,6 +21,17 @@ from ocr_app.models import Job
 
 
 @pytest.fixture(autouse=True)
+def forget_made_up_workers(redis_client):
+    """Workers these tests invent must not look alive to the real workers of other tests."""
+    yield
+    from ocr_app import livestate
+
+    for name in list(livestate.workers()):
+        if name != "gpu@test":
+            livestate.remove_worker(name)
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
     """Each test stores uploads in its own folder, so "nothing stored" can be checked."""
     settings.MEDIA_ROOT = tmp_path / "media"

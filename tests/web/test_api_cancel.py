@@ -189,3 +189,30 @@ def test_the_cancel_button_needs_post(alice_client, make_job):
     job = make_job()
 
     assert alice_client.get(f"/jobs/{job.pk}/cancel").status_code == 405
+
+
+def test_the_job_page_has_a_cancel_button_for_the_owner_while_the_job_can_be_cancelled(alice_client, make_job):
+    queued = make_job()
+    done = make_job(state="succeeded")
+
+    assert f'action="/jobs/{queued.pk}/cancel"' in alice_client.get(f"/jobs/{queued.pk}/").content.decode()
+    assert "/cancel" not in alice_client.get(f"/jobs/{done.pk}/").content.decode()
+
+
+def test_the_history_shows_cancel_buttons_on_the_users_own_waiting_jobs_only(client, bob, make_job, make_user):
+    mine, theirs, ended = make_job(owner=bob), make_job(), make_job(owner=bob, state="failed")
+    client.force_login(bob)
+
+    page = client.get("/history/").content.decode()
+
+    assert f'action="/jobs/{mine.pk}/cancel"' in page
+    assert f'action="/jobs/{theirs.pk}/cancel"' not in page and f'action="/jobs/{ended.pk}/cancel"' not in page
+    staff = make_user("carol", is_staff=True)
+    client.force_login(staff)
+    assert f'action="/jobs/{theirs.pk}/cancel"' in client.get("/history/").content.decode()
+
+
+def test_every_page_links_to_the_api_docs_and_the_profile(alice_client):
+    page = alice_client.get("/history/").content.decode()
+
+    assert 'href="/api/docs/">API</a>' in page and 'href="/profile/"' in page
