@@ -170,3 +170,6 @@ class GpuActionAdmin(admin.ModelAdmin):
             f"{action.steps[0]['what']}: {action.steps[0]['outcome']}; freed {gpumanager.gib(action.freed_bytes)}.",
         )
         return redirect("admin:ocr_app_gpuaction_change", action.pk)
+
+
+from ocr_app.api import admin as _api_admin  # noqa: E402,F401  (the API token admin lives with the API)

@@ -9,6 +9,7 @@ from dashboard.celery import app as celery_app
 from ocr_app import events
 from ocr_app.models import Job
 from ocr_app.validation import CheckedImage, make_thumbnail
+from workers.queues import GPU_QUEUE
 
 TASK_NAME = "workers.tasks.run_job"
 
@@ -20,7 +21,8 @@ def send_to_worker(job: Job, announce: bool = True) -> None:
     def go():
         if announce:
             events.publish_job(job)
-        celery_app.send_task(TASK_NAME, args=[job.pk], queue="gpu")
+        queued_at = job.queued_at.isoformat() if job.queued_at else None
+        celery_app.send_task(TASK_NAME, args=[job.pk], kwargs={"queued_at": queued_at}, queue=GPU_QUEUE)
 
     transaction.on_commit(go)
 

@@ -166,7 +166,8 @@ class _Progress:
             return
         self.last_sent = now
         fraction = done / total if total else 0.0
-        Job.objects.filter(pk=self.job.pk).update(message=message, progress=fraction)
+        # Only while it runs: a cancel ("Cancelled by …") must keep its own message.
+        Job.objects.filter(pk=self.job.pk, state=jobstate.RUNNING).update(message=message, progress=fraction)
         self.job.message, self.job.progress = message, fraction
         events.publish_job(self.job)
         HOLDER.publish("loading", message, fraction)
@@ -199,13 +200,16 @@ def _ours(pid: int, role: str | None) -> bool:
 
 
 @shared_task(name="workers.tasks.run_job", bind=True, acks_late=True)
-def run_job(self, job_id: int, tried: list[str] | None = None) -> str:
-    """Run one job. `tried` lists the workers whose GPU could not fit it (see route_elsewhere)."""
+def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | None = None) -> str:
+    """Run one job. `tried` lists the workers whose GPU could not fit it (see route_elsewhere);
+    `queued_at` tells a task sent before a cancel-and-retry from the one sent after it."""
     try:
         job = Job.objects.select_related("owner").get(pk=job_id)
     except Job.DoesNotExist:
         log.warning("job %s is gone; nothing to do", job_id)
         return "missing"
+    if queued_at and job.queued_at and job.queued_at.isoformat() != queued_at:
+        return "stale"  # the job was queued again since; the newer task runs it at its new place
     HOLDER.hostname = self.request.hostname or HOLDER.hostname
     if job.state != jobstate.QUEUED:
         return "skipped"  # cancelled while waiting, or already done
@@ -296,7 +300,8 @@ def route_elsewhere(job: Job, me: str, tried: list[str], reasons: list[str]) -> 
     target = sorted(others)[0]
     Job.objects.filter(pk=job.pk).update(plan={"refused_by": reasons})
     job.plan = {"refused_by": reasons}
-    run_job.app.send_task("workers.tasks.run_job", args=[job.pk], kwargs={"tried": tried}, queue=worker_queue(target))
+    kwargs = {"tried": tried, "queued_at": job.queued_at.isoformat() if job.queued_at else None}
+    run_job.app.send_task("workers.tasks.run_job", args=[job.pk], kwargs=kwargs, queue=worker_queue(target))
     log.info("job %s does not fit on %s; sent to %s", job.pk, me, target)
     return True
 
@@ -330,7 +335,9 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
             notes.append(f"{choice.plan.label} ran out of GPU memory; {next_plan.reasons[0]}")
             cfg = BackendSettings.load()
             choice = _choice_of(next_plan, cfg, job.language, choice.stamp)
-            Job.objects.filter(pk=job.pk).update(message=notes[-1], backend=choice.args["backend"])
+            Job.objects.filter(pk=job.pk, state=jobstate.RUNNING).update(
+                message=notes[-1], backend=choice.args["backend"]
+            )
             job.message = notes[-1]
             events.publish_job(job)
 

@@ -198,3 +198,15 @@ def test_the_cuda_number_follows_cuda_visible_devices():
     assert backendconfig.cuda_ordinal(3, visible="") == 3
     assert backendconfig.cuda_ordinal(3, visible="2,3") == 1
     assert backendconfig.cuda_ordinal(0, visible="GPU-5c1f") == 0
+
+
+def test_a_task_sent_before_a_cancel_and_retry_does_not_run_the_job(monkeypatch, seed_gpu, make_job):
+    use_backends(monkeypatch)
+    job = make_job(with_file=True)
+    first_sent_for = job.queued_at.isoformat()
+    assert job.move_to("cancelled") and job.move_to("queued")  # cancelled, then retried
+
+    stale = tasks.run_job.apply(args=[job.pk], kwargs={"queued_at": first_sent_for}).get()
+    fresh = tasks.run_job.apply(args=[job.pk], kwargs={"queued_at": job.queued_at.isoformat()}).get()
+
+    assert stale == "stale" and fresh == "succeeded"
