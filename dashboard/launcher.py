@@ -122,8 +122,9 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
 
         sup.start(
             "web",
-            [python, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
-             "dashboard.asgi:application"],
+            # Proxy headers only behind a proxy: else any client could claim to be 127.0.0.1.
+            [python, "-m", "daphne", "-b", host, "-p", str(port),
+             *(["--proxy-headers"] if settings.BEHIND_PROXY else []), "dashboard.asgi:application"],
         )
         sup.start(
             "worker",

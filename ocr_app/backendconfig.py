@@ -64,10 +64,15 @@ def _docker_answer(bucket: int) -> str | None:
         return f"no Docker engine answers ({type(exc).__name__})"
 
 
+def vllm_url(cfg: BackendSettings) -> str:
+    """OCRDASH_VLLM_URL (a fixed service, e.g. the compose file's `vllm` profile) wins over the admin's field."""
+    return settings.VLLM_URL or cfg.vllm_url
+
+
 def vllm_unavailable(cfg: BackendSettings) -> str | None:
     if not cfg.allow_vllm:
         return "vLLM is turned off in the backend settings"
-    if cfg.vllm_url:
+    if vllm_url(cfg):
         return None
     return _docker_answer(int(time.monotonic() // DOCKER_CHECK_SECONDS))
 
@@ -85,7 +90,7 @@ def planner_settings(cfg: BackendSettings) -> PlannerSettings:
         backend=cfg.backend,
         vllm_allowed=why_not_vllm is None,
         vllm_unavailable=why_not_vllm,
-        vllm_external=bool(cfg.vllm_url),
+        vllm_external=bool(vllm_url(cfg)),
         fp8_allowed=cfg.allow_fp8,
         allow_cpu=cfg.allow_cpu,
         cpu_ram_bytes=ram_bytes(),
@@ -136,8 +141,8 @@ def load_args(plan: Plan, cfg: BackendSettings, language: str) -> dict:
         device_index=nvml_index if plan.backend == "vllm" else cuda_ordinal(nvml_index),
         allow_download=False,  # fetch_model downloads; a job never waits for 6 GB
     )
-    if plan.backend == "vllm" and cfg.vllm_url:
-        args["vllm_url"] = cfg.vllm_url
+    if plan.backend == "vllm" and vllm_url(cfg):
+        args["vllm_url"] = vllm_url(cfg)
     return args
 
 

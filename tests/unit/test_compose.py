@@ -22,6 +22,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.conftest import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 OVERRIDES = sorted((ROOT / "docker").glob("compose.*.yml"))
@@ -301,7 +303,7 @@ def project(tmp_path) -> Path:
 def test_the_compose_client_accepts_it(project, extra):
     command = compose_command()
     if command is None:
-        pytest.skip("no compose client here (neither `docker compose` nor `docker-compose`)")
+        skip_or_fail("no compose client here (`docker compose` or `docker-compose`: apt-get install docker-compose)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "COMPOSE_"))}
     result = subprocess.run(
         [*command, *extra, "config", "-q"], cwd=project, capture_output=True, text=True, env=env, timeout=60
