@@ -1,7 +1,7 @@
-"""A job's result in the formats that exist: `txt` (the recognized text) and `json` (everything:
-text, lines with boxes and scores, file facts, timings, GPU memory — the same document as the job
-page's download). Markdown and HTML come with dots.ocr's layout modes; a format is added by adding
-an entry to FORMATS.
+"""A job's result as `txt` (the recognized text), `md` and `html` (rendered by the dots.ocr
+renderer: text escaped, tables sanitized), and `json` (everything: text, lines with boxes and
+scores, file facts, timings, GPU memory — the same document as the job page's download).
+A format is added by adding an entry to FORMATS.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from pathlib import PurePath
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 
+from ocr_app import documents
 from ocr_app.events import job_payload
 from ocr_app.models import Job
+from workers.dots import render
 
 
 def download_name(job: Job, suffix: str) -> str:
@@ -54,5 +56,18 @@ def as_json(job: Job) -> HttpResponse:
     return response
 
 
-FORMATS: dict[str, Callable[[Job], HttpResponse]] = {"txt": as_txt, "json": as_json}
+def as_markdown(job: Job) -> HttpResponse:
+    response = HttpResponse(render.to_markdown(documents.parsed_page(job)), content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = content_disposition_header(False, download_name(job, ".md"))
+    return response
+
+
+def as_html(job: Job) -> HttpResponse:
+    body = render.to_html(documents.parsed_page(job), title=job.original_name)
+    response = HttpResponse(body, content_type="text/html; charset=utf-8")
+    response["Content-Disposition"] = content_disposition_header(False, download_name(job, ".html"))
+    return response
+
+
+FORMATS: dict[str, Callable[[Job], HttpResponse]] = {"txt": as_txt, "md": as_markdown, "html": as_html, "json": as_json}
 DEFAULT_FORMAT = "json"

@@ -286,14 +286,38 @@ def test_it_sends_the_text_whatever_the_accept_header_says(api, done):
     assert response.status_code == 200 and response.content.startswith(b"Dear team")
 
 
-@pytest.mark.parametrize("fmt", ["md", "html", "pdf", "TXT", ""])
+@pytest.mark.parametrize("fmt", ["pdf", "TXT", "docx", ""])
 def test_an_unknown_format_is_a_400_listing_the_available_ones(api, done, fmt):
     response = api.get(f"/api/v1/jobs/{done.pk}/result", {"format": fmt})
 
     assert response.status_code == 400
     body = error_of(response)
-    assert body["code"] == "unknown_format" and body["available"] == ["txt", "json"]
-    assert "available: txt, json" in body["error"]
+    assert body["code"] == "unknown_format" and body["available"] == ["txt", "md", "html", "json"]
+    assert "available: txt, md, html, json" in body["error"]
+
+
+def test_the_markdown_result_has_each_line_as_a_paragraph(api, done):
+    response = api.get(f"/api/v1/jobs/{done.pk}/result?format=md")
+
+    assert response.status_code == 200 and response["Content-Type"] == "text/markdown; charset=utf-8"
+    assert response.content.decode().strip() == "Dear team,"
+    assert f"letter-{done.pk}.md" in response["Content-Disposition"]
+
+
+def test_the_html_result_is_a_page_with_the_text_escaped(api, make_job):
+    job = finished(
+        make_job,
+        name="x.png",
+        text="<script>alert(1)</script>",
+        result={"lines": [{"text": "<script>alert(1)</script>", "box": [[0, 0], [9, 0], [9, 9], [0, 9]],
+                           "score": 0.9}], "image_size": [40, 30]},
+    )
+
+    response = api.get(f"/api/v1/jobs/{job.pk}/result?format=html")
+
+    page = response.content.decode()
+    assert response.status_code == 200 and page.startswith("<!DOCTYPE html>")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
 
 
 @pytest.mark.parametrize(
