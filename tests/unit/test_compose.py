@@ -60,10 +60,11 @@ def mounts(service: dict) -> list[str]:
 # -- what is there ---------------------------------------------------------------------------------
 
 
-def test_it_has_every_service_and_only_vllm_is_behind_a_profile(compose):
-    assert set(services(compose)) == ALL_SERVICES
+def test_it_has_every_service_and_only_vllm_and_a_second_worker_are_behind_profiles(compose):
+    assert set(services(compose)) == ALL_SERVICES | {"worker-gpu1"}
     assert services(compose)["vllm"]["profiles"] == ["vllm"]
-    assert [name for name, s in services(compose).items() if s.get("profiles")] == ["vllm"]
+    assert services(compose)["worker-gpu1"]["profiles"] == ["two-gpus"]
+    assert sorted(name for name, s in services(compose).items() if s.get("profiles")) == ["vllm", "worker-gpu1"]
 
 
 def test_data_lives_on_named_volumes(compose):
@@ -297,8 +298,9 @@ def project(tmp_path) -> Path:
 @pytest.mark.parametrize(
     "extra",
     [[], ["--profile", "vllm"], ["-f", "docker-compose.yml", "-f", "docker/compose.managed-vllm.yml"],
-     ["-f", "docker-compose.yml", "-f", "docker/compose.container-names.yml"]],
-    ids=["plain", "vllm-profile", "managed-vllm", "container-names"],
+     ["-f", "docker-compose.yml", "-f", "docker/compose.container-names.yml"],
+     ["-f", "docker-compose.yml", "-f", "docker/compose.two-gpus.yml"]],
+    ids=["plain", "vllm-profile", "managed-vllm", "container-names", "two-gpus"],
 )  # fmt: skip
 def test_the_compose_client_accepts_it(project, extra):
     command = compose_command()
@@ -412,3 +414,27 @@ def test_the_web_health_check_asks_healthz_with_an_allowed_host_name(fake_web):
     assert healthcheck(fake_web["port"], "localhost") == 1
     fake_web["answer"] = (200, {"ok": False})
     assert healthcheck(fake_web["port"], "localhost") == 1
+
+
+def test_the_two_gpu_override_pins_one_worker_to_each_gpu(project):
+    command = compose_command()
+    if command is None:
+        skip_or_fail("no compose client here (`docker compose` or `docker-compose`: apt-get install docker-compose)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCRDASH_", "COMPOSE_"))}
+    result = subprocess.run(
+        [*command, "-f", "docker-compose.yml", "-f", "docker/compose.two-gpus.yml", "config"],
+        cwd=project, capture_output=True, text=True, env={**env, "COMPOSE_PROFILES": "two-gpus"}, timeout=60,
+        check=True,
+    )
+    services = yaml.safe_load(result.stdout)["services"]
+    pins = {name: (services[name]["environment"]["CUDA_VISIBLE_DEVICES"],
+                   services[name]["environment"]["OCRDASH_GPU_INDEX"]) for name in ("worker", "worker-gpu1")}
+    assert pins == {"worker": ("0", "0"), "worker-gpu1": ("1", "1")}
+    for name in ("worker", "worker-gpu1", "gpumonitor"):
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["device_ids"] == ["0", "1"]
+    assert services["worker-gpu1"]["command"] == services["worker"]["command"]
+    # Apart from its pin, the second worker is the first one.
+    same = {k: v for k, v in services["worker"]["environment"].items() if k not in ("CUDA_VISIBLE_DEVICES",
+                                                                                   "OCRDASH_GPU_INDEX", "WORKER_NAME")}
+    assert same.items() <= services["worker-gpu1"]["environment"].items()
