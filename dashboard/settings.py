@@ -252,6 +252,7 @@ MAX_IMAGE_PIXELS = env_int(
     "Largest image accepted, in pixels (width × height); guards against decompression bombs.",
     1,
 )
+MAX_PDF_PAGES = env_int("MAX_PDF_PAGES", 200, "Most pages in one PDF; each page is rendered and read in turn.", 1)
 # Django refuses a request with more files before our form sees it; leave room for our own message.
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD + 50
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -359,7 +360,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"JobStateEnum": "ocr_app.jobstate.STATES"},
+    "ENUM_NAME_OVERRIDES": {
+        "JobStateEnum": "ocr_app.jobstate.STATES",
+        "JobModeEnum": "workers.dots.prompts.MODES",
+        "UploadModeEnum": "ocr_app.api.serializers.AVAILABLE_MODES",
+    },
 }
 CHAT_COMPLETION_TIMEOUT = env_int(
     "CHAT_COMPLETION_TIMEOUT",

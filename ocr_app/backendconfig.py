@@ -78,6 +78,15 @@ def vllm_unavailable(cfg: BackendSettings) -> str | None:
 
 
 def ram_bytes() -> int | None:
+    """Memory a new process can have: MemAvailable, which counts the page cache the kernel gives
+    back (the "free" figure does not, and is small on any busy machine)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):

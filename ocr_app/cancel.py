@@ -20,7 +20,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from ocr_app import events, jobstate, queueing
-from ocr_app.models import Job
+from ocr_app.models import Job, Page
 
 # A cancel races with the worker taking the job: queued → running between our read and our move.
 MOVE_ATTEMPTS = 3
@@ -65,8 +65,11 @@ def cancel_job(job: Job, user) -> Job:
     raise WrongState(f"Job {job.pk} kept changing state ({job.state}); try again.", job.state)
 
 
-def retry_job(job: Job, user) -> Job:
-    """Queue an ended job again; raises NotAllowed or WrongState (it is queued or running)."""
+def retry_job(job: Job, user, only_unfinished_pages: bool = False) -> Job:
+    """Queue an ended job again; raises NotAllowed or WrongState (it is queued or running).
+
+    Every page is read again, or with `only_unfinished_pages` only the pages that have not
+    succeeded (the others keep their results)."""
     _check_allowed(user, job, "retry")
     if not job.ended:
         raise WrongState(
@@ -77,21 +80,58 @@ def retry_job(job: Job, user) -> Job:
     if not job.upload or not job.upload.storage.exists(job.upload.name):
         raise WrongState(f"Job {job.pk}'s upload is missing from the server's storage; upload the file again.",
                          job.state)
+    if only_unfinished_pages and not job.pages.exclude(state=Page.SUCCEEDED).exists():
+        raise WrongState(f"Every page of job {job.pk} has succeeded; there is no page to retry.", job.state)
+    cleared = {} if only_unfinished_pages else {"text": "", "text_preview": "", "result": None}
     moved = job.move_to(
         jobstate.QUEUED,
-        text="",
-        text_preview="",
-        result=None,
         plan=None,
         worker="",
         peak_gpu_bytes=None,
         gpu_free_at_start_bytes=None,
+        current_page=None,
+        reused_from=None,
+        **cleared,
     )
     if not moved:
         job.refresh_from_db()
         raise WrongState(f"Job {job.pk} changed state meanwhile ({job.state}); look again.", job.state)
+    again = job.pages.exclude(state=Page.SUCCEEDED) if only_unfinished_pages else job.pages.all()
+    again.update(state=Page.PENDING, result=None, text="", message="", seconds=None, started_at=None,
+                 finished_at=None)
     queueing.send_to_worker(job)  # announces the job (its new place) and sends the task
     return job
+
+
+@require_POST
+def run_again_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Run again" on the job page: every page is read afresh, whatever result was reused."""
+    job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
+    try:
+        retry_job(job, request.user)
+    except NotAllowed as exc:
+        messages.error(request, str(exc))
+    except WrongState as exc:
+        messages.warning(request, str(exc))
+    else:
+        messages.success(request, f"Job {job.pk} is queued to run again.")
+    return redirect(job.get_absolute_url())
+
+
+@require_POST
+def retry_pages_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Retry page N" on the job page: the job is queued again and the worker reads the pages
+    that have not succeeded; the others keep their results."""
+    job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
+    try:
+        retry_job(job, request.user, only_unfinished_pages=True)
+    except NotAllowed as exc:
+        messages.error(request, str(exc))
+    except WrongState as exc:
+        messages.warning(request, str(exc))
+    else:
+        messages.success(request, f"Job {job.pk}: the pages that failed are queued again.")
+    return redirect(job.get_absolute_url())
 
 
 @require_POST

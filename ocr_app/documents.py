@@ -3,24 +3,41 @@ as Markdown and HTML with the dots.ocr renderer, whichever backend read it."""
 
 from __future__ import annotations
 
-from ocr_app.models import Job
-from workers.dots.parse import Element, ParsedPage, parse_output
+from ocr_app.models import Job, Page
+from workers import readpage
+from workers.dots.parse import ParsedPage, parse_output
 from workers.dots.prompts import TEXT_ONLY
+
+
+def parsed_pages(job: Job) -> list[ParsedPage]:
+    """The document's pages that were read, in order: from the Page rows of a job with several
+    pages, or the job's own result."""
+    if job.page_count > 1:
+        pages = []
+        for row in job.pages.filter(state=Page.SUCCEEDED).order_by("number"):
+            page = ParsedPage.from_dict((row.result or {}).get("page") or {"text": row.text})
+            page.page_number = row.number
+            pages.append(page)
+        return pages
+    return [parsed_page(job)]
 
 
 def parsed_page(job: Job) -> ParsedPage:
     result = job.result or {}
+    if result.get("page"):
+        # Stored by the worker since task modes: the page as it was parsed when the job ran.
+        page = ParsedPage.from_dict(result["page"])
+        page.page_number = 1
+        return page
+    # Jobs from before: all were read as plain text.
     size = tuple(result.get("image_size") or (job.width, job.height))
     lines = result.get("lines") or []
     if lines:
         # rapidocr: one Text element per recognized line, its box around the line's corners.
-        elements = []
-        for index, line in enumerate(lines):
-            xs = [point[0] for point in line["box"]]
-            ys = [point[1] for point in line["box"]]
-            box = (int(min(xs)), int(min(ys)), int(round(max(xs))), int(round(max(ys))))
-            elements.append(Element("Text", box, line["text"], index))
-        return ParsedPage(elements=elements, text=job.text, mode=TEXT_ONLY, original_size=size, page_number=1)
+        page = readpage.from_lines(lines, job.text, "layout_all", size)
+        page.mode = TEXT_ONLY
+        page.page_number = 1
+        return page
     details = result.get("details") or {}
     sent = tuple(details.get("image_size_sent") or size)
     page = parse_output(result.get("raw") or job.text, TEXT_ONLY, sent_size=sent, original_size=size)

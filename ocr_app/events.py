@@ -6,10 +6,16 @@ browser as JSON of one shape:
     {"type": "job.status", "job": {
         "id": 12, "state": "running", "progress": 0.0, "queue_position": null,
         "message": "", "backend": "rapidocr", "owner": "alice", "name": "scan.png",
-        "text_preview": "", "url": "/jobs/12/"}}
+        "text_preview": "", "url": "/jobs/12/", "mode": "layout_all",
+        "page": 7, "pages": 23, "eta_seconds": 96.0, "reused_from": null}}
 
 `job.status` is sent on every state change and progress step, by the web
-process (new job) or by the worker. When a job leaves the queue, the jobs
+process (new job) or by the worker, which sends one as each page starts and
+ends. `page` is the page being read (1-based; null unless running), `pages`
+the job's page count (1 for an image), `progress` the share of pages done,
+and `eta_seconds` the time left for the pages not done yet, from the mean
+seconds of the pages done so far (null unless running with a page done).
+`reused_from` is the job whose result a job took instead of running (else null). When a job leaves the queue, the jobs
 still waiting get a `job.status` each with their new position.
 
 `gpu.sample` is sent about once a second by the GPU monitor; its body is
@@ -32,7 +38,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from ocr_app import jobstate
-from ocr_app.models import Job, queued_jobs_in_order
+from ocr_app.models import Job, Page, queued_jobs_in_order
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,23 @@ def job_payload(job: Job, queue_position: int | None = None) -> dict:
         "waited_seconds": job.waited_seconds,
         "ran_seconds": job.ran_seconds,
         "url": job.get_absolute_url(),
+        "mode": job.mode,
+        "page": job.current_page if job.state == jobstate.RUNNING else None,
+        "pages": job.page_count,
+        "eta_seconds": _eta_seconds(job),
+        "reused_from": job.reused_from_id,
     }
+
+
+def _eta_seconds(job: Job) -> float | None:
+    if job.state != jobstate.RUNNING or job.pk is None:
+        return None
+    rows = list(Page.objects.filter(job_id=job.pk).values_list("state", "seconds"))
+    done = [seconds for state, seconds in rows if state in (Page.SUCCEEDED, Page.FAILED) and seconds is not None]
+    if not done:
+        return None
+    left = sum(1 for state, _ in rows if state not in (Page.SUCCEEDED, Page.FAILED))
+    return round(sum(done) / len(done) * left, 1)
 
 
 def _send(event_type: str, body: dict) -> None:

@@ -5,6 +5,15 @@ from django.conf import settings
 
 from ocr_app.validation import ACCEPTED_EXTENSIONS
 from workers import ocr_languages
+from workers.dots import prompts
+
+# The tasks an upload can ask for; the text of one region (grounding) needs a box, which an upload
+# does not carry.
+UPLOAD_MODES = [
+    (prompts.LAYOUT_ALL, "Full layout", "boxes, categories (title, table, formula…) and text, in reading order"),
+    (prompts.LAYOUT_ONLY, "Layout only", "boxes and categories without the text: faster"),
+    (prompts.TEXT_ONLY, "Text only", "the page's plain text, without page headers and footers"),
+]
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -26,6 +35,7 @@ class UploadForm(forms.Form):
         required=False,
     )
     language = forms.ChoiceField(choices=(), required=False)
+    mode = forms.ChoiceField(choices=[(value, label) for value, label, _help in UPLOAD_MODES], required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -34,6 +44,9 @@ class UploadForm(forms.Form):
 
     def clean_language(self) -> str:
         return self.cleaned_data.get("language") or settings.OCRDASH_OCR_LANGUAGE
+
+    def clean_mode(self) -> str:
+        return self.cleaned_data.get("mode") or prompts.LAYOUT_ALL
 
 
 class HistoryFilterForm(forms.Form):

@@ -14,9 +14,9 @@ Everything is read when Prometheus scrapes, by one collector (`OcrdashCollector`
 The histograms are built from the finished jobs in the database, over all of them, not
 observed in the worker: the worker has no HTTP server of its own, the database already holds
 every job's times, and counting over all jobs keeps each bucket a counter that only grows
-(deleting jobs makes them shrink), so `rate()` and `histogram_quantile()` work as usual. A job is
-one image today, so seconds per page is the run time of a succeeded job; when jobs hold several
-pages, `_pages()` is the one place to change.
+(deleting jobs makes them shrink), so `rate()` and `histogram_quantile()` work as usual. Seconds per
+page is the run time of a succeeded job over its page count (an image is one page, a PDF has
+`page_count`); `_pages()` is the one place that says so.
 
 OOM fallbacks are counted from what workers/tasks.py writes into the job's message each time
 CUDA ran out of memory and the worker retried smaller or fell back (OOM_NOTE). A retried job's
@@ -38,7 +38,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.db.models import Case, Count, F, FloatField, Func, IntegerField, Min, Sum, Value, When
-from django.db.models.functions import Coalesce, Length, Replace
+from django.db.models.functions import Cast, Coalesce, Greatest, Length, Replace
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 from django.utils import timezone
@@ -117,7 +117,7 @@ class OcrdashCollector:
         )
         yield histogram(
             "ocrdash_job_seconds_per_page",
-            "Seconds per page of every succeeded job, by backend (a job is one image: one page).",
+            "Seconds per page of every succeeded job, by backend (an image is one page).",
             started.filter(finished_at__isnull=False, state=jobstate.SUCCEEDED),
             run / _pages(),
             PAGE_BUCKETS,
@@ -274,8 +274,8 @@ class OcrdashCollector:
 
 
 def _pages():
-    """Pages per job, as a database expression: one image is one page."""
-    return Value(1.0)
+    """Pages per job, as a database expression: one image is one page, a PDF its page count."""
+    return Cast(Greatest(F("page_count"), Value(1)), FloatField())
 
 
 class Seconds(Func):

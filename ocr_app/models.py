@@ -10,11 +10,20 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ocr_app import jobstate
+from workers.dots import prompts
 
 
 def upload_path(job: Job, filename: str) -> str:
     # The stored name is ours; the user's name is kept in original_name only.
     return f"uploads/{timezone.now():%Y/%m}/{job.sha256[:16]}-{filename[-80:]}"
+
+
+MODE_CHOICES = [
+    (prompts.LAYOUT_ALL, "Full layout: boxes, categories and text"),
+    (prompts.LAYOUT_ONLY, "Layout only: boxes and categories, no text"),
+    (prompts.TEXT_ONLY, "Text only: the page's plain text"),
+    (prompts.GROUNDING, "Text of one region"),
+]
 
 
 class Job(models.Model):
@@ -34,12 +43,25 @@ class Job(models.Model):
     # Backend asked for at upload ("" = the server's choice) and the one that ran it.
     backend = models.CharField(max_length=32, blank=True, default="")
     language = models.CharField(max_length=32, blank=True, default="")
+    # The task: dots.ocr's prompt mode (workers.dots.prompts.MODES). rapidocr reads it as the shape
+    # of the result: line boxes as Text elements for the layout modes, plain text for `text`.
+    mode = models.CharField(max_length=20, choices=MODE_CHOICES, default=prompts.LAYOUT_ALL)
     # Celery hostname of the worker that ran it, to recover jobs a dead worker left running.
     worker = models.CharField(max_length=200, blank=True, default="")
     progress = models.FloatField(default=0.0)
     message = models.TextField(
         blank=True, default="", help_text="What the user should know, e.g. why it failed."
     )
+    # What decides the result: the file's hash, the backend settings, task, model, revision, image
+    # cap and (for rapidocr) language. An upload with the key of a succeeded job reuses its result.
+    cache_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    reused_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reused_by",
+        help_text="The job whose result this one took instead of running.",
+    )
+    # Pages to read (1 for an image) and the one being read now (1-based; null when none is).
+    page_count = models.PositiveIntegerField(default=1)
+    current_page = models.PositiveIntegerField(null=True, blank=True)
 
     # The plan the worker chose for it: backend, launch parameters, and the reasons in words.
     plan = models.JSONField(null=True, blank=True)
@@ -127,6 +149,40 @@ class Job(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(changed)
+
+
+def page_image_path(page: Page, filename: str) -> str:
+    return f"pages/{timezone.now():%Y/%m}/{page.job_id}/{filename}"
+
+
+class Page(models.Model):
+    """One page of a job: the page of an image, or one page of a PDF, read in turn by the worker."""
+
+    PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+    STATES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pages")
+    number = models.PositiveIntegerField(help_text="1-based, in the document's order.")
+    state = models.CharField(max_length=10, choices=[(s, s) for s in STATES], default=PENDING)
+    # A PDF page as rendered for the model; empty for an image (the upload is the page).
+    image = models.FileField(upload_to=page_image_path, max_length=300, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    dpi = models.PositiveIntegerField(null=True, blank=True)
+    # The engine's answer (OcrResult.as_json) with "page": the ParsedPage (to_dict), "image_size".
+    result = models.JSONField(null=True, blank=True)
+    text = models.TextField(blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    seconds = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="page_number_per_job")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} page {self.number} ({self.state})"
 
 
 def queued_jobs_in_order():
@@ -300,9 +356,8 @@ class IdempotencyKey(models.Model):
 class JobOrigin(models.Model):
     """How a job came in through the API, and what it asked for that Job has no field for yet.
 
-    `mode` is the dots.ocr task the request asked for (from the prompt of a chat completion). The
-    worker reads every job as plain text until task modes arrive with documents; then the mode
-    moves onto Job itself.
+    `mode` is the dots.ocr task the request asked for (from the prompt of a chat completion); the
+    task the worker runs is Job.mode.
     """
 
     API = "api"

@@ -8,8 +8,8 @@ user); the answer comes when the job ends, in the chat.completion format, or as 
 with one final chunk when `stream` is true. The model name is echoed back, whatever it is (scripts
 name the model as their vLLM server was started).
 
-What is recorded but not applied: the prompt's task mode (JobOrigin.mode; the worker reads plain
-text until dots.ocr's layout modes arrive with documents) and the sampling parameters
+What is recorded but not applied: the prompt's task mode (JobOrigin.mode; these jobs run in the
+`text` task and the answer is the page's plain text) and the sampling parameters
 (max_tokens, temperature, top_p: the backend uses dots.ocr's own sampling and the admin's output
 budget). Errors have OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 """
@@ -41,7 +41,7 @@ from ocr_app.api.waiting import sync, wait_until_ended
 from ocr_app.models import Job, JobOrigin
 from ocr_app.queueing import create_job
 from ocr_app.validation import UploadRefused, check_image, human_bytes
-from workers.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS
+from workers.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS, TEXT_ONLY
 
 MODEL_ID = "dots.ocr"
 MODEL_CREATED = 1722470400  # 2024-08-01, dots.ocr's release month: a fixed "created" for /v1/models
@@ -216,7 +216,7 @@ def make_job(user, token, request_data: dict) -> Job:
     except UploadRefused as exc:
         raise OpenAiError(str(exc), param) from None
     name = f"{name}.{checked.image_format.lower()}"
-    job = create_job(user, name, data, checked, settings.OCRDASH_OCR_LANGUAGE)
+    job = create_job(user, name, data, checked, settings.OCRDASH_OCR_LANGUAGE, TEXT_ONLY)
     JobOrigin.objects.create(
         job=job,
         via=JobOrigin.OPENAI,

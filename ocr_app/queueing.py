@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils import timezone
 
 from dashboard.celery import app as celery_app
-from ocr_app import events
-from ocr_app.models import Job
+from ocr_app import events, jobstate
+from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import CheckedImage, make_thumbnail
+from workers.dots.prompts import LAYOUT_ALL
 from workers.queues import GPU_QUEUE
 
 TASK_NAME = "workers.tasks.run_job"
@@ -27,7 +32,32 @@ def send_to_worker(job: Job, announce: bool = True) -> None:
     transaction.on_commit(go)
 
 
-def create_job(owner, name: str, data: bytes, checked: CheckedImage, language: str) -> Job:
+# Backends that run dots.ocr: the language (rapidocr's) does not change their result.
+DOTS_BACKENDS = {"vllm", "transformers", "cpu"}
+
+
+def cache_key(sha256: str, mode: str, language: str, cfg: BackendSettings | None = None) -> str:
+    """What decides a result: the same file read with the same settings gives the same text."""
+    cfg = cfg or BackendSettings.load()
+    facts = {
+        "sha256": sha256,
+        "backend": cfg.backend,
+        "mode": mode,
+        "model": cfg.model,
+        "revision": cfg.revision,
+        "max_pixels": cfg.max_pixels,
+        "language": "" if cfg.backend in DOTS_BACKENDS else language,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def create_job(
+    owner, name: str, data: bytes, checked: CheckedImage, language: str, mode: str = LAYOUT_ALL,
+    reuse: bool = True,
+) -> Job:
+    """A new job for an upload: queued for the worker, or, when a job that succeeded had the same
+    file and settings (and `reuse`), succeeded at once with that job's result."""
+    key = cache_key(checked.sha256, mode, language)
     with transaction.atomic():
         job = Job(
             owner=owner,
@@ -38,12 +68,47 @@ def create_job(owner, name: str, data: bytes, checked: CheckedImage, language: s
             height=checked.height,
             sha256=checked.sha256,
             language=language,
+            mode=mode,
+            page_count=checked.pages,
+            cache_key=key,
         )
         job.upload.save(_safe_filename(name), ContentFile(data), save=False)
         job.thumbnail.save(f"{checked.sha256[:16]}.jpg", ContentFile(make_thumbnail(data)), save=False)
+        source = reusable_job(key) if reuse else None
+        if source is not None:
+            _take_result(job, source)
+            transaction.on_commit(lambda: events.publish_job(job))
+            return job
         job.save()
+        Page.objects.bulk_create(Page(job=job, number=n) for n in range(1, checked.pages + 1))
         send_to_worker(job)
     return job
+
+
+def reusable_job(key: str) -> Job | None:
+    return (
+        Job.objects.filter(cache_key=key, state=jobstate.SUCCEEDED)
+        .exclude(cache_key="")
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+
+
+def _take_result(job: Job, source: Job) -> None:
+    """Finish `job` (not saved yet) with the result and pages of `source`."""
+    now = timezone.now()
+    job.state = jobstate.SUCCEEDED
+    job.reused_from_id = source.reused_from_id or source.pk  # the job that really ran it
+    for name in ("backend", "plan", "text", "text_preview", "result", "message", "progress", "page_count"):
+        setattr(job, name, getattr(source, name))
+    job.queued_at = job.started_at = job.finished_at = now
+    job.save()
+    Page.objects.bulk_create(
+        Page(job=job, number=p.number, state=p.state, image=p.image.name, width=p.width, height=p.height,
+             dpi=p.dpi, result=p.result, text=p.text, message=p.message, seconds=p.seconds,
+             started_at=p.started_at, finished_at=p.finished_at)
+        for p in source.pages.order_by("number")
+    )
 
 
 def _safe_filename(name: str) -> str:

@@ -16,6 +16,11 @@ urlpatterns = [
     path("jobs/<int:pk>/text.txt", views.job_text, name="job-text"),
     path("jobs/<int:pk>/result.json", views.job_result, name="job-result"),
     path("jobs/<int:pk>/cancel", cancel.cancel_view, name="job-cancel"),
+    path("jobs/<int:pk>/run-again", cancel.run_again_view, name="job-run-again"),
+    path("jobs/<int:pk>/retry-pages", cancel.retry_pages_view, name="job-retry-pages"),
+    path("jobs/<int:pk>/pages/", views.job_pages, name="job-pages"),
+    path("jobs/<int:pk>/pages/<int:number>/image", views.page_image, name="page-image"),
+    path("jobs/<int:pk>/pages/<int:number>/text.txt", views.page_text, name="page-text"),
     # API tokens: make, see and revoke your own.
     path("profile/", profile.profile, name="profile"),
     path("profile/tokens/<int:pk>/revoke", profile.revoke_token, name="profile-token-revoke"),

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from workers import pdf
+
 # Pillow format name -> what we call it on pages.
 ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP"}
-ACCEPTED_EXTENSIONS = ".png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp"
+ACCEPTED_EXTENSIONS = ".png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp, .pdf"
+PDF = "PDF"
 
 
 class UploadRefused(ValueError):
@@ -30,6 +33,9 @@ class CheckedImage:
     height: int
     sha256: str
     size_bytes: int
+    # Pages to read: 1 for an image. For a PDF, width and height are its first page's at the dpi
+    # it is rendered at.
+    pages: int = 1
 
 
 def human_bytes(n: int) -> str:
@@ -74,7 +80,7 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Chec
         ) from None
     except UnidentifiedImageError:
         raise UploadRefused(
-            f"{name}: this is not an image ocrdash can read; send PNG, JPEG, WebP, TIFF or BMP."
+            f"{name}: this is not an image ocrdash can read; send PNG, JPEG, WebP, TIFF or BMP, or a PDF."
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncation and corrupt data as OSError/SyntaxError.
@@ -90,6 +96,26 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Chec
     )
 
 
+def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pdf_pages: int) -> CheckedImage:
+    """An image (check_image) or a PDF (workers.pdf.inspect_pdf: page limit, encryption, damage)."""
+    if not pdf.looks_like_pdf(data):
+        return check_image(name, data, max_bytes, max_pixels)
+    try:
+        info = pdf.inspect_pdf(data, name, max_pdf_pages, max_bytes)
+    except pdf.PdfRefused as refused:
+        raise UploadRefused(str(refused)) from None
+    width_pt, height_pt = info.page_sizes_pt[0]
+    dpi = pdf.fit_dpi(width_pt, height_pt) or pdf.MIN_DPI
+    return CheckedImage(
+        image_format=PDF,
+        width=max(1, round(width_pt * dpi / 72)),
+        height=max(1, round(height_pt * dpi / 72)),
+        sha256=info.sha256,
+        size_bytes=info.size_bytes,
+        pages=info.page_count,
+    )
+
+
 def _too_big(name: str, width: int, height: int, max_pixels: int) -> UploadRefused:
     return UploadRefused(
         f"{name}: the image is {width}×{height} = {width * height:,} pixels, "
@@ -100,6 +126,12 @@ def _too_big(name: str, width: int, height: int, max_pixels: int) -> UploadRefus
 def make_thumbnail(data: bytes, longest_side: int = 240) -> bytes:
     from PIL import ImageOps
 
+    if pdf.looks_like_pdf(data):
+        first, _dpi = pdf.render_page(data, 0, dpi=pdf.MIN_DPI)
+        first.thumbnail((longest_side, longest_side))
+        out = io.BytesIO()
+        first.convert("RGB").save(out, "JPEG", quality=80)
+        return out.getvalue()
     with Image.open(io.BytesIO(data)) as img:
         img.seek(0)
         thumb = ImageOps.exif_transpose(img).convert("RGB")

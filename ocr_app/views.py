@@ -17,12 +17,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
 from ocr_app import jobstate, livestate
+from ocr_app.api.results import DOWNLOADS
 from ocr_app.events import job_payload
-from ocr_app.forms import HistoryFilterForm, UploadForm
-from ocr_app.models import Job, queued_jobs_in_order
+from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
+from ocr_app.models import Job, Page, queued_jobs_in_order
 from ocr_app.queueing import create_job
-from ocr_app.validation import ACCEPTED_EXTENSIONS, UploadRefused, check_image, human_bytes
-from workers import ocr_languages
+from ocr_app.validation import ACCEPTED_EXTENSIONS, PDF, UploadRefused, check_upload, human_bytes
+from workers import ocr_languages, pdf
 from workers.gpu import NO_GPU_MESSAGE
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def _limits() -> dict:
         "max_upload": human_bytes(settings.MAX_UPLOAD_BYTES),
         "max_files": settings.MAX_FILES_PER_UPLOAD,
         "max_pixels": f"{settings.MAX_IMAGE_PIXELS:,}",
+        "max_pdf_pages": settings.MAX_PDF_PAGES,
         "extensions": ACCEPTED_EXTENSIONS,
     }
 
@@ -208,6 +210,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             "limits": _limits(),
             "languages": _languages(),
             "default_language": settings.OCRDASH_OCR_LANGUAGE,
+            "modes": [{"value": v, "label": label, "help": hint} for v, label, hint in UPLOAD_MODES],
             "running": running,
             "waiting": waiting,
             "mine": mine,
@@ -235,7 +238,7 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
             }
         )
     else:
-        language = form.cleaned_data["language"]
+        language, mode = form.cleaned_data["language"], form.cleaned_data["mode"]
         for upload_file in files:
             name = PurePath(upload_file.name or "upload").name
             try:
@@ -246,11 +249,13 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
                         f"{human_bytes(settings.MAX_UPLOAD_BYTES)}."
                     )
                 data = upload_file.read()
-                checked = check_image(name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS)
+                checked = check_upload(
+                    name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MAX_PDF_PAGES
+                )
             except UploadRefused as refused:
                 errors.append({"name": name, "error": str(refused)})
                 continue
-            accepted.append(create_job(request.user, name, data, checked, language))
+            accepted.append(create_job(request.user, name, data, checked, language, mode))
 
     if _wants_json(request):
         positions = {j.pk: j.queue_position() for j in accepted}
@@ -317,6 +322,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "payload": job_payload(job, job.queue_position()),
             "language": lang,
             "lines": (job.result or {}).get("lines", []),
+            "pages": list(job.pages.order_by("number")) if job.page_count > 1 else [],
+            "downloads": DOWNLOADS,
             "image_size": (job.result or {}).get("image_size") or [job.width, job.height],
         },
     )
@@ -338,12 +345,50 @@ def job_status(request: HttpRequest, pk: int) -> JsonResponse:
 @require_GET
 def job_image(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
+    if job.image_format == PDF:
+        return page_image(request, pk, 1)
     if job.image_format in NOT_BROWSER_FORMATS:
         with _open_stored(job.upload) as fh, Image.open(fh) as img:
             out = io.BytesIO()
             img.convert("RGBA" if "A" in img.getbands() else "RGB").save(out, "PNG")
         return HttpResponse(out.getvalue(), content_type="image/png")
     return FileResponse(_open_stored(job.upload))
+
+
+@require_GET
+def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """A page as the model saw it: a PDF page as rendered (the first is rendered here while it
+    waits, for the job page's preview), an image job's one page is its image."""
+    page = get_object_or_404(Page.objects.select_related("job"), job_id=pk, number=number)
+    job = page.job
+    if job.image_format != PDF:
+        return job_image(request, pk)
+    if page.image:
+        return FileResponse(_open_stored(page.image), content_type="image/png")
+    if number != 1:
+        raise Http404("This page has not been rendered yet.")
+    with _open_stored(job.upload) as fh:
+        image, _dpi = pdf.render_page(fh.read(), 0, dpi=pdf.MIN_DPI, name=job.original_name)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return HttpResponse(out.getvalue(), content_type="image/png")
+
+
+@require_GET
+def page_text(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    page = get_object_or_404(Page.objects.select_related("job"), job_id=pk, number=number)
+    response = HttpResponse(page.text, content_type="text/plain; charset=utf-8")
+    name = _download_name(page.job, f"-page{number}.txt")
+    response["Content-Disposition"] = content_disposition_header(True, name)
+    return response
+
+
+@require_GET
+def job_pages(request: HttpRequest, pk: int) -> HttpResponse:
+    """The job page's list of pages, for the page to refresh while pages finish."""
+    job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
+    return render(request, "ocr_app/_pages.html",
+                  {"job": job, "pages": list(job.pages.order_by("number")), "downloads": DOWNLOADS})
 
 
 def _open_stored(field):

@@ -70,6 +70,17 @@ def redis_server(tmp_path_factory):
     stop(proc)
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets a new channel layer object: one left receiving in an earlier test's event
+    loop (an async view, a websocket) refuses every other loop ("Two event loops…")."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture
 def redis_client(redis_server):
     import redis

@@ -7,6 +7,7 @@ for OCRDASH_BACKEND_IDLE_UNLOAD seconds (the GPU is shared: give memory back).
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -17,14 +18,19 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.utils import timezone
 from PIL import Image, ImageOps
 
 from ocr_app import backendconfig, events, jobstate, livestate
-from ocr_app.models import BackendSettings, Job
+from ocr_app.models import BackendSettings, Job, Page
+from ocr_app.validation import PDF
+from workers import readpage
 from workers.backends import create_backend
 from workers.backends.base import BackendError, JobCancelled, OcrBackend, OutOfMemory
 from workers.gpu import read_snapshot
 from workers.gpupeak import GpuPeak
+from workers.pdf import PdfRefused, render_page
 from workers.planner import Plan, PlanRefused, replan_after_oom
 from workers.queues import worker_queue
 
@@ -236,46 +242,182 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
     notes: list[str] = []
     try:
         with peak:
-            page = open_page_image(job)
-            result, choice = _run_with_fallback(job, choice, page, notes)
+            choice, engine_peak = _run_pages(job, choice, notes)
     except JobCancelled:
+        Page.objects.filter(job=job, state=Page.RUNNING).update(state=Page.PENDING, started_at=None)
+        Job.objects.filter(pk=job.pk).update(current_page=None)
         job.refresh_from_db()
         events.publish_job(job)
         return "cancelled"
-    except PlanRefused as refused:
-        return _fail(job, " ".join([*notes, *refused.reasons]), peak)
-    except BackendError as exc:
-        return _fail(job, " ".join([*notes, str(exc)]), peak)
     except SoftTimeLimitExceeded:
+        Page.objects.filter(job=job, state=Page.RUNNING).update(state=Page.PENDING, started_at=None)
         limit = settings.JOB_TIME_LIMIT
-        return _fail(job, f"The job took longer than the limit of {limit} seconds and was stopped.", peak)
+        return _fail(job, f"The job took longer than the limit of {limit} seconds and was stopped.", peak,
+                     current_page=None)
     except Exception as exc:  # the worker must go on with the next job, whatever happened
         log.exception("job %s failed", job_id)
+        Page.objects.filter(job=job, state=Page.RUNNING).update(state=Page.PENDING, started_at=None)
         return _fail(
             job,
-            f"The OCR engine failed ({type(exc).__name__}: {exc}). Your upload is kept; "
+            f"The job could not be run ({type(exc).__name__}: {exc}). Your upload is kept; "
             "try again, and tell an administrator if it keeps failing.",
             peak,
+            current_page=None,
         )
     finally:
         HOLDER.start_idle_timer()
+    return _finish(job, choice, peak, engine_peak, notes)
 
+
+def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int | None]:
+    """Read the pages that have not succeeded yet, in order. A page that fails is recorded and
+    the next one runs; a cancel stops between pages (and inside a page, at the backend's next check).
+    Returns the choice the last page ran on and the highest GPU peak a backend reported."""
+    pages = _pages_of(job)
+    total = len(pages)
+    pdf_data: bytes | None = None
+    engine_peak: int | None = None
+    for page in pages:
+        if page.state == Page.SUCCEEDED:
+            continue
+        if Job.objects.filter(pk=job.pk, state=jobstate.CANCELLED).exists():
+            raise JobCancelled()
+        _page_started(job, page, total)
+        started = time.monotonic()
+        page_notes = len(notes)
+        try:
+            if job.image_format == PDF and pdf_data is None:
+                with job.upload.open("rb") as fh:
+                    pdf_data = fh.read()
+            image = _page_image(job, page, pdf_data)
+            result, choice = _run_with_fallback(job, choice, image, notes)
+        except (JobCancelled, SoftTimeLimitExceeded):
+            raise
+        except PlanRefused as refused:
+            _page_failed(page, " ".join([*notes[page_notes:], *refused.reasons]), started)
+        except (BackendError, PdfRefused) as exc:
+            _page_failed(page, " ".join([*notes[page_notes:], str(exc)]), started)
+        except Exception as exc:  # the next page (and the worker) must go on, whatever happened
+            log.exception("job %s page %s failed", job.pk, page.number)
+            _page_failed(
+                page,
+                f"The OCR engine failed ({type(exc).__name__}: {exc}). Your upload is kept; "
+                "try again, and tell an administrator if it keeps failing.",
+                started,
+            )
+        else:
+            _page_succeeded(job, page, result, choice, image, started, total)
+            reported = (result.details or {}).get("peak_gpu_bytes")
+            if isinstance(reported, int):
+                engine_peak = max(engine_peak or 0, reported)
+        _publish_progress(job, pages, total)
+    return choice, engine_peak
+
+
+def _pages_of(job: Job) -> list[Page]:
+    """The job's pages in order; made here for a job that has none yet (made before pages)."""
+    pages = list(Page.objects.filter(job=job).order_by("number"))
+    if not pages:
+        Page.objects.bulk_create(Page(job=job, number=n) for n in range(1, max(1, job.page_count) + 1))
+        pages = list(Page.objects.filter(job=job).order_by("number"))
+    return pages
+
+
+def _page_image(job: Job, page: Page, pdf_data: bytes | None) -> Image.Image:
+    if job.image_format != PDF:
+        image = open_page_image(job)
+        page.width, page.height = image.size
+        return image
+    image, dpi = render_page(pdf_data or b"", page.number - 1, name=job.original_name)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    if page.image:
+        page.image.delete(save=False)
+    page.image.save(f"page-{page.number:04d}.png", ContentFile(out.getvalue()), save=False)
+    page.width, page.height, page.dpi = image.width, image.height, dpi
+    page.save(update_fields=["image", "width", "height", "dpi"])
+    return image
+
+
+def _page_started(job: Job, page: Page, total: int) -> None:
+    page.state, page.started_at, page.finished_at, page.message = Page.RUNNING, timezone.now(), None, ""
+    page.save(update_fields=["state", "started_at", "finished_at", "message"])
+    Job.objects.filter(pk=job.pk, state=jobstate.RUNNING).update(current_page=page.number)
+    job.current_page = page.number
+    events.publish_job(job)
+
+
+def _page_failed(page: Page, message: str, started: float) -> None:
+    page.state, page.message = Page.FAILED, message
+    page.seconds, page.finished_at = round(time.monotonic() - started, 3), timezone.now()
+    page.save(update_fields=["state", "message", "seconds", "finished_at"])
+
+
+def _page_succeeded(job: Job, page: Page, result, choice: Choice, image: Image.Image, started: float,
+                    total: int) -> None:
     data = result.as_json()
-    data["image_size"] = list(page.size)
-    message = " ".join(notes)
-    if not result.text.strip():
-        message = (message + " No text was found on this image.").strip()
+    data["image_size"] = list(image.size)
+    parsed = readpage.parsed_page(result, choice.args["backend"], job.mode, image.size)
+    parsed.page_number = page.number
+    data["page"] = parsed.to_dict()
+    message = " ".join(parsed.warnings)
+    if not parsed.elements and not parsed.text.strip() and not parsed.warnings:
+        message = "No text was found on this image." if total == 1 else "No text was found on this page."
+    page.state, page.result, page.text, page.message = Page.SUCCEEDED, data, parsed.text, message
+    page.seconds, page.finished_at = round(time.monotonic() - started, 3), timezone.now()
+    page.width, page.height = image.size
+    page.save(update_fields=["state", "result", "text", "message", "seconds", "finished_at", "width", "height"])
+
+
+def _publish_progress(job: Job, pages: list[Page], total: int) -> None:
+    done = sum(1 for p in pages if p.state in (Page.SUCCEEDED, Page.FAILED))
+    job.progress = done / total if total else 1.0
+    Job.objects.filter(pk=job.pk, state=jobstate.RUNNING).update(progress=job.progress)
+    events.publish_job(job)
+
+
+def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, notes: list[str]) -> str:
+    pages = list(Page.objects.filter(job=job).order_by("number"))
+    good = [p for p in pages if p.state == Page.SUCCEEDED]
+    failed = [p for p in pages if p.state != Page.SUCCEEDED]
+    gpu = {"gpu_free_at_start_bytes": peak.free_at_start, "peak_gpu_bytes": peak.peak(engine_peak)}
+    if not good:
+        if len(pages) == 1:
+            message = failed[0].message
+        else:
+            message = f"Every page failed. Page {failed[0].number}: {failed[0].message}"
+        return _fail(job, message, peak, current_page=None)
+    text = "\n\n".join(p.text for p in good if p.text)
+    if len(pages) == 1:
+        message = " ".join([*notes, good[0].message]).strip()
+        result = good[0].result
+    else:
+        parts = list(notes)
+        if failed:
+            numbers = ", ".join(str(p.number) for p in failed)
+            word = "Page" if len(failed) == 1 else "Pages"
+            parts.append(f"{word} {numbers} of {len(pages)} failed ({failed[0].message}); retry to read "
+                         f"{'it' if len(failed) == 1 else 'them'} again.")
+        warned = [p.number for p in good if p.message]
+        if warned:
+            parts.append(f"See the warnings on page{'s' if len(warned) > 1 else ''} "
+                         f"{', '.join(map(str, warned))}.")
+        message = " ".join(parts)
+        result = {
+            "pages": [{"number": p.number, "state": p.state} for p in pages],
+            "failed_pages": [p.number for p in failed],
+        }
     moved = job.move_to(
         jobstate.SUCCEEDED,
         backend=choice.args["backend"],
         plan=_plan_record(choice, job),
-        text=result.text,
-        text_preview=result.text[:200],
-        result=data,
+        text=text,
+        text_preview=text[:200],
+        result=result,
         progress=1.0,
+        current_page=None,
         message=message,
-        gpu_free_at_start_bytes=peak.free_at_start,
-        peak_gpu_bytes=peak.peak(result.details.get("peak_gpu_bytes")),
+        **gpu,
     )
     if not moved:
         job.refresh_from_db()  # cancelled while the engine ran: keep the cancel
@@ -326,7 +468,7 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
         if job.message:
             job.message = ""
         try:
-            return backend.ocr(page, "text", _CancelFlag(job.pk)), choice
+            return backend.ocr(page, job.mode, _CancelFlag(job.pk)), choice
         except BackendError as exc:
             if not _is_out_of_memory(exc) or choice.plan is None:
                 raise
@@ -405,8 +547,8 @@ def fail_jobs_orphaned_by_a_previous_run(hostname: str) -> None:
         _fail(job, "The worker stopped while this job ran. Your upload is kept; run it again.")
 
 
-def _fail(job: Job, message: str, peak: GpuPeak | None = None) -> str:
-    fields = {"message": message}
+def _fail(job: Job, message: str, peak: GpuPeak | None = None, **more) -> str:
+    fields = {"message": message, **more}
     if peak is not None:
         fields.update(gpu_free_at_start_bytes=peak.free_at_start, peak_gpu_bytes=peak.peak())
     if not job.move_to(jobstate.FAILED, **fields):

@@ -1,7 +1,10 @@
-"""A job's result as `txt` (the recognized text), `md` and `html` (rendered by the dots.ocr
-renderer: text escaped, tables sanitized), and `json` (everything: text, lines with boxes and
-scores, file facts, timings, GPU memory — the same document as the job page's download).
-A format is added by adding an entry to FORMATS.
+"""A job's result in each format, for the whole document or one page (`page`, 1-based).
+
+`txt` (plain text), `md` and `md_nohf` (Markdown by the dots.ocr renderer, with and without page
+headers and footers), `html` (rendered by the same renderer: text escaped, tables sanitized),
+`layout` (every element with its category and box in original-image pixels) and `json`
+(everything: text, the engine's answer, file facts, timings, GPU memory — the same document as
+the job page's download). A format is added by adding an entry to FORMATS.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ from django.utils.http import content_disposition_header
 
 from ocr_app import documents
 from ocr_app.events import job_payload
-from ocr_app.models import Job
+from ocr_app.models import Job, Page
 from workers.dots import render
+from workers.dots.parse import ParsedPage
 
 
-def download_name(job: Job, suffix: str) -> str:
-    return f"{PurePath(job.original_name).stem or 'job'}-{job.pk}{suffix}"
+def download_name(job: Job, suffix: str, page: int | None = None) -> str:
+    part = f"-page{page}" if page is not None else ""
+    return f"{PurePath(job.original_name).stem or 'job'}-{job.pk}{part}{suffix}"
 
 
-def result_document(job: Job) -> dict:
-    return {
+def result_document(job: Job, page: int | None = None) -> dict:
+    body = {
         "job": job_payload(job),
         "file": {
             "name": job.original_name,
@@ -33,6 +38,7 @@ def result_document(job: Job) -> dict:
             "height": job.height,
             "sha256": job.sha256,
             "size_bytes": job.size_bytes,
+            "pages": job.page_count,
         },
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
@@ -41,33 +47,74 @@ def result_document(job: Job) -> dict:
         "text": job.text,
         "result": job.result,
     }
+    if page is not None:
+        row = job.pages.get(number=page)
+        body.update(page=page, text=row.text, result=row.result, message=row.message)
+    return body
 
 
-def as_txt(job: Job) -> HttpResponse:
-    response = HttpResponse(job.text, content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = content_disposition_header(False, download_name(job, ".txt"))
+def _pages(job: Job, page: int | None) -> list[ParsedPage]:
+    pages = documents.parsed_pages(job)
+    if page is None:
+        return pages
+    return [p for p in pages if p.page_number == page]
+
+
+def _answer(body: str, content_type: str, job: Job, suffix: str, page: int | None) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(False, download_name(job, suffix, page))
     return response
 
 
-def as_json(job: Job) -> HttpResponse:
-    body = json.dumps(result_document(job), ensure_ascii=False, indent=2)
-    response = HttpResponse(body, content_type="application/json")
-    response["Content-Disposition"] = content_disposition_header(False, download_name(job, ".json"))
-    return response
+def as_txt(job: Job, page: int | None = None) -> HttpResponse:
+    text = job.text if page is None else job.pages.get(number=page).text
+    return _answer(text, "text/plain; charset=utf-8", job, ".txt", page)
 
 
-def as_markdown(job: Job) -> HttpResponse:
-    response = HttpResponse(render.to_markdown(documents.parsed_page(job)), content_type="text/markdown; charset=utf-8")
-    response["Content-Disposition"] = content_disposition_header(False, download_name(job, ".md"))
-    return response
+def as_json(job: Job, page: int | None = None) -> HttpResponse:
+    body = json.dumps(result_document(job, page), ensure_ascii=False, indent=2)
+    return _answer(body, "application/json", job, ".json", page)
 
 
-def as_html(job: Job) -> HttpResponse:
-    body = render.to_html(documents.parsed_page(job), title=job.original_name)
-    response = HttpResponse(body, content_type="text/html; charset=utf-8")
-    response["Content-Disposition"] = content_disposition_header(False, download_name(job, ".html"))
-    return response
+def as_markdown(job: Job, page: int | None = None) -> HttpResponse:
+    return _answer(render.to_markdown(_pages(job, page)), "text/markdown; charset=utf-8", job, ".md", page)
 
 
-FORMATS: dict[str, Callable[[Job], HttpResponse]] = {"txt": as_txt, "md": as_markdown, "html": as_html, "json": as_json}
+def as_markdown_nohf(job: Job, page: int | None = None) -> HttpResponse:
+    body = render.to_markdown(_pages(job, page), include_headers_footers=False)
+    return _answer(body, "text/markdown; charset=utf-8", job, "-nohf.md", page)
+
+
+def as_html(job: Job, page: int | None = None) -> HttpResponse:
+    title = job.original_name if page is None else f"{job.original_name}, page {page}"
+    return _answer(render.to_html(_pages(job, page), title=title), "text/html; charset=utf-8", job, ".html", page)
+
+
+def as_layout(job: Job, page: int | None = None) -> HttpResponse:
+    body = render.to_layout_json(_pages(job, page))
+    return _answer(body, "application/json", job, "-layout.json", page)
+
+
+FORMATS: dict[str, Callable[[Job, int | None], HttpResponse]] = {
+    "txt": as_txt,
+    "md": as_markdown,
+    "md_nohf": as_markdown_nohf,
+    "html": as_html,
+    "json": as_json,
+    "layout": as_layout,
+}
 DEFAULT_FORMAT = "json"
+# What the job page offers to download, in this order.
+DOWNLOADS = [
+    ("md", "Markdown"),
+    ("md_nohf", "Markdown without page headers and footers"),
+    ("html", "HTML"),
+    ("txt", "Plain text"),
+    ("layout", "Layout JSON (boxes in image pixels)"),
+    ("json", "Everything (JSON)"),
+]
+
+
+def page_state(job: Job, number: int) -> str | None:
+    """The state of page `number`, or None when the job has no such page."""
+    return Page.objects.filter(job=job, number=number).values_list("state", flat=True).first()

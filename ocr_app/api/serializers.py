@@ -11,10 +11,11 @@ from rest_framework import serializers
 from ocr_app import jobstate
 from ocr_app.models import BackendSettings, Job
 from workers import ocr_languages
+from workers.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 
 KNOWN_BACKENDS = [value for value, _ in BackendSettings.BACKEND_CHOICES if value != BackendSettings.AUTO]
-# Task modes a job can be read in today; dots.ocr's layout modes arrive with documents.
-AVAILABLE_MODES = ["text"]
+# Task modes an upload can ask for; grounding (the text of one region) needs a box.
+AVAILABLE_MODES = [LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY]
 
 
 def language_codes() -> list[str]:
@@ -94,6 +95,11 @@ class JobSerializer(serializers.Serializer):
     backend = serializers.CharField(help_text="The backend asked for while queued (empty: the server's choice), "
                                     "then the one that ran it.")
     language = serializers.CharField(help_text="Recognition language of the CPU engine (rapidocr).")
+    mode = serializers.ChoiceField(choices=MODES, help_text="The task the job runs (see POST /api/v1/jobs).")
+    pages = serializers.IntegerField(source="page_count", help_text="Pages to read: 1 for an image.")
+    page = serializers.SerializerMethodField(help_text="The page being read now (1-based); null unless running.")
+    reused_from = serializers.IntegerField(source="reused_from_id", allow_null=True,
+                                           help_text="The job whose result this one reused instead of running.")
     queue_position = serializers.SerializerMethodField(help_text="1 = next to run; null unless queued.")
     text_preview = serializers.CharField()
     file = FileSerializer(source="*")
@@ -104,6 +110,10 @@ class JobSerializer(serializers.Serializer):
     waited_seconds = serializers.FloatField(allow_null=True)
     ran_seconds = serializers.FloatField(allow_null=True)
     urls = JobUrlsSerializer(source="*")
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1))
+    def get_page(self, job) -> int | None:
+        return job.current_page if job.state == jobstate.RUNNING else None
 
     @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1))
     def get_queue_position(self, job) -> int | None:
@@ -215,8 +225,16 @@ class UploadOptionsSerializer(serializers.Serializer):
         help_text="The backend you would like. Checked against the known backends and recorded on the job; "
         "the worker still runs what the admin's backend settings plan for the GPU now.",
     )
-    mode = serializers.ChoiceField(choices=AVAILABLE_MODES, required=False,
-                                   help_text="Task mode. Only `text` exists for images today.")
+    reuse = serializers.BooleanField(
+        required=False, default=True,
+        help_text="Reuse the result of a job that succeeded with the same file and settings (default); "
+        "false runs it again.",
+    )
+    mode = serializers.ChoiceField(
+        choices=AVAILABLE_MODES, required=False,
+        help_text="The task: `layout_all` (default; boxes, categories and text), `layout_only` (boxes and "
+        "categories) or `text` (plain text). rapidocr gives its text lines as boxes for the layout tasks.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

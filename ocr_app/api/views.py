@@ -44,9 +44,10 @@ from ocr_app.api.serializers import (
     JobSerializer,
     UploadOptionsSerializer,
 )
-from ocr_app.models import BackendSettings, IdempotencyKey, Job, JobOrigin, queued_jobs_in_order
+from ocr_app.models import BackendSettings, IdempotencyKey, Job, JobOrigin, Page, queued_jobs_in_order
 from ocr_app.queueing import create_job
-from ocr_app.validation import UploadRefused, check_image, human_bytes
+from ocr_app.validation import UploadRefused, check_upload, human_bytes
+from workers.dots.prompts import GROUNDING, LAYOUT_ALL
 from workers.planner import PlanRefused
 
 # A retried POST with the same Idempotency-Key within this time gets the first answer again.
@@ -57,7 +58,7 @@ WAIT_MAX_SECONDS = 300.0
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Form fields POST /api/v1/jobs understands; anything else is refused by name.
-UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode"}
+UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse"}
 
 
 def errors(*codes: int, **described: str) -> dict:
@@ -180,18 +181,23 @@ class JobsView(APIView):
 
     @extend_schema(
         operation_id="jobs_create",
-        summary="Upload one or more images; each becomes a queued job",
+        summary="Upload one or more images or PDFs; each becomes a queued job",
         description=(
             "Send `multipart/form-data` with one or more files in `file` or `files` (PNG, JPEG, WebP, TIFF, "
-            "BMP; checked by their bytes). Files that are refused are listed in `refused` and the others are "
+            "BMP, or PDF: checked by their bytes; a PDF is one job whose pages are read in turn, up to "
+            "OCRDASH_MAX_PDF_PAGES pages). Files that are refused are listed in `refused` and the others are "
             "queued; when every file is refused, nothing is queued and the answer is 400 (413 when every file "
             "is over the size limit).\n\n"
             "Send an `Idempotency-Key` header (any unique string, e.g. a UUID) to make a retry safe: the same "
             "key with the same request, within 24 hours, answers with the jobs of the first request instead "
             "of making new ones (header `Idempotent-Replayed: true`); the same key with another request is "
             "a 422.\n\n"
-            "Page ranges apply to PDFs, which ocrdash does not read yet; task modes other than `text` arrive "
-            "with them."
+            "`mode` picks the task: `layout_all` (the default: boxes, categories and text), `layout_only` "
+            "(boxes and categories) or `text` (plain text). Page ranges are not supported: every page of "
+            "a PDF is read.\n\n"
+            "A file sent again with the same settings (content, backend settings, task, model, revision, "
+            "image-size cap and, for rapidocr, language) as a job that succeeded gets a new job that has "
+            "already succeeded with that result (`reused_from` names it); send `reuse=false` to run it again."
         ),
         parameters=[
             OpenApiParameter(
@@ -223,21 +229,21 @@ class JobsView(APIView):
         unknown = sorted(set(data.keys()) - UPLOAD_FIELDS)
         if "pages" in unknown or "page_range" in unknown:
             raise ApiError(
-                "Page ranges apply to PDFs, which ocrdash does not read yet; send images without `pages`.",
-                code="invalid", field_errors={"pages": ["not available yet"]},
+                "Page ranges are not supported: every page of a PDF is read. Send PDFs without `pages`.",
+                code="invalid", field_errors={"pages": ["not supported"]},
             )
         if unknown:
             raise ApiError(
                 f"Unknown field(s): {', '.join(unknown)}. Known: {', '.join(sorted(UPLOAD_FIELDS))}.",
                 code="invalid", field_errors={name: ["unknown field"] for name in unknown},
             )
-        strings = {k: data.get(k) for k in ("language", "backend", "mode") if isinstance(data.get(k), str)}
+        strings = {k: data.get(k) for k in ("language", "backend", "mode", "reuse") if isinstance(data.get(k), str)}
         options_in = UploadOptionsSerializer(data=strings)
-        if "mode" in strings and strings["mode"] != "text":
+        if strings.get("mode") == GROUNDING:
             raise ApiError(
-                f"Task mode {strings['mode']!r} is not available: ocrdash reads images as plain text (`text`) "
-                "today; dots.ocr's layout modes arrive with documents.",
-                code="invalid", field_errors={"mode": ["only 'text' is available"]},
+                "Task mode 'grounding' reads one region of a page and needs its box; it is not available "
+                "for uploads. Use layout_all, layout_only or text.",
+                code="invalid", field_errors={"mode": ["grounding is not available for uploads"]},
             )
         options_in.is_valid(raise_exception=True)
         options = options_in.validated_data
@@ -270,8 +276,9 @@ class JobsView(APIView):
                 refused.append(item["refused"])
                 continue
             try:
-                item["checked"] = check_image(
-                    item["name"], item["data"], settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS
+                item["checked"] = check_upload(
+                    item["name"], item["data"], settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS,
+                    settings.MAX_PDF_PAGES,
                 )
             except UploadRefused as exc:
                 refused.append({"name": item["name"], "error": str(exc), "code": "refused"})
@@ -357,7 +364,9 @@ def _replay(request, key: str, request_hash: str) -> Response | None:
 
 
 def _make_job(request, item: dict, options: dict) -> Job:
-    job = create_job(request.user, item["name"], item["data"], item["checked"], options["language"])
+    mode = options.get("mode", LAYOUT_ALL)
+    job = create_job(request.user, item["name"], item["data"], item["checked"], options["language"], mode,
+                     reuse=options.get("reuse", True))
     hint = options.get("backend", "auto")
     if hint != "auto":
         # Recorded as the backend asked for; the worker overwrites it with the one that ran the job.
@@ -367,7 +376,7 @@ def _make_job(request, item: dict, options: dict) -> Job:
         job=job,
         via=JobOrigin.API,
         token=request.auth if hasattr(request.auth, "key_hash") else None,
-        mode=options.get("mode", "text"),
+        mode=mode,
         options={k: str(v) for k, v in options.items()},
     )
     return job
@@ -398,17 +407,25 @@ class JobResultView(APIView):
     @extend_schema(
         operation_id="jobs_result",
         summary="The result of a job that succeeded",
-        description="`format=txt`: the recognized text. `format=json` (the default): everything — text, lines "
-        "with boxes and scores, file facts, timings, GPU memory. Markdown and HTML arrive with dots.ocr's "
-        "layout modes; an unknown format is a 400 that lists the available ones.",
+        description="`format=txt`: the recognized text. `md`: Markdown (tables as HTML, formulas as `$$` TeX); "
+        "`md_nohf`: the same without page headers and footers. `html`: a page to show in a browser. "
+        "`layout`: every element with its category, text and box `[x1, y1, x2, y2]` in the pixels of the "
+        "page image. `json` (the default): everything — text, the engine's answer, file facts, timings, "
+        "GPU memory. `page=N` gives one page of a document (1-based); without it, the whole document. "
+        "An unknown format is a 400 that lists the available ones.",
         parameters=[
             OpenApiParameter("format", OpenApiTypes.STR, enum=list(results.FORMATS), required=False,
                              description=f"Default: {results.DEFAULT_FORMAT}."),
+            OpenApiParameter("page", OpenApiTypes.INT, required=False,
+                             description="One page of the document (1-based); default: every page."),
         ],
         responses={
             (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description="format=txt"),
-            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json"),
-            **errors(400, 401, 404, 409, e409="The job has not succeeded (yet): the body says its state."),
+            (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="format=md or md_nohf"),
+            (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="format=html"),
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json or layout"),
+            **errors(400, 401, 404, 409, e409="The job (or the page asked for) has not succeeded: the body says "
+                     "its state."),
         },
         tags=["jobs"],
     )
@@ -428,7 +445,27 @@ class JobResultView(APIView):
             }[job.state]
             raise ApiError(f"Job {job.pk} has no result: {why}", status.HTTP_409_CONFLICT, "no_result",
                            state=job.state)
-        return results.FORMATS[fmt](job)
+        page = _page_param(request, job)
+        return results.FORMATS[fmt](job, page)
+
+
+def _page_param(request, job: Job) -> int | None:
+    raw = request.query_params.get("page")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= job.page_count:
+        pages = "1" if job.page_count == 1 else f"1 to {job.page_count}"
+        raise ApiError(f"page must be a page number of this job: {pages}.", code="invalid",
+                       field_errors={"page": [f"not a page of job {job.pk}"]})
+    number = int(raw)
+    if job.page_count == 1:
+        return None  # the one page is the whole result
+    state = results.page_state(job, number)
+    if state != Page.SUCCEEDED:
+        why = {Page.FAILED: "it failed", Page.RUNNING: "it is being read"}.get(state, "it has not been read")
+        raise ApiError(f"Page {number} of job {job.pk} has no result: {why}.",
+                       status.HTTP_409_CONFLICT, "no_result", state=job.state)
+    return number
 
 
 class JobWaitView(AsyncAPIView):

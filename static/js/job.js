@@ -49,9 +49,23 @@
       });
   }
 
+  // The list of pages, read again as pages start and end.
+  const pagesBox = document.getElementById("pages");
+  let pagesSeen = null;
+  function refreshPages(job) {
+    if (!pagesBox) return;
+    const key = job.state + ":" + job.page + ":" + job.progress;
+    if (key === pagesSeen) return;
+    pagesSeen = key;
+    fetch(pagesBox.dataset.url, { headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { if (html !== null) pagesBox.innerHTML = html; });
+  }
+
   function apply(job) {
     const was = card.dataset.state;
     OcrDash.fill(card, job);
+    refreshPages(job);
     if (job.state !== was && (job.state === "succeeded" || job.state === "failed" || job.state === "cancelled")) {
       loadResult();
     }

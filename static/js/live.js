@@ -81,6 +81,16 @@
     positionText: function (job) {
       return job.queue_position ? "#" + job.queue_position + " in queue" : "";
     },
+    // "Page 7 of 23 · about 3 min left" while a job with pages runs.
+    pageText: function (job) {
+      if (job.state !== "running" || !job.page) return "";
+      let s = "Page " + job.page + " of " + job.pages;
+      if (job.eta_seconds !== null && job.eta_seconds !== undefined) {
+        const eta = job.eta_seconds;
+        s += " · about " + (eta < 90 ? Math.max(1, Math.round(eta)) + " s" : Math.round(eta / 60) + " min") + " left";
+      }
+      return s;
+    },
     // Updates every [data-field] inside `root` from the payload.
     fill: function (root, job) {
       root.dataset.state = job.state;
@@ -93,6 +103,8 @@
           el.textContent = OcrDash.positionText(job) || (el.tagName === "DD" ? "—" : "");
         } else if (f === "waited_seconds" || f === "ran_seconds") {
           el.textContent = OcrDash.seconds(job[f]);
+        } else if (f === "page_progress") {
+          el.textContent = OcrDash.pageText(job);
         } else if (f === "progress") {
           el.hidden = job.state !== "running";
           el.firstElementChild.style.width = Math.round((job.progress || 0) * 100) + "%";

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 
 from ocr_app import events
 from ocr_app.models import Job
@@ -49,7 +50,8 @@ class EventListener:
         self.stop = threading.Event()
 
         async def listen():
-            layer = get_channel_layer()
+            # A layer of its own: the shared one may be receiving in another test's event loop.
+            layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
             channel = await layer.new_channel()
             await layer.group_add(events.GROUP, channel)
             self.ready.set()
@@ -142,3 +144,33 @@ def test_a_job_cancelled_while_queued_is_never_run(client, make_user, celery_wor
     time.sleep(1.0)  # the worker has had the task by now
     job.refresh_from_db()
     assert job.state == "cancelled" and job.started_at is None and job.text == ""
+
+
+def test_a_pdf_is_read_page_by_page_with_progress_events(client, make_user, celery_worker_process):
+    from tests.unit.test_pdf import A4, build_pdf
+
+    listener = EventListener()
+    client.force_login(make_user())
+    data = build_pdf([{"size": A4, "lines": [f"Chapter {n} begins"]} for n in (1, 2, 3)])
+    body = upload(client, [("book.pdf", data)])
+    job_id = body["jobs"][0]["id"]
+
+    states = listener.states_of(job_id, until="succeeded", timeout=180)
+    job = wait_until_ended(job_id)
+
+    assert states == ["queued", "running", "succeeded"]
+    assert job.state == "succeeded", job.message
+    pages = list(job.pages.order_by("number"))
+    assert [p.state for p in pages] == ["succeeded"] * 3
+    for n, page in enumerate(pages, start=1):
+        assert f"Chapter {n}" in page.text and page.dpi == 200 and page.image
+    assert job.text.index("Chapter 1") < job.text.index("Chapter 2") < job.text.index("Chapter 3")
+    running = [e["job"] for e in listener.messages if e.get("job", {}).get("id") == job_id
+               and e["job"]["state"] == "running"]
+    shown = []
+    for payload in running:
+        if payload["page"] and (not shown or shown[-1] != payload["page"]):
+            shown.append(payload["page"])
+    assert [f"page {n} of {running[-1]['pages']}" for n in shown] == ["page 1 of 3", "page 2 of 3", "page 3 of 3"]
+    assert job.progress == 1.0
+    assert any(p["eta_seconds"] is not None for p in running if p["page"] == 3)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -50,14 +48,18 @@ def two_workers(tmp_path, celery_worker_process, redis_client):
     full_path = tmp_path / "rtx3060_full.json"
     full_path.write_text(json.dumps(full))
     # The small card takes from the shared queue; the big one only what is routed to it. The
-    # suite's own worker (no GPU) is paused meanwhile, so that the small card is asked first.
+    # suite's own worker (no GPU) stops taking from the shared queue meanwhile, so that the small
+    # card is asked first (stopping its process would not do: Redis may already have handed it
+    # the message through a blocking read it had sent).
+    from dashboard.celery import app
+
     small = start_worker("gpu@small-card", "gpu", full_path, tmp_path / "small.log")
     big = start_worker("gpu@big-card", "ocrdash.worker.gpu@big-card", "a100_idle", tmp_path / "big.log")
-    os.kill(celery_worker_process.pid, signal.SIGSTOP)
+    assert app.control.cancel_consumer("gpu", destination=["gpu@test"], reply=True, timeout=10)
     try:
         yield
     finally:
-        os.kill(celery_worker_process.pid, signal.SIGCONT)
+        app.control.add_consumer("gpu", destination=["gpu@test"], reply=True, timeout=10)
         stop(small)
         stop(big)
 

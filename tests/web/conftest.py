@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -89,11 +90,13 @@ def upload_file(name: str, data: bytes, content_type: str = "application/octet-s
 def post_upload(alice_client):
     """POST /upload/ as alice, asking for JSON; returns the response."""
 
-    def post(*files, language: str = "", json: bool = True, client=None):
+    def post(*files, language: str = "", mode: str = "", json: bool = True, client=None):
         headers = {"Accept": "application/json"} if json else {}
         data = {"files": list(files)}
         if language:
             data["language"] = language
+        if mode:
+            data["mode"] = mode
         return (client or alice_client).post("/upload/", data, headers=headers)
 
     return post
@@ -156,7 +159,8 @@ class EventListener:
     """A channel in the events group on the real Redis channel layer."""
 
     def __init__(self):
-        self.layer = get_channel_layer()
+        # A layer of its own: the shared one may be receiving in another test's event loop.
+        self.layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
         # A plain (not process-local) name: each receive may run in its own event loop.
         self.channel = f"webtest.{uuid.uuid4().hex}"
 

@@ -71,7 +71,23 @@ def test_it_records_the_language_and_the_backend_asked_for(api, sent_tasks):
     assert response.status_code == 202
     assert job.language == "eslav" and job.backend == "rapidocr"
     assert response.json()["jobs"][0]["backend"] == "rapidocr"
-    assert job.origin.mode == "text" and job.origin.options["backend"] == "rapidocr"
+    assert job.mode == job.origin.mode == "text" and job.origin.options["backend"] == "rapidocr"
+    assert response.json()["jobs"][0]["mode"] == "text"
+
+
+@pytest.mark.parametrize("mode", ["layout_all", "layout_only", "text"])
+def test_it_takes_each_task_mode_an_upload_can_ask_for(api, sent_tasks, mode):
+    response = api.post("/api/v1/jobs", {"file": png(), "mode": mode})
+
+    assert response.status_code == 202
+    assert Job.objects.get(pk=response.json()["jobs"][0]["id"]).mode == mode
+
+
+def test_the_full_layout_is_the_default_task(api, sent_tasks):
+    response = api.post("/api/v1/jobs", {"file": png()})
+
+    assert response.json()["jobs"][0]["mode"] == "layout_all"
+    assert Job.objects.get().mode == "layout_all"
 
 
 def test_auto_backend_leaves_the_choice_to_the_server(api, sent_tasks):
@@ -88,7 +104,7 @@ def test_good_files_are_queued_and_bad_ones_listed(api, sent_tasks):
     assert [j["name"] for j in body["jobs"]] == ["good.png"]
     assert body["refused"] == [{"name": "notes.png", "code": "refused",
                                 "error": "notes.png: this is not an image ocrdash can read; send PNG, JPEG, WebP, "
-                                         "TIFF or BMP."}]
+                                         "TIFF or BMP, or a PDF."}]
 
 
 def test_no_file_is_a_400_that_says_which_field(api, sent_tasks):
@@ -171,7 +187,8 @@ def test_a_body_that_is_not_multipart_is_a_415(api, content_type, body):
     [
         ({"language": "klingon"}, "language", "not a valid choice"),
         ({"backend": "tpu"}, "backend", "not a valid choice"),
-        ({"mode": "layout_all"}, "mode", "plain text"),
+        ({"mode": "grounding"}, "mode", "needs its box"),
+        ({"mode": "markdown"}, "mode", "not a valid choice"),
         ({"pages": "1-3"}, "pages", "PDFs"),
         ({"langauge": "multi"}, "langauge", "Unknown field"),
     ],

@@ -27,10 +27,11 @@ def test_it_states_the_upload_limits_from_settings(alice_client, settings):
     settings.MAX_UPLOAD_BYTES = 3 * 1024 * 1024
     settings.MAX_FILES_PER_UPLOAD = 7
     settings.MAX_IMAGE_PIXELS = 12_000_000
+    settings.MAX_PDF_PAGES = 9
 
     page = alice_client.get("/upload/").content.decode()
 
-    assert "up to 3.0 MB and 12,000,000 pixels each · 7 files at once" in page
+    assert "up to 3.0 MB and 12,000,000 pixels each · PDFs up to 9 pages, read page by page · 7 files at once" in page
 
 
 def test_it_offers_every_language_with_what_it_reads(alice_client, settings):

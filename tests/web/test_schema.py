@@ -54,7 +54,9 @@ def test_the_result_formats_are_listed(schema):
     params = schema["paths"]["/api/v1/jobs/{id}/result"]["get"]["parameters"]
     fmt = next(p for p in params if p["name"] == "format")
 
-    assert sorted(fmt["schema"]["enum"]) == ["html", "json", "md", "txt"]
+    assert sorted(fmt["schema"]["enum"]) == ["html", "json", "layout", "md", "md_nohf", "txt"]
+    page = next(p for p in params if p["name"] == "page")
+    assert page["schema"]["type"] == "integer" and not page.get("required", False)
 
 
 def test_yaml_is_there_for_those_who_ask(alice):

@@ -205,3 +205,34 @@ def test_it_stores_nothing_but_the_upload_and_its_thumbnail(post_upload, sent_ta
 
     job = Job.objects.get()
     assert stored_files(media_root) == sorted([media_root / job.upload.name, media_root / job.thumbnail.name])
+
+
+def test_it_stores_the_chosen_task(post_upload, sent_tasks):
+    response = post_upload(upload_file("a.png", image_bytes()), mode="layout_only")
+
+    assert response.status_code == 200
+    assert Job.objects.get().mode == "layout_only"
+
+
+def test_the_full_layout_is_the_default_task(post_upload, sent_tasks):
+    post_upload(upload_file("a.png", image_bytes()))
+
+    assert Job.objects.get().mode == "layout_all"
+
+
+@pytest.mark.parametrize("mode", ["grounding", "markdown"])
+def test_it_refuses_a_task_an_upload_cannot_ask_for(post_upload, sent_tasks, mode):
+    response = post_upload(upload_file("a.png", image_bytes()), mode=mode)
+
+    assert response.status_code == 400
+    assert mode in response.json()["refused"][0]["error"]
+    assert not Job.objects.exists()
+
+
+def test_the_upload_page_offers_the_tasks_with_what_each_gives(alice_client):
+    html = alice_client.get("/upload/").content.decode()
+
+    for value in ("layout_all", "layout_only", "text"):
+        assert f'value="{value}"' in html
+    assert 'value="grounding"' not in html
+    assert "boxes and categories without the text" in html

@@ -12,7 +12,7 @@ from ocr_app import backendconfig
 from ocr_app.models import BackendSettings, Job
 from tests.doubles.fake_pynvml import FakeNvml
 from workers import tasks
-from workers.backends.base import OcrBackend, OcrResult, OutOfMemory
+from workers.backends.base import OcrBackend, OcrResult, OutOfMemory, TextLine
 from workers.gpu import NvmlReader
 
 pytestmark = pytest.mark.django_db
@@ -210,3 +210,97 @@ def test_a_task_sent_before_a_cancel_and_retry_does_not_run_the_job(monkeypatch,
     fresh = tasks.run_job.apply(args=[job.pk], kwargs={"queued_at": job.queued_at.isoformat()}).get()
 
     assert stale == "stale" and fresh == "succeeded"
+
+
+class AnsweringBackend(FakeBackend):
+    """Answers every page with `result` (an OcrResult) and records the task it was asked for."""
+
+    result = None
+    modes: list[str] = []
+
+    def ocr(self, image, mode, cancel):
+        AnsweringBackend.modes.append(mode)
+        return AnsweringBackend.result
+
+
+def answer_with(monkeypatch, result):
+    AnsweringBackend.result, AnsweringBackend.modes = result, []
+    monkeypatch.setattr(tasks, "create_backend", lambda name: AnsweringBackend(name))
+
+
+LAYOUT = (
+    '[{"bbox": [10, 20, 60, 40], "category": "Title", "text": "Report"}, '
+    '{"bbox": [10, 44, 70, 58], "category": "Text", "text": "First paragraph."}]'
+)
+
+
+def test_the_worker_runs_the_jobs_task_and_stores_the_parsed_layout(monkeypatch, seed_gpu, make_job):
+    # The model saw the 40x30 page at 80x60: boxes come back in the page's own pixels.
+    answer_with(monkeypatch, OcrResult(text=LAYOUT, raw=LAYOUT, details={"image_size_sent": [80, 60]}))
+
+    job = run(make_job(with_file=True, mode="layout_all"))
+
+    assert job.state == "succeeded", job.message
+    assert AnsweringBackend.modes == ["layout_all"]
+    page = job.result["page"]
+    assert [e["category"] for e in page["elements"]] == ["Title", "Text"]
+    assert page["elements"][0]["bbox"] == [5, 10, 30, 20]
+    assert job.text == "Report\n\nFirst paragraph."
+    assert "{" not in job.text and job.message == ""
+
+
+def test_a_cut_off_answer_keeps_what_was_complete_and_says_so(monkeypatch, seed_gpu, make_job):
+    cut = LAYOUT[: LAYOUT.index("First") + 5]
+    answer_with(monkeypatch, OcrResult(text=cut, raw=cut, details={"image_size_sent": [40, 30],
+                                                                      "hit_token_limit": True}))
+
+    job = run(make_job(with_file=True))
+
+    assert job.state == "succeeded"
+    assert job.result["page"]["truncated"] is True
+    assert job.result["page"]["elements"][0]["text"] == "Report"
+    assert "output limit" in job.message
+
+
+def test_a_layout_asked_for_but_plain_text_answered_is_kept_with_a_warning(monkeypatch, seed_gpu, make_job):
+    answer_with(monkeypatch, OcrResult(text="Just some words", raw="Just some words"))
+
+    job = run(make_job(with_file=True, mode="layout_all"))
+
+    assert job.state == "succeeded" and job.text == "Just some words"
+    assert job.result["page"]["plain_text_fallback"] is True and job.message
+
+
+def rapidocr_answer():
+    lines = [TextLine("Hello", [[1, 2], [30, 2], [30, 9.6], [1, 9.6]], 0.9),
+             TextLine("world", [[1, 12], [25, 12], [25, 20], [1, 20]], 0.8)]
+    return OcrResult(text="Hello\nworld", lines=lines, details={"language": "multi"})
+
+
+@pytest.mark.parametrize("mode", ["layout_all", "layout_only"])
+def test_rapidocr_gives_its_lines_as_text_boxes_for_the_layout_tasks(monkeypatch, make_job, mode):
+    cfg = BackendSettings.load()
+    cfg.backend = "rapidocr"
+    cfg.save()
+    answer_with(monkeypatch, rapidocr_answer())
+
+    job = run(make_job(with_file=True, mode=mode))
+
+    assert job.state == "succeeded" and job.backend == "rapidocr"
+    elements = job.result["page"]["elements"]
+    assert [(e["category"], e["bbox"], e["text"]) for e in elements] == [
+        ("Text", [1, 2, 30, 10], "Hello"), ("Text", [1, 12, 25, 20], "world")]
+    assert job.text == "Hello\nworld"
+
+
+def test_rapidocr_gives_plain_text_for_the_text_task(monkeypatch, make_job):
+    cfg = BackendSettings.load()
+    cfg.backend = "rapidocr"
+    cfg.save()
+    answer_with(monkeypatch, rapidocr_answer())
+
+    job = run(make_job(with_file=True, mode="text"))
+
+    assert AnsweringBackend.modes == ["text"]
+    [element] = job.result["page"]["elements"]
+    assert element["bbox"] is None and element["text"] == "Hello\nworld" == job.text

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ocr_app import backendconfig
 from workers.modelfacts import GiB
 from workers.planner import BACKENDS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
 
@@ -31,18 +32,6 @@ def _compute_capability(text: str) -> tuple[int, int]:
         return int(major), int(minor or 0)
     except ValueError as exc:
         raise CommandError(f"--cc: {text!r} is not a compute capability such as 8.6 or 9.0") from exc
-
-
-def _available_ram() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux); None elsewhere."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 class Command(BaseCommand):
@@ -94,7 +83,6 @@ class Command(BaseCommand):
         """This machine's GPU is planned with the admin's backend settings (as the worker does);
         a hypothetical card with the defaults. Flags override either."""
         if admins:
-            from ocr_app import backendconfig
             from ocr_app.models import BackendSettings
 
             settings = backendconfig.planner_settings(BackendSettings.load())
@@ -109,7 +97,7 @@ class Command(BaseCommand):
             changes["max_new_tokens"] = opts["max_new_tokens"]
         if opts["allow_cpu"]:
             changes["allow_cpu"] = True
-            changes["cpu_ram_bytes"] = _size(opts["ram"], "ram") if opts["ram"] else _available_ram()
+            changes["cpu_ram_bytes"] = _size(opts["ram"], "ram") if opts["ram"] else backendconfig.ram_bytes()
         if opts["no_vllm"]:
             changes["vllm_allowed"] = False
         if opts["no_fp8"]:

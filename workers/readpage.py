@@ -1,0 +1,55 @@
+"""Any backend's answer for one page as a ParsedPage, the one shape results are stored, shown
+and exported in (pure: no Django).
+
+dots.ocr's answer is parsed for the job's task (`workers.dots.parse.parse_output`). rapidocr finds
+text lines, not layout: for the layout tasks each line becomes a Text element with the box around
+it, for `text` the page is its plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workers.backends.base import OcrResult, TextLine
+from workers.dots.parse import Element, ParsedPage, normalize_text, parse_output
+from workers.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
+
+
+def line_box(line: TextLine | dict) -> tuple[int, int, int, int]:
+    points = line.box if isinstance(line, TextLine) else line["box"]
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    return (int(min(xs)), int(min(ys)), int(round(max(xs))), int(round(max(ys))))
+
+
+def from_lines(
+    lines: Sequence[TextLine | dict], text: str, mode: str, original_size: Sequence[int] | None
+) -> ParsedPage:
+    """rapidocr's lines as a page: Text elements in the layout tasks, plain text for `text`."""
+    size = (int(original_size[0]), int(original_size[1])) if original_size else None
+    if mode in (LAYOUT_ALL, LAYOUT_ONLY):
+        elements = [
+            Element("Text", line_box(line), line.text if isinstance(line, TextLine) else line["text"], index)
+            for index, line in enumerate(lines)
+        ]
+        return ParsedPage(elements=elements, text=text, mode=mode, original_size=size, sent_size=size)
+    text = normalize_text(text)
+    elements = [Element("Text", None, text, 0)] if text else []
+    return ParsedPage(elements=elements, text=text, mode=mode if mode in MODES else TEXT_ONLY,
+                      original_size=size, sent_size=size)
+
+
+def parsed_page(result: OcrResult, backend: str, mode: str, original_size: Sequence[int]) -> ParsedPage:
+    """The page a backend's answer stands for; boxes in the pixels of the page image."""
+    if backend == "rapidocr":
+        return from_lines(result.lines, result.text, mode, original_size)
+    details = result.details or {}
+    sent = details.get("image_size_sent") or original_size
+    return parse_output(
+        result.raw or result.text,
+        mode,
+        sent_size=sent,
+        original_size=original_size,
+        grounding_box=details.get("bbox_sent"),
+        hit_token_limit=bool(details.get("hit_token_limit") or details.get("truncated")),
+    )
