@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
 from ocr_app import jobstate, livestate
-from ocr_app.api.results import DOWNLOADS
+from ocr_app.api.results import DOWNLOADS, result_document
 from ocr_app.events import job_payload
 from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
 from ocr_app.models import Job, Page, queued_jobs_in_order
@@ -429,26 +429,7 @@ def job_text(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def job_result(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
-    body = {
-        "job": job_payload(job),
-        "file": {
-            "name": job.original_name,
-            "format": job.image_format,
-            "width": job.width,
-            "height": job.height,
-            "sha256": job.sha256,
-            "size_bytes": job.size_bytes,
-        },
-        "created_at": job.created_at.isoformat(),
-        "started_at": job.started_at.isoformat() if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "gpu": {
-            "peak_bytes": job.peak_gpu_bytes,
-            "free_at_start_bytes": job.gpu_free_at_start_bytes,
-        },
-        "text": job.text,
-        "result": job.result,
-    }
+    body = result_document(job)  # the same document as the API's ?format=json
     response = HttpResponse(
         json.dumps(body, ensure_ascii=False, indent=2), content_type="application/json; charset=utf-8"
     )

@@ -154,6 +154,7 @@ def test_it_downloads_the_result_as_a_json_attachment(alice_client, done_job):
         "height": 30,
         "sha256": done_job.sha256,
         "size_bytes": done_job.size_bytes,
+        "pages": 1,
     }
     assert body["job"]["state"] == "succeeded"
     assert body["finished_at"] == done_job.finished_at.isoformat()
