@@ -103,18 +103,24 @@ def retry_job(job: Job, user, only_unfinished_pages: bool = False) -> Job:
     return job
 
 
-@require_POST
-def run_again_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Run again" on the job page: every page is read afresh, whatever result was reused."""
+def _act_from_page(request: HttpRequest, pk: int, act, done: str) -> Job:
+    """Runs one of the job page's buttons; what went wrong or right is shown as a message there."""
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
     try:
-        retry_job(job, request.user)
+        act(job, request.user)
     except NotAllowed as exc:
         messages.error(request, str(exc))
     except WrongState as exc:
         messages.warning(request, str(exc))
     else:
-        messages.success(request, f"Job {job.pk} is queued to run again.")
+        messages.success(request, done.format(job=job))
+    return job
+
+
+@require_POST
+def run_again_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """"Run again" on the job page: every page is read afresh, whatever result was reused."""
+    job = _act_from_page(request, pk, retry_job, "Job {job.pk} is queued to run again.")
     return redirect(job.get_absolute_url())
 
 
@@ -122,30 +128,18 @@ def run_again_view(request: HttpRequest, pk: int) -> HttpResponse:
 def retry_pages_view(request: HttpRequest, pk: int) -> HttpResponse:
     """"Retry page N" on the job page: the job is queued again and the worker reads the pages
     that have not succeeded; the others keep their results."""
-    job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
-    try:
-        retry_job(job, request.user, only_unfinished_pages=True)
-    except NotAllowed as exc:
-        messages.error(request, str(exc))
-    except WrongState as exc:
-        messages.warning(request, str(exc))
-    else:
-        messages.success(request, f"Job {job.pk}: the pages that failed are queued again.")
+
+    def retry_unfinished(job, user):
+        return retry_job(job, user, only_unfinished_pages=True)
+
+    job = _act_from_page(request, pk, retry_unfinished, "Job {job.pk}: the pages that failed are queued again.")
     return redirect(job.get_absolute_url())
 
 
 @require_POST
 def cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     """The Cancel button of the job page and the history rows (a plain form, CSRF-checked)."""
-    job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
-    try:
-        cancel_job(job, request.user)
-    except NotAllowed as exc:
-        messages.error(request, str(exc))
-    except WrongState as exc:
-        messages.warning(request, str(exc))
-    else:
-        messages.success(request, f"Job {job.pk} ({job.original_name}) was cancelled.")
+    job = _act_from_page(request, pk, cancel_job, "Job {job.pk} ({job.original_name}) was cancelled.")
     back = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         back = job.get_absolute_url()
