@@ -100,12 +100,16 @@ class MemoryHolder:
                 self.proc.wait()
 
 
-def measure(label: str, backend, plan: dict, runs: int, mode: str) -> dict:
+def measure(label: str, backend, plan: dict, runs: int, mode: str, variant: str | None = None) -> dict:
     """Load, one warm-up page, `runs` timed pages; the figures, or the reason it could not run."""
     from workers.backends.base import BackendError
+    from workers.planner import torch_bytes_budgeted
 
     image = a4_page()
     row: dict = {"backend": label}
+    if variant:
+        # The planner's budget for this page size, to set beside the measured peak.
+        row["planned_gib"] = round(torch_bytes_budgeted(variant, plan["max_pixels"]) / GiB, 2)
     try:
         start = time.perf_counter()
         backend.load(plan)
@@ -215,7 +219,8 @@ def main() -> None:
                 plan = {"backend": "transformers", "quantization": quantization, "dtype": "bfloat16",
                         "device_index": 0, **gpu_model, **limits}  # fmt: skip
                 label = f"transformers {quantization}"
-                rows.append(measure(label, TransformersBackend(), plan, args.runs, args.mode))
+                variant = f"transformers:{quantization}"
+                rows.append(measure(label, TransformersBackend(), plan, args.runs, args.mode, variant))
     finally:
         if holder is not None:
             holder.stop()
@@ -240,6 +245,7 @@ def main() -> None:
         ("image_tokens", "img tok"),
         ("weights_gib", "weights GiB"),
         ("peak_gpu_gib", "peak GiB"),
+        ("planned_gib", "planned GiB"),
     ]
     print(f"{'backend':18}" + "".join(f" {title:>11}" for _, title in columns))
     for row in rows:

@@ -19,23 +19,23 @@ step "nvidia-smi"
 nvidia-smi || { echo "no NVIDIA driver here: nothing to check"; exit 0; }
 
 step "NVML recording (compare with tests/data/nvml/*.json)"
-$PY -m tests.doubles.fake_pynvml record > "$OUT/nvml-recording.json" && head -c 1500 "$OUT/nvml-recording.json"
+timeout 60 $PY -m tests.doubles.fake_pynvml record > "$OUT/nvml-recording.json" && head -c 1500 "$OUT/nvml-recording.json"
 
 step "sampler, planner and peak measurement against the card, with memory held by a second process"
-$PY scripts/gpu_probe.py 2>&1 | tee "$OUT/gpu_probe.log"
+timeout 90 $PY scripts/gpu_probe.py 2>&1 | tee "$OUT/gpu_probe.log"
 
 step "sampler cost at 1 Hz (target: under 1% of one core)"
-$PY bench/sampler.py --nvml real --seconds 20 2>&1 | tee "$OUT/sampler.log"
+timeout 60 $PY bench/sampler.py --nvml real --seconds 15 2>&1 | tee "$OUT/sampler.log"
 
 step "backend unit tests on the GPU (tiny model: bf16, 8-bit, 4-bit load paths)"
-$PY -m pytest -q -p no:cacheprovider tests/unit/test_transformers_backend.py tests/unit/test_gpu_snapshot.py 2>&1 | tail -15
+timeout 150 $PY -m pytest -q -p no:cacheprovider -p no:django -rs tests/unit/test_transformers_backend.py tests/unit/test_gpu_snapshot.py 2>&1 | tail -25 | tee "$OUT/pytest.log"
 
 step "transformers bf16 / 8-bit / 4-bit at dots.ocr's real size (random weights), idle card"
-timeout 900 $PY bench/backends.py --real-size --backends transformers --runs 2 --max-new-tokens 64 2>&1 | tee "$OUT/backends-idle.log"
+timeout ${IDLE_S:-200} $PY bench/backends.py --real-size --backends transformers --runs 2 --max-new-tokens 64 2>&1 | tee "$OUT/backends-idle.log"
 
 step "the same with another process holding most of the card"
 FREE=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits -i 0 | head -1)
 HOLD=$(( FREE / 1024 - 8 ))
-[ "$HOLD" -gt 1 ] && timeout 900 $PY bench/backends.py --real-size --backends transformers --runs 2 \
+[ "$HOLD" -gt 1 ] && timeout ${HELD_S:-160} $PY bench/backends.py --real-size --backends transformers --runs 2 \
   --max-new-tokens 64 --hold-gib "$HOLD" 2>&1 | tee "$OUT/backends-held.log"
 echo; echo "logs in $OUT"

@@ -222,33 +222,22 @@ class ModelFacts:
         rotary = 3 * 2 * e * FP32 + 2 * (self.vision_embed_dim // self.vision_num_heads // 2) * FP32
         return pixels_in + compute + rotary
 
-    def vision_activation_bytes(
-        self, pixels: int, *, attention: str = "flash", dtype_bytes: int = BF16, extra_per_patch: int = 0
-    ) -> int:
+    def vision_activation_bytes(self, pixels: int, *, dtype_bytes: int = BF16, extra_per_patch: int = 0) -> int:
         """Peak activation memory of one image of up to `pixels` pixels in the vision encoder.
 
         `patches` = 4 × tokens_for_pixels(pixels); the result is
 
-            margin × (patches × (vision_bytes_per_patch + extra_per_patch) + mask + merger output)
+            margin × (patches × (vision_bytes_per_patch + extra_per_patch) + merger output)
 
-        where mask is 0 for attention kernels that take `cu_seqlens` (vLLM's flash-attention path,
-        memory linear in the patches) and patches² × (1 + dtype_bytes) for "sdpa_mask": the
-        remote code's SDPA attention builds a [1, N, N] boolean block mask, which PyTorch turns into an
-        additive mask of the compute dtype before its memory-efficient kernel runs. The merger output
-        is tokens × hidden × dtype_bytes. The math-kernel fallback (an N × N score matrix per head)
-        is not budgeted: with bf16 inputs on a CUDA card PyTorch picks a fused kernel.
+        with attention linear in the patches: vLLM runs it by `cu_seqlens`, and the transformers and
+        CPU backends replace the remote code's N × N attention by fused per-image attention
+        (workers/backends/vision_attention.py). The merger output is tokens × hidden × dtype_bytes.
         """
         tokens = self.tokens_for_pixels(pixels)
         patches = tokens * self.patches_per_token
         body = patches * (self.vision_bytes_per_patch(dtype_bytes) + extra_per_patch)
-        if attention == "sdpa_mask":
-            mask = patches * patches * (1 + dtype_bytes)
-        elif attention == "flash":
-            mask = 0
-        else:
-            raise ValueError(f"unknown attention kind {attention!r}")
         merger = tokens * self.hidden_size * dtype_bytes
-        return int(ACTIVATION_MARGIN * (body + mask + merger))
+        return int(ACTIVATION_MARGIN * (body + merger))
 
     def lm_bytes_per_token(self, dtype_bytes: int = BF16) -> int:
         """Working set of one prefill token in one decoder layer: the MLP's gate, up and activation

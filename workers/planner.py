@@ -34,7 +34,7 @@ The estimate of each backend (every constant is named below and in workers/model
   (`--mm-processor-kwargs '{"max_pixels": …}'`) so profiling and requests use the same size, and
   `--max-num-batched-tokens` is one page, so profiling encodes exactly one image.
 - transformers (in the worker): CUDA_CONTEXT_BYTES + ALLOCATOR_SLACK_BYTES + weights
-  + max(vision encoder with the SDPA block mask, decoder prefill + the KV cache of the whole answer).
+  + max(vision encoder with per-image fused attention, decoder prefill + the KV cache of the whole answer).
 - CPU: float32 weights + the same activations in float32 + CPU_RUNTIME_BYTES, against the RAM
   available minus the reserve.
 - rapidocr: no GPU, a few hundred MB of RAM; always possible.
@@ -434,7 +434,7 @@ def _vllm_estimate(device: Device, tokens: int, variant: Variant, settings: Plan
     kv = f.kv_cache_bytes(kv_tokens)
     weights = f.weight_bytes(variant.weights)
     pixels = f.pixels_for_tokens(tokens)
-    vision = f.vision_activation_bytes(pixels, attention="flash")
+    vision = f.vision_activation_bytes(pixels)
     encoder_out = tokens * f.hidden_size * BF16
     decoder = f.lm_activation_bytes(batched, logit_rows=seqs)
     activations = max(vision, encoder_out + decoder)
@@ -491,7 +491,7 @@ def _transformers_estimate(
     # nf4 dequantizes one weight at a time to the compute dtype (twice, to be safe).
     extra_per_patch = 2 * f.vision_intermediate_size * FP32 if scheme == "int8" else 0
     dequant = 2 * f.largest_quantized_linear_weight * BF16 if scheme == "nf4" else 0
-    vision = f.vision_activation_bytes(pixels, attention="sdpa_mask", extra_per_patch=extra_per_patch)
+    vision = f.vision_activation_bytes(pixels, extra_per_patch=extra_per_patch)
     decoder = f.lm_activation_bytes(prompt, causal_mask=True)
     kv = f.kv_cache_bytes(prompt + settings.max_new_tokens)
     activations = max(vision, decoder + kv) + dequant
@@ -523,7 +523,7 @@ def _cpu_estimate(tokens: int, settings: PlannerSettings) -> Estimate:
     weights = f.weight_bytes("float32")
     pixels = f.pixels_for_tokens(tokens)
     prompt = tokens + f.prompt_token_budget
-    vision = f.vision_activation_bytes(pixels, attention="sdpa_mask", dtype_bytes=FP32)
+    vision = f.vision_activation_bytes(pixels, dtype_bytes=FP32)
     decoder = f.lm_activation_bytes(prompt, dtype_bytes=FP32, causal_mask=True)
     kv = f.kv_cache_bytes(prompt + settings.max_new_tokens, FP32)
     activations = max(vision, decoder + kv)
@@ -535,6 +535,18 @@ def _cpu_estimate(tokens: int, settings: PlannerSettings) -> Estimate:
         parts={"weights": weights, "activations": activations, "kv_cache": kv, "runtime": CPU_RUNTIME_BYTES},
         params={"quantization": None, "dtype": "float32"},
     )
+
+
+def torch_bytes_budgeted(variant_key: str, pixels: int, settings: PlannerSettings | None = None) -> int:
+    """The bytes the planner expects PyTorch itself to allocate (weights + activations + KV cache,
+    without the CUDA context and allocator slack) for one page of up to `pixels` pixels on a
+    transformers or CPU variant: what bench/backends.py sets beside the measured peak."""
+    settings = settings or PlannerSettings()
+    variant = VARIANT_BY_KEY[variant_key]
+    device = Device(index=0, total_bytes=1 << 50, free_bytes=1 << 50, compute_capability=(9, 0))
+    tokens = settings.facts.tokens_for_pixels(pixels)
+    est = _estimate(variant, device, tokens, settings)
+    return est.parts["weights"] + est.parts["activations"]
 
 
 def _estimate(variant: Variant, device: Device | None, tokens: int, settings: PlannerSettings) -> Estimate:
@@ -885,7 +897,9 @@ def replan_after_oom(plan: Plan, gpu: Any, settings: PlannerSettings | None = No
 #   intermediate 8960, 28 layers, 12 heads, 2 KV heads, vocab 151936, untied embeddings;
 #   vision_config embed_dim 1536, intermediate 4224, 42 layers, 12 heads, patch 14, merge 2);
 #   modeling_dots_ocr.py (forward accepts logits_to_keep); modeling_dots_vision.py (rotary in fp32,
-#   SDPA attention over a [1, N, N] boolean block mask as in Qwen2-VL's code, pixel values cast to bf16).
+#   SDPA attention over a [1, N, N] boolean block mask on 3-D tensors as in Qwen2-VL's code, which
+#   PyTorch runs with its math kernel: 47 GiB peak for one A4 page at 200 dpi in bf16, measured on an
+#   H200 — hence workers/backends/vision_attention.py; pixel values cast to bf16).
 # vLLM, https://github.com/vllm-project/vllm:
 #   - vllm/v1/worker/gpu_worker.py: at start, requested = total × gpu_memory_utilization and
 #     "Free memory on device (…) on startup is less than desired GPU memory utilization" when free

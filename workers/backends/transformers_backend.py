@@ -35,6 +35,9 @@ Three facts about dots.ocr's remote code that shape this module:
    `configuration_dots.py` is imported. `AutoProcessor.from_pretrained` on a folder whose config
    module was not imported yet quietly returns the bare tokenizer, so the configuration is always
    loaded first, and a processor without an image processor is refused.
+4. Without flash-attn its vision attention ("sdpa" or "eager") computes an N × N score matrix per
+   head over all patches (47 GiB peak for one A4 page at 200 dpi, measured on an H200);
+   `workers.backends.vision_attention` makes it per-image fused attention, linear in the patches.
 
 `ocr()` follows `_inference_with_hf` of dots_ocr/parser.py: the image (resized by
 `workers.dots.resize.fit_for_model` to at most the plan's max_pixels) and the task prompt go
@@ -67,6 +70,7 @@ from workers.backends.base import (
     OcrResult,
     ProgressCallback,
 )
+from workers.backends.vision_attention import use_per_image_attention
 from workers.dots import prompts
 from workers.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
 from workers.modelfacts import DOTS_OCR
@@ -223,6 +227,7 @@ class TransformersBackend(OcrBackend):
 
     def __init__(self) -> None:
         self._model: Any = None
+        self.vision_attention_patched = 0
         self._processor: Any = None
         self._hooks: list[Any] = []
         self._identity: tuple | None = None
@@ -391,6 +396,10 @@ class TransformersBackend(OcrBackend):
 
         hook = _match_vision_input_dtype(model)
         self._hooks = [hook] if hook is not None else []
+        # Fact 4: without flash-attn the tower's attention is quadratic in the patches.
+        self.vision_attention_patched = use_per_image_attention(model)
+        if not self.vision_attention_patched:
+            log.warning("dots.ocr's vision attention was not recognised; it keeps its own (N² memory)")
         self._model, self._processor = model, processor
         self._identity, self._plan, self.source = identity, dict(plan), source
         self._device, self._quantization, self._dtype_name = device, quantization, dtype
