@@ -15,11 +15,23 @@ def parsed_pages(job: Job) -> list[ParsedPage]:
     if job.page_count > 1:
         pages = []
         for row in job.pages.filter(state=Page.SUCCEEDED).order_by("number"):
-            page = ParsedPage.from_dict((row.result or {}).get("page") or {"text": row.text})
-            page.page_number = row.number
-            pages.append(page)
+            pages.append(_page_of_row(row))
         return pages
     return [parsed_page(job)]
+
+
+def parsed_page_number(job: Job, number: int) -> ParsedPage | None:
+    """Page `number` as `parsed_pages` gives it, or None when that page was not read."""
+    if job.page_count > 1:
+        row = job.pages.filter(number=number, state=Page.SUCCEEDED).first()
+        return _page_of_row(row) if row else None
+    return parsed_page(job) if number == 1 else None
+
+
+def _page_of_row(row: Page) -> ParsedPage:
+    page = ParsedPage.from_dict((row.result or {}).get("page") or {"text": row.text})
+    page.page_number = row.number
+    return page
 
 
 def parsed_page(job: Job) -> ParsedPage:

@@ -46,17 +46,21 @@ class Job(models.Model):
     # The task: dots.ocr's prompt mode (workers.dots.prompts.MODES). rapidocr reads it as the shape
     # of the result: line boxes as Text elements for the layout modes, plain text for `text`.
     mode = models.CharField(max_length=20, choices=MODE_CHOICES, default=prompts.LAYOUT_ALL)
+    # grounding: the region to read, [x1, y1, x2, y2] in the pixels of the uploaded image.
+    region = models.JSONField(null=True, blank=True)
     # Celery hostname of the worker that ran it, to recover jobs a dead worker left running.
     worker = models.CharField(max_length=200, blank=True, default="")
     progress = models.FloatField(default=0.0)
-    message = models.TextField(
-        blank=True, default="", help_text="What the user should know, e.g. why it failed."
-    )
+    message = models.TextField(blank=True, default="", help_text="What the user should know, e.g. why it failed.")
     # What decides the result: the file's hash, the backend settings, task, model, revision, image
     # cap and (for rapidocr) language. An upload with the key of a succeeded job reuses its result.
     cache_key = models.CharField(max_length=64, blank=True, default="", db_index=True)
     reused_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reused_by",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reused_by",
         help_text="The job whose result this one took instead of running.",
     )
     # Pages to read (1 for an image) and the one being read now (1-based; null when none is).

@@ -36,7 +36,9 @@ def send_to_worker(job: Job, announce: bool = True) -> None:
 DOTS_BACKENDS = {"vllm", "transformers", "cpu"}
 
 
-def cache_key(sha256: str, mode: str, language: str, cfg: BackendSettings | None = None) -> str:
+def cache_key(
+    sha256: str, mode: str, language: str, cfg: BackendSettings | None = None, region: list[int] | None = None
+) -> str:
     """What decides a result: the same file read with the same settings gives the same text."""
     cfg = cfg or BackendSettings.load()
     facts = {
@@ -48,16 +50,25 @@ def cache_key(sha256: str, mode: str, language: str, cfg: BackendSettings | None
         "max_pixels": cfg.max_pixels,
         "language": "" if cfg.backend in DOTS_BACKENDS else language,
     }
+    if region is not None:
+        facts["region"] = list(region)
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def create_job(
-    owner, name: str, data: bytes, checked: CheckedImage, language: str, mode: str = LAYOUT_ALL,
+    owner,
+    name: str,
+    data: bytes,
+    checked: CheckedImage,
+    language: str,
+    mode: str = LAYOUT_ALL,
     reuse: bool = True,
+    region: list[int] | None = None,
 ) -> Job:
     """A new job for an upload: queued for the worker, or, when a job that succeeded had the same
-    file and settings (and `reuse`), succeeded at once with that job's result."""
-    key = cache_key(checked.sha256, mode, language)
+    file and settings (and `reuse`), succeeded at once with that job's result. `region` is the
+    box a grounding job reads."""
+    key = cache_key(checked.sha256, mode, language, region=region)
     with transaction.atomic():
         job = Job(
             owner=owner,
@@ -69,6 +80,7 @@ def create_job(
             sha256=checked.sha256,
             language=language,
             mode=mode,
+            region=list(region) if region is not None else None,
             page_count=checked.pages,
             cache_key=key,
         )
@@ -104,9 +116,21 @@ def _take_result(job: Job, source: Job) -> None:
     job.queued_at = job.started_at = job.finished_at = now
     job.save()
     Page.objects.bulk_create(
-        Page(job=job, number=p.number, state=p.state, image=p.image.name, width=p.width, height=p.height,
-             dpi=p.dpi, result=p.result, text=p.text, message=p.message, seconds=p.seconds,
-             started_at=p.started_at, finished_at=p.finished_at)
+        Page(
+            job=job,
+            number=p.number,
+            state=p.state,
+            image=p.image.name,
+            width=p.width,
+            height=p.height,
+            dpi=p.dpi,
+            result=p.result,
+            text=p.text,
+            message=p.message,
+            seconds=p.seconds,
+            started_at=p.started_at,
+            finished_at=p.finished_at,
+        )
         for p in source.pages.order_by("number")
     )
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ocr_app import cancel, profile, views
+from ocr_app import cancel, layout, pictures_views, profile, views
 
 urlpatterns = [
     # The GPU dashboard, where a login lands (LOGIN_REDIRECT_URL "home").
@@ -20,7 +20,11 @@ urlpatterns = [
     path("jobs/<int:pk>/retry-pages", cancel.retry_pages_view, name="job-retry-pages"),
     path("jobs/<int:pk>/pages/", views.job_pages, name="job-pages"),
     path("jobs/<int:pk>/pages/<int:number>/image", views.page_image, name="page-image"),
+    path("jobs/<int:pk>/pages/<int:number>/pictures/<int:index>.png", pictures_views.page_picture, name="page-picture"),
     path("jobs/<int:pk>/pages/<int:number>/text.txt", views.page_text, name="page-text"),
+    # The layout view: a page's elements and rendered HTML; reading a region drawn on it.
+    path("jobs/<int:pk>/pages/<int:number>/layout.json", layout.page_layout, name="page-layout"),
+    path("jobs/<int:pk>/region", layout.read_region, name="job-region"),
     # API tokens: make, see and revoke your own.
     path("profile/", profile.profile, name="profile"),
     path("profile/tokens/<int:pk>/revoke", profile.revoke_token, name="profile-token-revoke"),

@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
-from ocr_app import jobstate, livestate
+from ocr_app import jobstate, layout, livestate
 from ocr_app.api.results import DOWNLOADS, result_document
 from ocr_app.events import job_payload
 from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
@@ -24,6 +24,7 @@ from ocr_app.models import Job, Page, queued_jobs_in_order
 from ocr_app.queueing import create_job
 from ocr_app.validation import ACCEPTED_EXTENSIONS, PDF, UploadRefused, check_upload, human_bytes
 from workers import ocr_languages, pdf
+from workers.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from workers.gpu import NO_GPU_MESSAGE
 
 log = logging.getLogger(__name__)
@@ -314,6 +315,10 @@ def _gpu_texts(job: Job) -> Job:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
     lang = _language_or_none(job.language)
+    first = layout.page_document(job, 1)
+    boxes = [
+        {**e, "points": "{0},{1} {2},{1} {2},{3} {0},{3}".format(*e["bbox"])} for e in first["elements"] if e["bbox"]
+    ]
     return render(
         request,
         "ocr_app/job_detail.html",
@@ -321,10 +326,14 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "job": _gpu_texts(job),
             "payload": job_payload(job, job.queue_position()),
             "language": lang,
-            "lines": (job.result or {}).get("lines", []),
+            "layout": first,
+            "boxes": boxes,
+            "categories": LAYOUT_CATEGORIES,
+            # Plain text reads best for the text and region tasks; the layout tasks open rendered.
+            "text_first": job.mode in (TEXT_ONLY, GROUNDING),
+            "page_numbers": range(1, job.page_count + 1),
             "pages": list(job.pages.order_by("number")) if job.page_count > 1 else [],
             "downloads": DOWNLOADS,
-            "image_size": (job.result or {}).get("image_size") or [job.width, job.height],
         },
     )
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from workers.backends.base import OcrResult, TextLine
 from workers.dots.parse import Element, ParsedPage, normalize_text, parse_output
-from workers.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
+from workers.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 
 
 def line_box(line: TextLine | dict) -> tuple[int, int, int, int]:
@@ -23,10 +23,19 @@ def line_box(line: TextLine | dict) -> tuple[int, int, int, int]:
 
 
 def from_lines(
-    lines: Sequence[TextLine | dict], text: str, mode: str, original_size: Sequence[int] | None
+    lines: Sequence[TextLine | dict],
+    text: str,
+    mode: str,
+    original_size: Sequence[int] | None,
+    region: Sequence[int] | None = None,
 ) -> ParsedPage:
     """rapidocr's lines as a page: Text elements in the layout tasks, plain text for `text`."""
     size = (int(original_size[0]), int(original_size[1])) if original_size else None
+    if mode == GROUNDING:
+        # The region's text as one element with the region's box, as dots.ocr's grounding answer.
+        text = normalize_text(text)
+        elements = [Element("Text", tuple(int(v) for v in region), text, 0)] if text and region else []
+        return ParsedPage(elements=elements, text=text, mode=GROUNDING, original_size=size, sent_size=size)
     if mode in (LAYOUT_ALL, LAYOUT_ONLY):
         elements = [
             Element("Text", line_box(line), line.text if isinstance(line, TextLine) else line["text"], index)
@@ -35,14 +44,16 @@ def from_lines(
         return ParsedPage(elements=elements, text=text, mode=mode, original_size=size, sent_size=size)
     text = normalize_text(text)
     elements = [Element("Text", None, text, 0)] if text else []
-    return ParsedPage(elements=elements, text=text, mode=mode if mode in MODES else TEXT_ONLY,
-                      original_size=size, sent_size=size)
+    return ParsedPage(
+        elements=elements, text=text, mode=mode if mode in MODES else TEXT_ONLY, original_size=size, sent_size=size
+    )
 
 
 def parsed_page(result: OcrResult, backend: str, mode: str, original_size: Sequence[int]) -> ParsedPage:
     """The page a backend's answer stands for; boxes in the pixels of the page image."""
     if backend == "rapidocr":
-        return from_lines(result.lines, result.text, mode, original_size)
+        region = (result.details or {}).get("bbox_sent")
+        return from_lines(result.lines, result.text, mode, original_size, region)
     details = result.details or {}
     sent = details.get("image_size_sent") or original_size
     return parse_output(

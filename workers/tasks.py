@@ -28,6 +28,7 @@ from ocr_app.validation import PDF
 from workers import readpage
 from workers.backends import create_backend
 from workers.backends.base import BackendError, JobCancelled, OcrBackend, OutOfMemory
+from workers.dots.prompts import GROUNDING
 from workers.gpu import read_snapshot
 from workers.gpupeak import GpuPeak
 from workers.pdf import PdfRefused, render_page
@@ -252,8 +253,9 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
     except SoftTimeLimitExceeded:
         Page.objects.filter(job=job, state=Page.RUNNING).update(state=Page.PENDING, started_at=None)
         limit = settings.JOB_TIME_LIMIT
-        return _fail(job, f"The job took longer than the limit of {limit} seconds and was stopped.", peak,
-                     current_page=None)
+        return _fail(
+            job, f"The job took longer than the limit of {limit} seconds and was stopped.", peak, current_page=None
+        )
     except Exception as exc:  # the worker must go on with the next job, whatever happened
         log.exception("job %s failed", job_id)
         Page.objects.filter(job=job, state=Page.RUNNING).update(state=Page.PENDING, started_at=None)
@@ -353,8 +355,9 @@ def _page_failed(page: Page, message: str, started: float) -> None:
     page.save(update_fields=["state", "message", "seconds", "finished_at"])
 
 
-def _page_succeeded(job: Job, page: Page, result, choice: Choice, image: Image.Image, started: float,
-                    total: int) -> None:
+def _page_succeeded(
+    job: Job, page: Page, result, choice: Choice, image: Image.Image, started: float, total: int
+) -> None:
     data = result.as_json()
     data["image_size"] = list(image.size)
     parsed = readpage.parsed_page(result, choice.args["backend"], job.mode, image.size)
@@ -396,12 +399,13 @@ def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, no
         if failed:
             numbers = ", ".join(str(p.number) for p in failed)
             word = "Page" if len(failed) == 1 else "Pages"
-            parts.append(f"{word} {numbers} of {len(pages)} failed ({failed[0].message}); retry to read "
-                         f"{'it' if len(failed) == 1 else 'them'} again.")
+            parts.append(
+                f"{word} {numbers} of {len(pages)} failed ({failed[0].message}); retry to read "
+                f"{'it' if len(failed) == 1 else 'them'} again."
+            )
         warned = [p.number for p in good if p.message]
         if warned:
-            parts.append(f"See the warnings on page{'s' if len(warned) > 1 else ''} "
-                         f"{', '.join(map(str, warned))}.")
+            parts.append(f"See the warnings on page{'s' if len(warned) > 1 else ''} {', '.join(map(str, warned))}.")
         message = " ".join(parts)
         result = {
             "pages": [{"number": p.number, "state": p.state} for p in pages],
@@ -468,6 +472,8 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
         if job.message:
             job.message = ""
         try:
+            if job.mode == GROUNDING:
+                return backend.ocr(page, job.mode, _CancelFlag(job.pk), bbox=job.region), choice
             return backend.ocr(page, job.mode, _CancelFlag(job.pk)), choice
         except BackendError as exc:
             if not _is_out_of_memory(exc) or choice.plan is None:

@@ -4,7 +4,8 @@
 headers and footers), `html` (rendered by the same renderer: text escaped, tables sanitized),
 `layout` (every element with its category and box in original-image pixels) and `json`
 (everything: text, the engine's answer, file facts, timings, GPU memory — the same document as
-the job page's download). A format is added by adding an entry to FORMATS.
+the job page's download). Markdown and HTML carry each Picture element cropped from the page image,
+as a data: URI. A format is added by adding an entry to FORMATS.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import PurePath
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 
-from ocr_app import documents
+from ocr_app import documents, pictures
 from ocr_app.events import job_payload
 from ocr_app.models import Job, Page
 from workers.dots import render
@@ -76,18 +77,25 @@ def as_json(job: Job, page: int | None = None) -> HttpResponse:
     return _answer(body, "application/json", job, ".json", page)
 
 
+def _markdown(job: Job, page: int | None, include_headers_footers: bool) -> str:
+    pages = _pages(job, page)
+    # data: URIs keep the file whole: a download is one file, with no crops beside it to lose.
+    return render.to_markdown(pages, include_headers_footers, pictures.picture_data_uris(job, pages))
+
+
 def as_markdown(job: Job, page: int | None = None) -> HttpResponse:
-    return _answer(render.to_markdown(_pages(job, page)), "text/markdown; charset=utf-8", job, ".md", page)
+    return _answer(_markdown(job, page, True), "text/markdown; charset=utf-8", job, ".md", page)
 
 
 def as_markdown_nohf(job: Job, page: int | None = None) -> HttpResponse:
-    body = render.to_markdown(_pages(job, page), include_headers_footers=False)
-    return _answer(body, "text/markdown; charset=utf-8", job, "-nohf.md", page)
+    return _answer(_markdown(job, page, False), "text/markdown; charset=utf-8", job, "-nohf.md", page)
 
 
 def as_html(job: Job, page: int | None = None) -> HttpResponse:
     title = job.original_name if page is None else f"{job.original_name}, page {page}"
-    return _answer(render.to_html(_pages(job, page), title=title), "text/html; charset=utf-8", job, ".html", page)
+    pages = _pages(job, page)
+    body = render.to_html(pages, pictures=pictures.picture_data_uris(job, pages), title=title)
+    return _answer(body, "text/html; charset=utf-8", job, ".html", page)
 
 
 def as_layout(job: Job, page: int | None = None) -> HttpResponse:

@@ -96,6 +96,10 @@ class JobSerializer(serializers.Serializer):
                                     "then the one that ran it.")
     language = serializers.CharField(help_text="Recognition language of the CPU engine (rapidocr).")
     mode = serializers.ChoiceField(choices=MODES, help_text="The task the job runs (see POST /api/v1/jobs).")
+    region = serializers.ListField(
+        child=serializers.IntegerField(), min_length=4, max_length=4, allow_null=True,
+        help_text="grounding: the region read, [x1, y1, x2, y2] in the image's pixels; null otherwise.",
+    )
     pages = serializers.IntegerField(source="page_count", help_text="Pages to read: 1 for an image.")
     page = serializers.SerializerMethodField(help_text="The page being read now (1-based); null unless running.")
     reused_from = serializers.IntegerField(source="reused_from_id", allow_null=True,
@@ -242,6 +246,14 @@ class UploadOptionsSerializer(serializers.Serializer):
 
     def validate_language(self, value: str) -> str:
         return value or settings.OCRDASH_OCR_LANGUAGE
+
+
+class RegionRequestSerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, default=1, help_text="The page the box is on (1-based).")
+    bbox = serializers.ListField(
+        child=serializers.FloatField(), min_length=4, max_length=4,
+        help_text="[x1, y1, x2, y2] in the pixels of the page image (GET /jobs/{id}/pages/{n}/image).",
+    )
 
 
 class RefusedFileSerializer(serializers.Serializer):

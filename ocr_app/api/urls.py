@@ -27,6 +27,7 @@ urlpatterns = [
     path("v1/jobs/<int:pk>/wait", views.JobWaitView.as_view(), name="api-job-wait"),
     path("v1/jobs/<int:pk>/cancel", views.JobCancelView.as_view(), name="api-job-cancel"),
     path("v1/jobs/<int:pk>/retry", views.JobRetryView.as_view(), name="api-job-retry"),
+    path("v1/jobs/<int:pk>/region", views.JobRegionView.as_view(), name="api-job-region"),
     path("v1/gpu", views.GpuView.as_view(), name="api-gpu"),
     path("v1/backend", views.BackendView.as_view(), name="api-backend"),
     path("schema/", SchemaView.as_view(), name="api-schema"),

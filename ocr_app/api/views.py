@@ -28,7 +28,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocr_app import backendconfig, cancel, jobstate, livestate
+from ocr_app import backendconfig, cancel, jobstate, livestate, regions
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.errors import ApiError
@@ -42,6 +42,7 @@ from ocr_app.api.serializers import (
     JobPageSerializer,
     JobsCreatedSerializer,
     JobSerializer,
+    RegionRequestSerializer,
     UploadOptionsSerializer,
 )
 from ocr_app.models import BackendSettings, IdempotencyKey, Job, JobOrigin, Page, queued_jobs_in_order
@@ -241,8 +242,8 @@ class JobsView(APIView):
         options_in = UploadOptionsSerializer(data=strings)
         if strings.get("mode") == GROUNDING:
             raise ApiError(
-                "Task mode 'grounding' reads one region of a page and needs its box; it is not available "
-                "for uploads. Use layout_all, layout_only or text.",
+                "Task mode 'grounding' reads one region of a page and needs its box: upload the file with "
+                "another mode, then POST /api/v1/jobs/{id}/region with the page and the box.",
                 code="invalid", field_errors={"mode": ["grounding is not available for uploads"]},
             )
         options_in.is_valid(raise_exception=True)
@@ -554,6 +555,30 @@ class JobRetryView(_JobChangeView):
 
     def change(self, job, user):
         return cancel.retry_job(job, user)
+
+
+class JobRegionView(APIView):
+    @extend_schema(
+        operation_id="jobs_region",
+        summary="Read one region of a job's page (dots.ocr's grounding task)",
+        description="Makes a new job, owned by the caller, that reads the text inside `bbox` on page `page` of "
+        "this job's file: the image itself, or the PDF page as the worker rendered it (so a PDF page must have "
+        "been read first). The box is clamped to the page; one under 4×4 pixels is refused. The same box on "
+        "the same file with the same settings reuses the earlier result at once.",
+        request=RegionRequestSerializer,
+        responses={201: JobDetailSerializer, **errors(400, 401, 404)},
+        tags=["jobs"],
+    )
+    def post(self, request, pk: int):
+        source = _job_or_404(pk)
+        given = RegionRequestSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            job = regions.create_region_job(source, given.validated_data["page"], given.validated_data["bbox"],
+                                            request.user)
+        except regions.RegionError as exc:
+            raise ApiError(str(exc), code="invalid", field_errors={"bbox": [str(exc)]}) from None
+        return Response(_detail(job, request), status=status.HTTP_201_CREATED)
 
 
 class GpuView(APIView):

@@ -239,6 +239,20 @@ def test_pictures_can_be_named_by_page_and_index(clean):
     assert '<img src="data:image/png;base64,AAAA"' in to_html(clean, pictures={8: "data:image/png;base64,AAAA"})
 
 
+@pytest.mark.parametrize(
+    ("src", "shown"),
+    [
+        ("data:image/png;base64,iVBORw0KGgo=", True),
+        ("data:image/jpeg;base64,/9j/4AAQ", True),
+        ("data:image/svg+xml;base64,PHN2Zz4=", False),
+        ("data:image/png,<svg onload=x>", False),
+        ("data:text/html;base64,PHNjcmlwdD4=", False),
+    ],
+)
+def test_only_base64_png_and_jpeg_are_embedded_as_data_uris(clean, src, shown):
+    assert ('<img src="data:' in to_html(clean, pictures={8: src})) is shown
+
+
 # -- text, layout JSON, crops -----------------------------------------------------------------
 
 

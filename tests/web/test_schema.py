@@ -17,7 +17,8 @@ pytestmark = pytest.mark.django_db
 OPERATIONS = {
     ("/api/v1/jobs", "get"), ("/api/v1/jobs", "post"), ("/api/v1/jobs/{id}", "get"),
     ("/api/v1/jobs/{id}/result", "get"), ("/api/v1/jobs/{id}/wait", "get"), ("/api/v1/jobs/{id}/cancel", "post"),
-    ("/api/v1/jobs/{id}/retry", "post"), ("/api/v1/gpu", "get"), ("/api/v1/backend", "get"),
+    ("/api/v1/jobs/{id}/retry", "post"), ("/api/v1/jobs/{id}/region", "post"), ("/api/v1/gpu", "get"),
+    ("/api/v1/backend", "get"),
     ("/v1/chat/completions", "post"), ("/v1/models", "get"),
 }
 

@@ -27,6 +27,7 @@ from workers.backends.base import (
     ProgressCallback,
     TextLine,
 )
+from workers.dots.prompts import GROUNDING, TEXT_ONLY
 from workers.ocr_languages import OcrLanguage
 
 log = logging.getLogger(__name__)
@@ -97,9 +98,7 @@ class RapidOcrBackend(OcrBackend):
                     f"The {lang.label} text model is not installed. Install it with: "
                     f"{FETCH_COMMAND.format(code=lang.code)}"
                 )
-            ocr_languages.download_language(
-                lang, model_dir, progress=progress, mirror=plan.get("mirror") or None
-            )
+            ocr_languages.download_language(lang, model_dir, progress=progress, mirror=plan.get("mirror") or None)
 
         rec_path = ocr_languages.model_path(lang, model_dir)
         if progress is not None:
@@ -154,7 +153,11 @@ class RapidOcrBackend(OcrBackend):
 
     # -- recognition -----------------------------------------------------
 
-    def ocr(self, image: Image.Image, mode: str, cancel: CancelCheck) -> OcrResult:
+    def ocr(self, image: Image.Image, mode: str, cancel: CancelCheck, bbox=None) -> OcrResult:
+        """Read a page; for the grounding task (`bbox` = [x1, y1, x2, y2] in the page's pixels)
+        only that region is read, its lines' boxes in the page's pixels."""
+        if mode == GROUNDING:
+            return self._read_region(image, bbox, cancel)
         if not self.loaded:
             raise BackendError("The CPU text recognizer is not loaded.")
         assert self._language is not None
@@ -167,9 +170,7 @@ class RapidOcrBackend(OcrBackend):
         height, width = rgb.shape[:2]
         details = {"language": lang.code, "engine": f"rapidocr {_rapidocr_version()}"}
         if height < 2 or width < 2:
-            return OcrResult(
-                text="", raw=json.dumps({"boxes": [], "txts": [], "scores": []}), details=details
-            )
+            return OcrResult(text="", raw=json.dumps({"boxes": [], "txts": [], "scores": []}), details=details)
 
         # rapidocr reads three-channel arrays as OpenCV BGR.
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
@@ -196,8 +197,7 @@ class RapidOcrBackend(OcrBackend):
                 "txts": [str(t) for t in txts] if txts is not None else [],
                 "scores": [float(s) for s in scores] if scores is not None else [],
                 "elapse": [
-                    float(e) if isinstance(e, (int, float)) else None
-                    for e in getattr(output, "elapse_list", [])
+                    float(e) if isinstance(e, (int, float)) else None for e in getattr(output, "elapse_list", [])
                 ],
             },
             ensure_ascii=False,
@@ -211,6 +211,26 @@ class RapidOcrBackend(OcrBackend):
             raw=raw,
             details=details,
         )
+
+    def _read_region(self, image: Image.Image, bbox, cancel: CancelCheck) -> OcrResult:
+        if bbox is None or len(bbox) != 4:
+            raise BackendError("Reading a region needs its box: [x1, y1, x2, y2].")
+        w, h = image.size
+        x1, y1, x2, y2 = (int(round(float(v))) for v in bbox)
+        x1, x2 = max(0, min(x1, w)), max(0, min(x2, w))
+        y1, y2 = max(0, min(y1, h)), max(0, min(y2, h))
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            raise BackendError(f"The region {list(bbox)} lies outside the {w}×{h} page.")
+        # A margin of white keeps glyphs cut by the box edge readable to the line detector.
+        crop = image.convert("RGB").crop((x1, y1, x2, y2))
+        pad = 16
+        framed = Image.new("RGB", (crop.width + 2 * pad, crop.height + 2 * pad), "white")
+        framed.paste(crop, (pad, pad))
+        result = self.ocr(framed, TEXT_ONLY, cancel)
+        for line in result.lines:
+            line.box = [[px - pad + x1, py - pad + y1] for px, py in line.box]
+        result.details["bbox_sent"] = [x1, y1, x2, y2]
+        return result
 
 
 def to_rgb_array(image: Image.Image) -> np.ndarray:

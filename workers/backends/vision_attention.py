@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import types
+from itertools import pairwise
 from typing import Any
 
 PATCHED_CLASSES = {"VisionSdpaAttention", "VisionAttention", "VisionAttentionV2"}
@@ -53,7 +54,7 @@ def _per_image_forward(self, hidden_states, cu_seqlens, rotary_pos_emb=None, **_
     if len(bounds) < 2:
         bounds = [0, length]
     out = torch.empty_like(v)
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in pairwise(bounds):
         if end <= start:
             continue
         # (length, heads, dim) → (1, heads, length, dim): the layout the fused kernels take.

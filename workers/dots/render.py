@@ -34,6 +34,8 @@ _MD_HEADING = re.compile(r"\A(#{1,6})[ \t]+(.+)\Z", re.S)
 _MD_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _BULLET = re.compile(r"\A[-*+•·▪◦][ \t]+")
 _SCHEME = re.compile(r"\A\s*([A-Za-z][A-Za-z0-9+.\-]*):")
+# Embedded crops: only base64 PNG or JPEG (not SVG, which is a document of its own).
+_DATA_IMAGE = re.compile(r"\Adata:image/(?:png|jpeg);base64,[A-Za-z0-9+/]*={0,2}\Z")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; line-height: 1.5; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
@@ -189,8 +191,9 @@ def _rich_html(text: str) -> str:
 
 
 def _safe_src(src: str) -> str | None:
+    """A relative name, an http(s) address or an embedded PNG/JPEG; any other scheme is refused."""
     m = _SCHEME.match(src)
-    if m and m.group(1).lower() not in ("http", "https") and not src.strip().lower().startswith("data:image/"):
+    if m and m.group(1).lower() not in ("http", "https") and not _DATA_IMAGE.match(src):
         return None
     return src
 
