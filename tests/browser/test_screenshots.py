@@ -68,4 +68,6 @@ def test_it_takes_the_readme_screenshots(logged_in_page, wait_until_live, make_u
     row.locator("a.name").click()
     expect(page.locator("#text")).to_contain_text("4711")
     expect(page.locator("#boxes polygon").first).to_be_attached()
+    page.locator("#boxes polygon").nth(1).hover()
+    expect(page.locator("#box-tip")).to_be_visible()
     save(page, "screenshot-job.png")

@@ -102,6 +102,7 @@ def test_it_shows_recognized_text_without_a_reload(logged_in_page, wait_until_li
     expect(page.locator("#text-pending")).to_be_hidden()
     assert page.locator("#boxes polygon").count() >= 1
     # The boxes lie over the image, which the browser could show.
+    page.wait_for_function("document.getElementById('page-image').complete")
     assert page.evaluate("document.getElementById('page-image').naturalWidth") == 900
     image_box = page.locator("#page-image").bounding_box()
     svg_box = page.locator("#boxes").bounding_box()

@@ -296,3 +296,35 @@ def test_rgb_conversion_lays_transparency_on_white():
 def test_rgb_conversion_scales_sixteen_bit_values():
     image = Image.fromarray(np.array([[0, 65535]], dtype=np.uint16))
     assert to_rgb_array(image)[0].tolist() == [[0, 0, 0], [255, 255, 255]]
+
+
+# -- the grounding task: one region of the page ----------------------------------------------
+
+
+def test_a_region_reads_only_the_text_inside_it_with_boxes_in_page_pixels(backend):
+    page = draw(TWO_LINES)
+
+    result = backend.ocr(page, "grounding", never, bbox=[20, 180, 900, 280])
+
+    assert set(words(result.text)) == {"jump", "over", "lazy", "dogs"}
+    assert result.details["bbox_sent"] == [20, 180, 900, 280]
+    for line in result.lines:
+        xs = [p[0] for p in line.box]
+        ys = [p[1] for p in line.box]
+        assert 20 - 1 <= min(xs) and max(xs) <= 900 + 1
+        assert 180 - 1 <= min(ys) and max(ys) <= 280 + 1
+
+
+def test_a_region_tight_around_a_line_reads_it(backend):
+    # The box touches the glyphs: the white margin added around the crop keeps them readable.
+    result = backend.ocr(draw(TWO_LINES), "grounding", never, bbox=[38, 62, 520, 118])
+
+    assert set(words(result.text)) == {"quick", "brown", "foxes"}
+
+
+@pytest.mark.parametrize(
+    ("bbox", "says"), [(None, "needs its box"), ([1, 2, 3], "needs its box"), ([2000, 0, 2100, 50], "outside")]
+)
+def test_a_region_without_a_usable_box_is_refused(backend, bbox, says):
+    with pytest.raises(BackendError, match=says):
+        backend.ocr(draw(TWO_LINES), "grounding", never, bbox=bbox)

@@ -153,9 +153,10 @@ class RapidOcrBackend(OcrBackend):
 
     # -- recognition -----------------------------------------------------
 
-    def ocr(self, image: Image.Image, mode: str, cancel: CancelCheck, bbox=None) -> OcrResult:
+    def ocr(self, image: Image.Image, mode: str, cancel: CancelCheck, bbox=None, *, upright=False) -> OcrResult:
         """Read a page; for the grounding task (`bbox` = [x1, y1, x2, y2] in the page's pixels)
-        only that region is read, its lines' boxes in the page's pixels."""
+        only that region is read, its lines' boxes in the page's pixels. `upright` skips the
+        text-direction classifier, which turns short lines of a cropped region upside down."""
         if mode == GROUNDING:
             return self._read_region(image, bbox, cancel)
         if not self.loaded:
@@ -175,7 +176,7 @@ class RapidOcrBackend(OcrBackend):
         # rapidocr reads three-channel arrays as OpenCV BGR.
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         try:
-            output = engine(bgr)
+            output = engine(bgr, use_cls=False) if upright else engine(bgr)
         except Exception as exc:
             log.exception("rapidocr failed on a page")
             raise BackendError(f"The CPU text recognizer failed on this page: {exc}") from exc
@@ -226,7 +227,7 @@ class RapidOcrBackend(OcrBackend):
         pad = 16
         framed = Image.new("RGB", (crop.width + 2 * pad, crop.height + 2 * pad), "white")
         framed.paste(crop, (pad, pad))
-        result = self.ocr(framed, TEXT_ONLY, cancel)
+        result = self.ocr(framed, TEXT_ONLY, cancel, upright=True)
         for line in result.lines:
             line.box = [[px - pad + x1, py - pad + y1] for px, py in line.box]
         result.details["bbox_sent"] = [x1, y1, x2, y2]
