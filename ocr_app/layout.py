@@ -11,26 +11,21 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from ocr_app import documents, jobstate, regions
-from ocr_app.models import Job, Page
+from ocr_app.models import Job
 from workers.dots import render
 from workers.dots.parse import ParsedPage
 
 
 def _page_read(job: Job, number: int) -> ParsedPage | None:
     """The page as it was parsed, or None while it has no result."""
-    if job.page_count > 1:
-        row = job.pages.filter(number=number, state=Page.SUCCEEDED).first()
-        if row is None:
-            return None
-    elif job.state != jobstate.SUCCEEDED:
+    if job.page_count <= 1 and job.state != jobstate.SUCCEEDED:
         return None
-    return next((p for p in documents.parsed_pages(job) if p.page_number == number), None)
+    return documents.parsed_page_number(job, number)
 
 
 def page_document(job: Job, number: int) -> dict:
     row = job.pages.filter(number=number).first()
     page = _page_read(job, number)
-    size = None
     if page is not None and page.original_size:
         size = page.original_size
     elif row is not None and row.width and row.height:

@@ -28,14 +28,21 @@ MAX_SIDE = 1600
 DATA_URI_PREFIX = "data:image/png;base64,"
 
 
-def open_page_image(job: Job, number: int) -> Image.Image | None:
-    """Page `number`'s image as RGB, in the pixels the boxes are in; None when it is missing."""
+def page_image_field(job: Job, number: int):
+    """The stored file of page `number`'s image (the Page row's rendering of a PDF page, an image
+    job's upload), or None when there is none (yet)."""
     if job.image_format == PDF:
         row = job.pages.filter(number=number).first()
         field = row.image if row else None
     else:
         field = job.upload if number == 1 else None
-    if not field:
+    return field or None
+
+
+def open_page_image(job: Job, number: int) -> Image.Image | None:
+    """Page `number`'s image as RGB, in the pixels the boxes are in; None when it is missing."""
+    field = page_image_field(job, number)
+    if field is None:
         return None
     try:
         with field.open("rb") as fh, Image.open(fh) as img:

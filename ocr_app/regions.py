@@ -14,7 +14,8 @@ from pathlib import PurePath
 
 from django.conf import settings
 
-from ocr_app.models import Job, Page
+from ocr_app import pictures
+from ocr_app.models import Job
 from ocr_app.queueing import create_job
 from ocr_app.validation import PDF, UploadRefused, check_upload
 from workers.dots.prompts import GROUNDING
@@ -64,19 +65,19 @@ def page_file(job: Job, number: int) -> tuple[str, bytes]:
     """(file name, bytes) of the image the page's boxes are in."""
     if not 1 <= number <= max(job.page_count, 1):
         raise RegionError(f"Page {number} does not exist: the file has {job.page_count} page(s).")
-    stem = PurePath(job.original_name).stem or "page"
-    if job.image_format != PDF:
-        with job.upload.open("rb") as fh:
-            return job.original_name, fh.read()
-    page = Page.objects.filter(job=job, number=number).first()
-    if page is None or not page.image:
+    field = pictures.page_image_field(job, number)
+    if field is None:
         raise RegionError(f"Page {number} has not been rendered yet: wait until the worker has read it.")
-    with page.image.open("rb") as fh:
-        return f"{stem}-page{number}.png", fh.read()
+    with field.open("rb") as fh:
+        data = fh.read()
+    if job.image_format != PDF:
+        return job.original_name, data
+    return f"{PurePath(job.original_name).stem or 'page'}-page{number}.png", data
 
 
 def create_region_job(source: Job, number: int, box, owner) -> Job:
     """A queued (or, with the same file, box and settings as an earlier one, reused) grounding job."""
+    wanted = parse_box(box)
     name, data = page_file(source, number)
     try:
         checked = check_upload(
@@ -84,5 +85,10 @@ def create_region_job(source: Job, number: int, box, owner) -> Job:
         )
     except UploadRefused as exc:
         raise RegionError(f"The page image cannot be read again: {exc}") from None
-    region = clamp_box(parse_box(box), checked.width, checked.height)
+    # The box is in the pixels of the page as shown and read: turned as its EXIF says.
+    shown = pictures.open_page_image(source, number)
+    if shown is None:
+        raise RegionError(f"The image of page {number} cannot be read.")
+    with shown:
+        region = clamp_box(wanted, *shown.size)
     return create_job(owner, name, data, checked, source.language, mode=GROUNDING, region=region)

@@ -53,6 +53,18 @@ def test_a_box_drawn_past_the_edge_is_clamped_to_the_page(alice_client, source, 
     assert Job.objects.get(pk=response.json()["id"]).region == [250, 0, 300, 150]
 
 
+def test_a_box_on_a_photo_turned_by_its_exif_is_in_the_pixels_shown(alice_client, alice, sent_tasks):
+    img = page_image()  # 300 × 200 as stored; orientation 6 shows it turned, 200 × 300
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    job = image_job(alice, encoded(img, "JPEG", exif=exif.tobytes()), "JPEG")
+
+    response = post_region(alice_client, job, page=1, bbox=[150, 250, 190, 290])
+
+    assert response.status_code == 201, response.content
+    assert Job.objects.get(pk=response.json()["id"]).region == [150, 250, 190, 290]
+
+
 @pytest.mark.parametrize(
     ("bbox", "says"),
     [
