@@ -59,7 +59,8 @@ def env_bool(name: str, default: bool, doc: str) -> bool:
     raise ConfigError(f"{PREFIX}{name}={value!r} is not a boolean (use true or false)")
 
 
-def env_int(name: str, default: int, doc: str, minimum: int | None = None) -> int:
+def env_int(name: str, default: int | None, doc: str, minimum: int | None = None) -> int | None:
+    """A whole number; a default of None means unset (the doc says what that means)."""
     value = _declare(name, default, doc)
     if value is None or value == "":
         return default

@@ -1,12 +1,18 @@
 """Starts the whole dashboard in one terminal: Redis (embedded when none is configured),
 migrations, the first admin account, the ASGI web server and the Celery worker.
 
-Ctrl-C (or SIGTERM) stops every process it started; if one of them dies, the rest are
-stopped too, so a half-running dashboard never lingers.
+A child that dies is started again after a back-off (1 s, doubling to 30 s; back to 1 s once it
+has run for a minute), and the log says so; one that keeps dying at once (five times running)
+stops everything, since something is wrong that a restart will not mend (a port in use, a bad
+setting). Ctrl-C, SIGTERM or SIGHUP stop every process it started, also when the shell started it
+with SIGINT ignored (a script's `start &`): each child runs in a process group of its own, gets
+SIGTERM, and after STOP_GRACE_SECONDS its whole group gets SIGKILL (a second Ctrl-C does that at
+once). Were this process itself killed, its children get SIGTERM from the kernel (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -20,39 +26,115 @@ import redis
 from django.conf import settings
 
 STOP_GRACE_SECONDS = 15
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+# A child that ran this long before it died is restarted after the first back-off again.
+STABLE_SECONDS = 60.0
+# Deaths in a row, each before STABLE_SECONDS, after which it is given up (and everything stops).
+MAX_QUICK_DEATHS = 5
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:
+    """In each child before it runs: the kernel sends SIGTERM when the launcher dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None
+    backoff: float = FIRST_BACKOFF_SECONDS
+    quick_deaths: int = 0
+    restarts: int = 0
 
 
 @dataclass
 class Supervisor:
     env: dict[str, str]
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+    stopping: bool = False
+    hurry: bool = False
+
+    def log(self, text: str) -> None:
+        print(f"ocrdash: {text}", flush=True)
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        # Own process group: Ctrl-C reaches us once, and we stop each child in order.
-        proc = subprocess.Popen(argv, env=self.env, start_new_session=True)
-        self.procs[name] = proc
-        return proc
+        child = self.children.setdefault(name, Child(name, argv))
+        # Own session and process group: a terminal's Ctrl-C reaches only us, and a child is
+        # stopped with everything it started (Celery's pool processes).
+        child.proc = subprocess.Popen(argv, env=self.env, start_new_session=True, preexec_fn=_child_setup)
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        return child.proc
 
-    def first_exited(self) -> tuple[str, int] | None:
-        for name, proc in self.procs.items():
-            code = proc.poll()
-            if code is not None:
-                return name, code
+    def tend(self, now: float | None = None) -> str | None:
+        """Restart the children that died, after their back-off. Returns the name of a child that
+        keeps dying at once (the caller stops everything), else None."""
+        now = time.monotonic() if now is None else now
+        for child in self.children.values():
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restarts += 1
+                    self.log(f"starting {child.name} again (restart {child.restarts})")
+                    self.start(child.name, child.argv)
+                continue
+            code = child.proc.poll() if child.proc else None
+            if code is None:
+                continue
+            if now - child.started_at >= STABLE_SECONDS:
+                child.backoff, child.quick_deaths = FIRST_BACKOFF_SECONDS, 0
+            child.quick_deaths += 1
+            if child.quick_deaths >= MAX_QUICK_DEATHS:
+                self.log(
+                    f"{child.name} {describe_exit(code)}, the {child.quick_deaths}th time in a row within "
+                    f"{STABLE_SECONDS:.0f} s of its start; stopping everything (see its messages above)"
+                )
+                return child.name
+            self.log(f"{child.name} {describe_exit(code)}; starting it again in {child.backoff:.0f} s")
+            child.restart_at = now + child.backoff
+            child.backoff = min(child.backoff * 2, MAX_BACKOFF_SECONDS)
         return None
 
     def stop_all(self) -> None:
+        self.stopping = True
+        running = [c for c in reversed(list(self.children.values())) if c.proc is not None]
         # Reverse order: the worker and web server go before the Redis they use.
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+        for child in running:
+            _signal_group(child.proc, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for name, proc in reversed(list(self.procs.items())):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                print(f"ocrdash: {name} did not stop in {STOP_GRACE_SECONDS}s; killing it", flush=True)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        for child in running:
+            while child.proc.poll() is None and time.monotonic() < deadline and not self.hurry:
+                time.sleep(0.1)
+            if child.proc.poll() is None:
+                why = "at a second signal" if self.hurry else f"{STOP_GRACE_SECONDS} s after SIGTERM"
+                self.log(f"{child.name} is still running {why}; killing it")
+            # Whatever it started (Celery's pool processes) goes too, even if it ended itself.
+            _signal_group(child.proc, signal.SIGKILL)
+            child.proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def free_port() -> int:
@@ -102,9 +184,14 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
     port = port or settings.BIND_PORT
 
     def on_signal(signum, frame):
+        if sup.stopping:
+            sup.hurry = True  # a second Ctrl-C: no more waiting
+            return
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    # Set, not inherited: a shell that starts a script's `start &` leaves SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     try:
         redis_url = settings.REDIS_URL
         if not redis_url:
@@ -138,11 +225,8 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         print(f"\nocrdash is starting at http://{shown}:{port}/ — press Ctrl-C to stop.\n", flush=True)
         while True:
-            exited = sup.first_exited()
-            if exited:
-                name, code = exited
-                print(f"ocrdash: {name} exited with code {code}; stopping the rest", flush=True)
-                return code or 1
+            if sup.tend() is not None:
+                return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nocrdash: stopping…", flush=True)

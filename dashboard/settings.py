@@ -200,7 +200,10 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = _redis
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A pool process that dies mid-job: Celery acknowledges the task and reports WorkerLostError, and
+# the worker queues the job again or fails it with the reason (ocr_app/recovery.py), instead of
+# the broker handing the same message back.
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -211,6 +214,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 JOB_TIME_LIMIT = env_int(
     "JOB_TIME_LIMIT", 3600, "Seconds one job may run before it is stopped and marked failed.", 10
 )
+JOB_RETRIES = env_int(
+    "JOB_RETRIES",
+    1,
+    "Times a job is queued again when the worker process reading it dies (killed, out of memory, machine "
+    "stopped); after that it fails with the reason.",
+    0,
+)
+# Every accepted job ends (ocr_app/recovery.py, ocr_app/delivery.py). Each worker's main process
+# looks every RECOVERY_SWEEP_SECONDS; a running job whose worker gave no sign of life for
+# RUNNER_LOST_SECONDS is taken for lost (so a dead worker is noticed within 40 s); a queued job whose
+# task Redis does not hold after RESEND_AFTER_SECONDS is sent again.
+RECOVERY_SWEEP_SECONDS = 5
+RUNNER_LOST_SECONDS = 30
+RESEND_AFTER_SECONDS = 15
 CELERY_TASK_SOFT_TIME_LIMIT = JOB_TIME_LIMIT
 CELERY_TASK_TIME_LIMIT = JOB_TIME_LIMIT + 30
 # acks_late with a long job: the broker must not hand the task to a second worker meanwhile.
@@ -253,6 +270,27 @@ MAX_IMAGE_PIXELS = env_int(
     1,
 )
 MAX_PDF_PAGES = env_int("MAX_PDF_PAGES", 200, "Most pages in one PDF; each page is rendered and read in turn.", 1)
+MIN_FREE_DISK_MB = env_int(
+    "MIN_FREE_DISK_MB",
+    1024,
+    "Uploads are refused (507) while the data folder's disk has less free space than this, in megabytes.",
+    0,
+)
+# Retention: files and results of ended jobs are kept forever unless a number of days is set.
+KEEP_ORIGINALS_DAYS = env_int(
+    "KEEP_ORIGINALS_DAYS", None, "Days an ended job's uploaded file is kept (unset: forever).", 1
+)
+KEEP_PAGE_IMAGES_DAYS = env_int(
+    "KEEP_PAGE_IMAGES_DAYS", None, "Days an ended job's rendered PDF page images are kept (unset: forever).", 1
+)
+KEEP_THUMBNAILS_DAYS = env_int(
+    "KEEP_THUMBNAILS_DAYS", None, "Days an ended job's thumbnail is kept (unset: forever).", 1
+)
+KEEP_RESULTS_DAYS = env_int(
+    "KEEP_RESULTS_DAYS", None, "Days an ended job's recognized text and layout are kept (unset: forever).", 1
+)
+# The worker applies the retention settings this often (also: manage.py prune).
+PRUNE_EVERY_SECONDS = 3600
 # Django refuses a request with more files before our form sees it; leave room for our own message.
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD + 50
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

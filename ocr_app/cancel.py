@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from ocr_app import events, jobstate, queueing
+from ocr_app import events, jobstate, queueing, retention
 from ocr_app.models import Job, Page
 
 # A cancel races with the worker taking the job: queued → running between our read and our move.
@@ -77,12 +77,16 @@ def retry_job(job: Job, user, only_unfinished_pages: bool = False) -> Job:
             "queued again.",
             job.state,
         )
+    if removed := retention.removed_message(job, retention.ORIGINAL):
+        raise WrongState(f"{removed} Upload the file again to read it.", job.state)
     if not job.upload or not job.upload.storage.exists(job.upload.name):
         raise WrongState(f"Job {job.pk}'s upload is missing from the server's storage; upload the file again.",
                          job.state)
     if only_unfinished_pages and not job.pages.exclude(state=Page.SUCCEEDED).exists():
         raise WrongState(f"Every page of job {job.pk} has succeeded; there is no page to retry.", job.state)
     cleared = {} if only_unfinished_pages else {"text": "", "text_preview": "", "result": None}
+    if not only_unfinished_pages:  # read afresh: a result or page images removed by retention come back
+        cleared["pruned"] = {k: v for k, v in job.pruned.items() if k not in (retention.RESULT, retention.PAGES)}
     moved = job.move_to(
         jobstate.QUEUED,
         plan=None,
@@ -91,6 +95,8 @@ def retry_job(job: Job, user, only_unfinished_pages: bool = False) -> Job:
         gpu_free_at_start_bytes=None,
         current_page=None,
         reused_from=None,
+        retries=0,
+        last_fault="",
         **cleared,
     )
     if not moved:

@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from ocr_app import documents, jobstate, regions
+from ocr_app.delivery import BrokerUnavailable
+from ocr_app.files import DiskFull
 from ocr_app.models import Job
 from workers.dots import render
 from workers.dots.parse import ParsedPage
@@ -89,6 +91,10 @@ def read_region(request: HttpRequest, pk: int) -> JsonResponse:
         job = regions.create_region_job(source, number, data.get("bbox"), request.user)
     except regions.RegionError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
+    except BrokerUnavailable as exc:
+        return JsonResponse({"error": str(exc)}, status=503, headers={"Retry-After": str(exc.retry_after)})
+    except DiskFull as exc:
+        return JsonResponse({"error": str(exc)}, status=507)
     return JsonResponse(
         {
             "id": job.pk,

@@ -50,6 +50,19 @@ class Job(models.Model):
     region = models.JSONField(null=True, blank=True)
     # Celery hostname of the worker that ran it, to recover jobs a dead worker left running.
     worker = models.CharField(max_length=200, blank=True, default="")
+    # The worker process reading it now, and when its worker last said that process is alive
+    # (ocr_app/recovery.py): a running job whose process is gone is queued again or failed.
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Times a worker started it. Each start is a new attempt, and the worker's writes name theirs,
+    # so a process that was taken for dead cannot overwrite the attempt that replaced it.
+    attempts = models.PositiveIntegerField(default=0)
+    # Times it was queued again because the process reading it died (OCRDASH_JOB_RETRIES at most),
+    # and what happened to that process.
+    retries = models.PositiveIntegerField(default=0)
+    last_fault = models.TextField(blank=True, default="")
+    # What the retention settings removed, and when: {"original" | "pages" | "thumbnail" | "result": ISO time}.
+    pruned = models.JSONField(default=dict, blank=True)
     progress = models.FloatField(default=0.0)
     message = models.TextField(blank=True, default="", help_text="What the user should know, e.g. why it failed.")
     # What decides the result: the file's hash, the backend settings, task, model, revision, image
@@ -130,11 +143,12 @@ class Job(models.Model):
         )
         return ahead.count() + 1
 
-    def move_to(self, new_state: str, **fields) -> bool:
+    def move_to(self, new_state: str, if_attempt: int | None = None, **fields) -> bool:
         """The one way a job changes state.
 
         Checks the move, then updates the row only if it is still in the state
         this object saw, so a cancel racing with the worker cannot be lost.
+        With `if_attempt`, only if the row is still at that attempt (see `attempts`).
         Returns False when another process moved the job first.
         """
         old_state = self.state
@@ -145,9 +159,12 @@ class Job(models.Model):
         if new_state in jobstate.ENDED:
             fields.setdefault("finished_at", now)
         if new_state == jobstate.QUEUED:
-            fields.update(started_at=None, finished_at=None, progress=0.0, message="")
+            fields = {"message": "", **fields, "started_at": None, "finished_at": None, "progress": 0.0}
             fields.setdefault("queued_at", now)
-        changed = Job.objects.filter(pk=self.pk, state=old_state).update(state=new_state, **fields)
+        rows = Job.objects.filter(pk=self.pk, state=old_state)
+        if if_attempt is not None:
+            rows = rows.filter(attempts=if_attempt)
+        changed = rows.update(state=new_state, **fields)
         if changed:
             self.state = new_state
             for name, value in fields.items():

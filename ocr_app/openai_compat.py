@@ -38,6 +38,8 @@ from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.auth import ApiTokenAuthentication
 from ocr_app.api.errors import ApiError
 from ocr_app.api.waiting import sync, wait_until_ended
+from ocr_app.delivery import BrokerUnavailable, require_broker
+from ocr_app.files import DiskFull
 from ocr_app.models import Job, JobOrigin
 from ocr_app.queueing import create_job
 from ocr_app.validation import UploadRefused, check_image, human_bytes
@@ -59,7 +61,9 @@ ERROR_TYPES = {
     413: "invalid_request_error",
     415: "invalid_request_error",
     502: "server_error",
+    503: "server_error",
     504: "timeout_error",
+    507: "server_error",
 }
 
 
@@ -216,7 +220,17 @@ def make_job(user, token, request_data: dict) -> Job:
     except UploadRefused as exc:
         raise OpenAiError(str(exc), param) from None
     name = f"{name}.{checked.image_format.lower()}"
-    job = create_job(user, name, data, checked, settings.OCRDASH_OCR_LANGUAGE, TEXT_ONLY)
+    try:
+        require_broker()
+        job = create_job(user, name, data, checked, settings.OCRDASH_OCR_LANGUAGE, TEXT_ONLY)
+    except UploadRefused as exc:
+        raise OpenAiError(str(exc), param) from None
+    except BrokerUnavailable as exc:
+        error = OpenAiError(str(exc), None, status.HTTP_503_SERVICE_UNAVAILABLE, "queue_unavailable")
+        error.wait = exc.retry_after  # Retry-After
+        raise error from None
+    except DiskFull as exc:
+        raise OpenAiError(str(exc), None, status.HTTP_507_INSUFFICIENT_STORAGE, "insufficient_storage") from None
     JobOrigin.objects.create(
         job=job,
         via=JobOrigin.OPENAI,

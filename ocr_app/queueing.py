@@ -1,33 +1,44 @@
-"""Creating jobs and sending them to the worker."""
+"""Creating jobs and sending them to the worker.
+
+A job is made in two steps: `stage_job` stores the upload and its thumbnail (outside any database
+transaction: on SQLite a transaction holds the one write lock for its whole length, and the
+worker must be able to write meanwhile), then `commit_job` saves the rows in a short transaction
+and sends the task once they are committed. `create_job` does both for one file.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from dashboard.celery import app as celery_app
-from ocr_app import events, jobstate
+from ocr_app import delivery, events, files, jobstate
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import CheckedImage, make_thumbnail
 from workers.dots.prompts import LAYOUT_ALL
-from workers.queues import GPU_QUEUE
 
-TASK_NAME = "workers.tasks.run_job"
+# The exit status of a web process stopped by the fault-injection hook below.
+FAULT_EXIT_STATUS = 70
 
 
 def send_to_worker(job: Job, announce: bool = True) -> None:
     """Only after the row is committed (the worker must find the job it is told about), and
-    after the "queued" event, so that pages never see the worker's "running" first."""
+    after the "queued" event, so that pages never see the worker's "running" first. A send that
+    fails leaves the job queued; the workers' sweep (ocr_app/delivery.py) sends it again."""
 
     def go():
+        if getattr(settings, "FAULT_EXIT_BEFORE_SEND", False):
+            # Fault injection for tests/faults only (tests/settings.py): the process dies between
+            # the commit and the send, as a web process killed at that moment would.
+            os._exit(FAULT_EXIT_STATUS)
         if announce:
             events.publish_job(job)
-        queued_at = job.queued_at.isoformat() if job.queued_at else None
-        celery_app.send_task(TASK_NAME, args=[job.pk], kwargs={"queued_at": queued_at}, queue=GPU_QUEUE)
+        delivery.send_now(job)
 
     transaction.on_commit(go)
 
@@ -55,6 +66,68 @@ def cache_key(
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
+def stage_job(
+    owner,
+    name: str,
+    data: bytes,
+    checked: CheckedImage,
+    language: str,
+    mode: str = LAYOUT_ALL,
+    region: list[int] | None = None,
+    thumbnail: bytes | None = None,
+) -> Job:
+    """A new, unsaved job for an upload, with its file and thumbnail stored. Raises UploadRefused
+    (the file cannot be previewed) or files.DiskFull, with nothing left on disk. `thumbnail`: one
+    made already (validation.make_thumbnail)."""
+    if thumbnail is None:
+        thumbnail = make_thumbnail(data, name)
+    files.check_free_space(len(data) + len(thumbnail))
+    job = Job(
+        owner=owner,
+        original_name=name[:255],
+        image_format=checked.image_format,
+        size_bytes=checked.size_bytes,
+        width=checked.width,
+        height=checked.height,
+        sha256=checked.sha256,
+        language=language,
+        mode=mode,
+        region=list(region) if region is not None else None,
+        page_count=checked.pages,
+        cache_key=cache_key(checked.sha256, mode, language, region=region),
+    )
+    try:
+        job.upload.save(_safe_filename(name), ContentFile(data), save=False)
+        job.thumbnail.save(f"{checked.sha256[:16]}.jpg", ContentFile(thumbnail), save=False)
+    except OSError as exc:
+        discard_staged(job)
+        if files.is_disk_full(exc):
+            raise files.disk_full_while_writing() from None
+        raise
+    return job
+
+
+def discard_staged(*jobs: Job) -> None:
+    """Delete what stage_job stored for jobs that were not committed."""
+    files.delete_stored(*(name for job in jobs for name in (job.upload.name, job.thumbnail.name)))
+
+
+def commit_job(job: Job, reuse: bool = True) -> Job:
+    """Save a staged job: queued (its task sent once committed), or, when a job that succeeded had
+    the same file and settings (and `reuse`), succeeded at once with that job's result. Database
+    only: several may share one caller's transaction."""
+    with transaction.atomic():
+        source = reusable_job(job.cache_key) if reuse else None
+        if source is not None:
+            _take_result(job, source)
+            transaction.on_commit(lambda: events.publish_job(job))
+            return job
+        job.save()
+        Page.objects.bulk_create(Page(job=job, number=n) for n in range(1, job.page_count + 1))
+        send_to_worker(job)
+    return job
+
+
 def create_job(
     owner,
     name: str,
@@ -65,41 +138,18 @@ def create_job(
     reuse: bool = True,
     region: list[int] | None = None,
 ) -> Job:
-    """A new job for an upload: queued for the worker, or, when a job that succeeded had the same
-    file and settings (and `reuse`), succeeded at once with that job's result. `region` is the
-    box a grounding job reads."""
-    key = cache_key(checked.sha256, mode, language, region=region)
-    with transaction.atomic():
-        job = Job(
-            owner=owner,
-            original_name=name[:255],
-            image_format=checked.image_format,
-            size_bytes=checked.size_bytes,
-            width=checked.width,
-            height=checked.height,
-            sha256=checked.sha256,
-            language=language,
-            mode=mode,
-            region=list(region) if region is not None else None,
-            page_count=checked.pages,
-            cache_key=key,
-        )
-        job.upload.save(_safe_filename(name), ContentFile(data), save=False)
-        job.thumbnail.save(f"{checked.sha256[:16]}.jpg", ContentFile(make_thumbnail(data)), save=False)
-        source = reusable_job(key) if reuse else None
-        if source is not None:
-            _take_result(job, source)
-            transaction.on_commit(lambda: events.publish_job(job))
-            return job
-        job.save()
-        Page.objects.bulk_create(Page(job=job, number=n) for n in range(1, checked.pages + 1))
-        send_to_worker(job)
-    return job
+    """A new job for an upload (see stage_job and commit_job). `region` is the box a grounding job reads."""
+    job = stage_job(owner, name, data, checked, language, mode, region)
+    try:
+        return commit_job(job, reuse)
+    except BaseException:
+        discard_staged(job)
+        raise
 
 
 def reusable_job(key: str) -> Job | None:
     return (
-        Job.objects.filter(cache_key=key, state=jobstate.SUCCEEDED)
+        Job.objects.filter(cache_key=key, state=jobstate.SUCCEEDED, pruned={})
         .exclude(cache_key="")
         .order_by("-finished_at", "-id")
         .first()

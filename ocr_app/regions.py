@@ -15,6 +15,7 @@ from pathlib import PurePath
 from django.conf import settings
 
 from ocr_app import pictures
+from ocr_app.delivery import require_broker
 from ocr_app.models import Job
 from ocr_app.queueing import create_job
 from ocr_app.validation import PDF, UploadRefused, check_upload
@@ -76,7 +77,8 @@ def page_file(job: Job, number: int) -> tuple[str, bytes]:
 
 
 def create_region_job(source: Job, number: int, box, owner) -> Job:
-    """A queued (or, with the same file, box and settings as an earlier one, reused) grounding job."""
+    """A queued (or, with the same file, box and settings as an earlier one, reused) grounding job.
+    Raises RegionError, delivery.BrokerUnavailable or files.DiskFull."""
     wanted = parse_box(box)
     name, data = page_file(source, number)
     try:
@@ -91,4 +93,8 @@ def create_region_job(source: Job, number: int, box, owner) -> Job:
         raise RegionError(f"The image of page {number} cannot be read.")
     with shown:
         region = clamp_box(wanted, *shown.size)
-    return create_job(owner, name, data, checked, source.language, mode=GROUNDING, region=region)
+    require_broker()
+    try:
+        return create_job(owner, name, data, checked, source.language, mode=GROUNDING, region=region)
+    except UploadRefused as exc:
+        raise RegionError(f"The page image cannot be read again: {exc}") from None

@@ -123,11 +123,24 @@ def _too_big(name: str, width: int, height: int, max_pixels: int) -> UploadRefus
     )
 
 
-def make_thumbnail(data: bytes, longest_side: int = 240) -> bytes:
+def make_thumbnail(data: bytes, name: str = "", longest_side: int = 240) -> bytes:
+    """A small JPEG of the image or the PDF's first page. Raises UploadRefused, naming the file,
+    when it cannot be drawn (a PDF whose first page is too large to render, damaged image data)."""
+    try:
+        return _thumbnail(data, name, longest_side)
+    except pdf.PdfRefused as refused:
+        raise UploadRefused(str(refused)) from None
+    except Image.DecompressionBombError:
+        raise UploadRefused(f"{name or 'The file'}: the image is too large to open safely.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadRefused(f"{name or 'The file'}: the image is damaged or incomplete ({exc}).") from None
+
+
+def _thumbnail(data: bytes, name: str, longest_side: int) -> bytes:
     from PIL import ImageOps
 
     if pdf.looks_like_pdf(data):
-        first, _dpi = pdf.render_page(data, 0, dpi=pdf.MIN_DPI)
+        first, _dpi = pdf.render_page(data, 0, dpi=pdf.MIN_DPI, name=name or None)
         first.thumbnail((longest_side, longest_side))
         out = io.BytesIO()
         first.convert("RGB").save(out, "JPEG", quality=80)

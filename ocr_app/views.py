@@ -16,9 +16,11 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
-from ocr_app import jobstate, layout, livestate
+from ocr_app import jobstate, layout, livestate, retention
 from ocr_app.api.results import DOWNLOADS, result_document
+from ocr_app.delivery import BrokerUnavailable, require_broker
 from ocr_app.events import job_payload
+from ocr_app.files import DiskFull, check_free_space
 from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
 from ocr_app.models import Job, Page, queued_jobs_in_order
 from ocr_app.queueing import create_job
@@ -198,6 +200,10 @@ def upload(request: HttpRequest) -> HttpResponse:
     """GET: the upload page (form, team queue, the user's recent jobs). POST: the upload itself."""
     if request.method == "POST":
         return _receive_upload(request)
+    return _upload_page(request)
+
+
+def _upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
     running, waiting = _queue()
     mine = list(Job.objects.filter(owner=request.user).select_related("owner").defer("text", "result")[:20])
     positions = {job.pk: n for n, job in enumerate(waiting, start=1)}
@@ -218,7 +224,20 @@ def upload(request: HttpRequest) -> HttpResponse:
             "positions": positions,
             "jobs_json": [job_payload(j, positions.get(j.pk)) for j in mine],
         },
+        status=status,
     )
+
+
+def _refuse_upload(request: HttpRequest, message: str, status: int, retry_after: int | None = None) -> HttpResponse:
+    """503 (the queue does not answer) or 507 (the disk is full): nothing was stored."""
+    if _wants_json(request):
+        response = JsonResponse({"jobs": [], "refused": [{"name": "", "error": message}]}, status=status)
+    else:
+        messages.error(request, message)
+        response = _upload_page(request, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def _receive_upload(request: HttpRequest) -> HttpResponse:
@@ -226,6 +245,13 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
     files = request.FILES.getlist("files")
     errors: list[dict] = []
     accepted: list[Job] = []
+    try:
+        require_broker()
+        check_free_space(sum(f.size or 0 for f in files))
+    except BrokerUnavailable as exc:
+        return _refuse_upload(request, str(exc), 503, exc.retry_after)
+    except DiskFull as exc:
+        return _refuse_upload(request, str(exc), 507)
     if not form.is_valid():
         errors.append({"name": "", "error": "; ".join(e for errs in form.errors.values() for e in errs)})
     elif not files:
@@ -253,10 +279,15 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
                 checked = check_upload(
                     name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MAX_PDF_PAGES
                 )
+                accepted.append(create_job(request.user, name, data, checked, language, mode))
             except UploadRefused as refused:
                 errors.append({"name": name, "error": str(refused)})
-                continue
-            accepted.append(create_job(request.user, name, data, checked, language, mode))
+            except DiskFull as exc:
+                # The files after this one are not stored either; the ones before it are queued.
+                if not accepted:
+                    return _refuse_upload(request, str(exc), 507)
+                errors.append({"name": name, "error": f"{name}: {exc}"})
+                break
 
     if _wants_json(request):
         positions = {j.pk: j.queue_position() for j in accepted}
@@ -334,6 +365,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "page_numbers": range(1, job.page_count + 1),
             "pages": list(job.pages.order_by("number")) if job.page_count > 1 else [],
             "downloads": DOWNLOADS,
+            "pruned": retention.describe(job),
         },
     )
 
@@ -351,11 +383,21 @@ def job_status(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(job_payload(job, job.queue_position()))
 
 
+def _removed(job: Job, part: str) -> HttpResponse | None:
+    """410 Gone, saying when, for a file the retention settings removed."""
+    message = retention.removed_message(job, part)
+    if message is None:
+        return None
+    return HttpResponse(message, status=410, content_type="text/plain; charset=utf-8")
+
+
 @require_GET
 def job_image(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     if job.image_format == PDF:
         return page_image(request, pk, 1)
+    if gone := _removed(job, retention.ORIGINAL):
+        return gone
     if job.image_format in NOT_BROWSER_FORMATS:
         with _open_stored(job.upload) as fh, Image.open(fh) as img:
             out = io.BytesIO()
@@ -374,6 +416,9 @@ def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         return job_image(request, pk)
     if page.image:
         return FileResponse(_open_stored(page.image), content_type="image/png")
+    if number != 1 or not job.upload:  # the first page is drawn from the upload while it is there
+        if gone := _removed(job, retention.PAGES) or _removed(job, retention.ORIGINAL):
+            return gone
     if number != 1:
         raise Http404("This page has not been rendered yet.")
     with _open_stored(job.upload) as fh:
@@ -410,6 +455,8 @@ def _open_stored(field):
 @require_GET
 def job_original(request: HttpRequest, pk: int) -> FileResponse:
     job = get_object_or_404(Job, pk=pk)
+    if gone := _removed(job, retention.ORIGINAL):
+        return gone
     return FileResponse(_open_stored(job.upload), as_attachment=True, filename=job.original_name)
 
 

@@ -14,15 +14,17 @@ import threading
 import time
 from dataclasses import dataclass
 
+from billiard.exceptions import WorkerLostError
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import celeryd_after_setup, task_failure, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.db import close_old_connections
 from django.utils import timezone
 from PIL import Image, ImageOps
 
-from ocr_app import backendconfig, events, jobstate, livestate
+from ocr_app import backendconfig, delivery, events, files, jobstate, livestate, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import PDF
 from workers import readpage
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 
 # The cancel flag is read from the database at most this often while a job runs.
 CANCEL_POLL_SECONDS = 1.0
+# The worker's main process: the pool processes' parent (set in each pool process as it starts;
+# with the solo pool, jobs run in the main process itself).
+MAIN_PID = os.getpid()
 
 
 class BackendHolder:
@@ -174,7 +179,7 @@ class _Progress:
         self.last_sent = now
         fraction = done / total if total else 0.0
         # Only while it runs: a cancel ("Cancelled by …") must keep its own message.
-        Job.objects.filter(pk=self.job.pk, state=jobstate.RUNNING).update(message=message, progress=fraction)
+        _this_attempt(self.job).update(message=message, progress=fraction)
         self.job.message, self.job.progress = message, fraction
         events.publish_job(self.job)
         HOLDER.publish("loading", message, fraction)
@@ -206,7 +211,28 @@ def _ours(pid: int, role: str | None) -> bool:
     return role in ("worker", "vllm") or pid == os.getpid()
 
 
-@shared_task(name="workers.tasks.run_job", bind=True, acks_late=True)
+def _this_attempt(job: Job):
+    """The job's row while it is still running this attempt: a process taken for dead (and
+    replaced by a newer attempt) must not write over the newer one."""
+    return Job.objects.filter(pk=job.pk, state=jobstate.RUNNING, attempts=job.attempts)
+
+
+def _start(job: Job, me: str, **fields) -> bool:
+    """queued → running as a new attempt by this process."""
+    return job.move_to(
+        jobstate.RUNNING,
+        if_attempt=job.attempts,
+        attempts=job.attempts + 1,
+        worker=me,
+        worker_pid=os.getpid(),
+        heartbeat_at=timezone.now(),
+        **fields,
+    )
+
+
+# Not reject_on_worker_lost: when the pool process dies, Celery acknowledges the task and reports
+# WorkerLostError to the main process, which queues the job again or fails it (on_task_failure).
+@shared_task(name="workers.tasks.run_job", bind=True, acks_late=True, reject_on_worker_lost=False)
 def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | None = None) -> str:
     """Run one job. `tried` lists the workers whose GPU could not fit it (see route_elsewhere);
     `queued_at` tells a task sent before a cancel-and-retry from the one sent after it."""
@@ -218,35 +244,40 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
     if queued_at and job.queued_at and job.queued_at.isoformat() != queued_at:
         return "stale"  # the job was queued again since; the newer task runs it at its new place
     HOLDER.hostname = self.request.hostname or HOLDER.hostname
+    me = self.request.hostname or HOLDER.hostname
+    if job.state == jobstate.RUNNING:
+        # The task came again (its worker died holding it, or it was sent twice): the job runs
+        # on, unless the process that ran it is gone.
+        cause = recovery.runner_gone(job, me, MAIN_PID)
+        if cause is None:
+            return "skipped"
+        recovery.recover(job, cause)
+        return "recovered"
     if job.state != jobstate.QUEUED:
         return "skipped"  # cancelled while waiting, or already done
-    me = self.request.hostname or HOLDER.hostname
     try:
         choice = choose(job)
     except PlanRefused as refused:
         reasons = [*(tried_reasons(job)), f"{me}: {refused.headline}"]
         if route_elsewhere(job, me, tried or [], reasons):
             return "rerouted"
-        job.move_to(jobstate.RUNNING, worker=me)
+        if not _start(job, me):
+            return "skipped"
         return _fail(job, " ".join([*reasons[:-1], *refused.reasons]))
-    if not job.move_to(
-        jobstate.RUNNING,
-        backend=choice.args["backend"],
-        plan=_plan_record(choice, job),
-        worker=self.request.hostname or "",
-    ):
-        return "skipped"  # cancelled between the read and the move
+    if not _start(job, me, backend=choice.args["backend"], plan=_plan_record(choice, job)):
+        return "skipped"  # cancelled, or taken by another task, between the read and the move
     events.publish_job(job)
     events.publish_queue_positions()
 
     peak = GpuPeak(read_snapshot, settings.GPU_INDEX, _ours)
-    notes: list[str] = []
+    # A job run again after its worker process died says so when it ends.
+    notes: list[str] = [f"Run again after {job.last_fault}."] if job.retries and job.last_fault else []
     try:
         with peak:
             choice, engine_peak = _run_pages(job, choice, notes)
     except JobCancelled:
         Page.objects.filter(job=job, state=Page.RUNNING).update(state=Page.PENDING, started_at=None)
-        Job.objects.filter(pk=job.pk).update(current_page=None)
+        Job.objects.filter(pk=job.pk).update(current_page=None, worker_pid=None)
         job.refresh_from_db()
         events.publish_job(job)
         return "cancelled"
@@ -333,18 +364,21 @@ def _page_image(job: Job, page: Page, pdf_data: bytes | None) -> Image.Image:
     image, dpi = render_page(pdf_data or b"", page.number - 1, name=job.original_name)
     out = io.BytesIO()
     image.save(out, "PNG")
-    if page.image:
-        page.image.delete(save=False)
+    # A new file each time: the old one may be another job's too (a reused result); it is deleted
+    # only when no job names it any more.
+    old = page.image.name
     page.image.save(f"page-{page.number:04d}.png", ContentFile(out.getvalue()), save=False)
     page.width, page.height, page.dpi = image.width, image.height, dpi
     page.save(update_fields=["image", "width", "height", "dpi"])
+    if old and old != page.image.name:
+        files.delete_unreferenced(old, storage=page.image.storage)
     return image
 
 
 def _page_started(job: Job, page: Page, total: int) -> None:
     page.state, page.started_at, page.finished_at, page.message = Page.RUNNING, timezone.now(), None, ""
     page.save(update_fields=["state", "started_at", "finished_at", "message"])
-    Job.objects.filter(pk=job.pk, state=jobstate.RUNNING).update(current_page=page.number)
+    _this_attempt(job).update(current_page=page.number)
     job.current_page = page.number
     events.publish_job(job)
 
@@ -375,7 +409,7 @@ def _page_succeeded(
 def _publish_progress(job: Job, pages: list[Page], total: int) -> None:
     done = sum(1 for p in pages if p.state in (Page.SUCCEEDED, Page.FAILED))
     job.progress = done / total if total else 1.0
-    Job.objects.filter(pk=job.pk, state=jobstate.RUNNING).update(progress=job.progress)
+    _this_attempt(job).update(progress=job.progress)
     events.publish_job(job)
 
 
@@ -413,6 +447,8 @@ def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, no
         }
     moved = job.move_to(
         jobstate.SUCCEEDED,
+        if_attempt=job.attempts,
+        worker_pid=None,
         backend=choice.args["backend"],
         plan=_plan_record(choice, job),
         text=text,
@@ -423,8 +459,9 @@ def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, no
         message=message,
         **gpu,
     )
+    log.info("job %s ran to the end (attempt %s): %s", job.pk, job.attempts, "succeeded" if moved else "not recorded")
     if not moved:
-        job.refresh_from_db()  # cancelled while the engine ran: keep the cancel
+        job.refresh_from_db()  # cancelled while the engine ran (or taken for lost): keep that
     events.publish_job(job)
     return job.state
 
@@ -483,9 +520,7 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
             notes.append(f"{choice.plan.label} ran out of GPU memory; {next_plan.reasons[0]}")
             cfg = BackendSettings.load()
             choice = _choice_of(next_plan, cfg, job.language, choice.stamp)
-            Job.objects.filter(pk=job.pk, state=jobstate.RUNNING).update(
-                message=notes[-1], backend=choice.args["backend"]
-            )
+            _this_attempt(job).update(message=notes[-1], backend=choice.args["backend"])
             job.message = notes[-1]
             events.publish_job(job)
 
@@ -517,23 +552,64 @@ def listen_on_own_queue(sender, instance, **kwargs) -> None:
     instance.app.amqp.queues.select_add(worker_queue(sender))
 
 
+@worker_process_init.connect
+def watch_the_main_process(**kwargs) -> None:
+    """In each pool process: exit when the worker's main process is gone. Orphaned, it would go on
+    reading a job the other workers are about to run again (and hold GPU memory meanwhile)."""
+    global MAIN_PID
+    MAIN_PID = os.getppid()
+    parent = MAIN_PID
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ocrdash-orphan-watch", daemon=True).start()
+
+
 @worker_ready.connect
 def on_worker_ready(sender=None, **kwargs) -> None:
     hostname = getattr(sender, "hostname", "") or ""
     HOLDER.hostname = hostname
     livestate.update_worker(hostname, pids=[os.getpid()], gpu_index=settings.GPU_INDEX)
     HOLDER.publish("unloaded", "worker started")
-    fail_jobs_orphaned_by_a_previous_run(hostname)
     threading.Thread(target=_heartbeat, args=(hostname,), name="ocrdash-heartbeat", daemon=True).start()
+    threading.Thread(target=_upkeep, args=(hostname,), name="ocrdash-upkeep", daemon=True).start()
+
+
+@task_failure.connect
+def on_task_failure(sender=None, task_id=None, exception=None, args=None, **kwargs) -> None:
+    """In the worker's main process: a pool process died mid-job (WorkerLostError), or was killed at
+    the hard time limit. Either way the job would stay "running": end it or queue it again now."""
+    if getattr(sender, "name", "") != run_job.name or not args:
+        return
+    if not isinstance(exception, (WorkerLostError, TimeLimitExceeded)):
+        return
+    try:
+        if isinstance(exception, TimeLimitExceeded):
+            recovery.fail_after_hard_time_limit(int(args[0]), HOLDER.hostname, settings.JOB_TIME_LIMIT)
+        else:
+            recovery.recover_after_worker_lost(int(args[0]), HOLDER.hostname, str(exception))
+    except Exception:  # the sweep (_upkeep) takes the job up within seconds
+        log.exception("could not recover job %s after its process died", args[0])
 
 
 @worker_shutdown.connect
 def on_worker_shutdown(sender=None, **kwargs) -> None:
-    """A worker that stops cleanly leaves the list at once: no job is routed to it any more."""
+    """A worker that stops cleanly leaves the list at once: no job is routed to it any more. Its
+    pool has stopped by now: a job still running here was cut short, and goes back in the queue
+    (a stop is not the job's fault: its retries are not counted)."""
+    hostname = getattr(sender, "hostname", "") or HOLDER.hostname
     try:
-        livestate.remove_worker(getattr(sender, "hostname", "") or HOLDER.hostname)
+        livestate.remove_worker(hostname)
     except Exception:
         log.debug("could not remove the worker's record", exc_info=True)
+    try:
+        for job in Job.objects.filter(state=jobstate.RUNNING, worker=hostname).select_related("owner"):
+            recovery.recover(job, "the worker was stopped", counts=False)
+    except Exception:
+        log.warning("could not queue the jobs of the stopping worker again", exc_info=True)
 
 
 def _heartbeat(hostname: str) -> None:
@@ -547,17 +623,41 @@ def _heartbeat(hostname: str) -> None:
             log.debug("heartbeat not recorded", exc_info=True)
 
 
-def fail_jobs_orphaned_by_a_previous_run(hostname: str) -> None:
-    """A worker that died mid-job left it "running"; say so instead of leaving it hanging."""
-    for job in Job.objects.filter(state=jobstate.RUNNING, worker=hostname).select_related("owner"):
-        _fail(job, "The worker stopped while this job ran. Your upload is kept; run it again.")
+def _upkeep(hostname: str) -> None:
+    """The main process's rounds, from the start on: say that this worker's running jobs are alive,
+    recover jobs whose process is gone (ocr_app/recovery.py: also those a previous run of this worker
+    left running), send queued jobs Redis lost (ocr_app/delivery.py), and apply the retention
+    settings once an hour (ocr_app/retention.py). One worker at a time sends and prunes."""
+    while True:
+        close_old_connections()  # a long-lived thread: drop a connection the database closed
+        _step("recover jobs", recovery.sweep, hostname, MAIN_PID)
+        if _lock("resend", hostname, settings.RECOVERY_SWEEP_SECONDS):
+            _step("send lost jobs", delivery.resend_lost)
+        if retention.enabled() and _lock("prune", hostname, settings.PRUNE_EVERY_SECONDS):
+            _step("apply retention", retention.prune)
+        time.sleep(settings.RECOVERY_SWEEP_SECONDS)
+
+
+def _step(what: str, fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:  # Redis or the database away: the next round tries again
+        log.warning("could not %s", what, exc_info=True)
+
+
+def _lock(name: str, hostname: str, seconds: int) -> bool:
+    """True for the one worker that takes this round of `name` (a Redis key that expires)."""
+    try:
+        return bool(livestate.client().set(f"{livestate.PREFIX}upkeep:{name}", hostname, nx=True, ex=max(1, seconds)))
+    except Exception:
+        return False
 
 
 def _fail(job: Job, message: str, peak: GpuPeak | None = None, **more) -> str:
-    fields = {"message": message, **more}
+    fields = {"message": message, "worker_pid": None, **more}
     if peak is not None:
         fields.update(gpu_free_at_start_bytes=peak.free_at_start, peak_gpu_bytes=peak.peak())
-    if not job.move_to(jobstate.FAILED, **fields):
+    if not job.move_to(jobstate.FAILED, if_attempt=job.attempts, **fields):
         job.refresh_from_db()
     events.publish_job(job)
     return jobstate.FAILED

@@ -82,6 +82,16 @@ class JobUrlsSerializer(serializers.Serializer):
         return self._url("job-original", job)
 
 
+class PrunedSerializer(serializers.Serializer):
+    original = serializers.DateTimeField(required=False, help_text="The uploaded file was removed.")
+    pages = serializers.DateTimeField(required=False, help_text="The rendered page images were removed.")
+    thumbnail = serializers.DateTimeField(required=False, help_text="The thumbnail was removed.")
+    result = serializers.DateTimeField(required=False, help_text="The recognized text and layout were removed.")
+
+    def to_representation(self, instance):
+        return {part: stamp for part, stamp in (instance or {}).items() if part in self.fields}
+
+
 class JobSerializer(serializers.Serializer):
     """A job as lists show it. `queue_position` comes from the context (one query for a whole page)."""
 
@@ -113,6 +123,14 @@ class JobSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     waited_seconds = serializers.FloatField(allow_null=True)
     ran_seconds = serializers.FloatField(allow_null=True)
+    retries = serializers.IntegerField(
+        help_text="Times the job was queued again because the worker process reading it died (killed, out of "
+        "memory, machine stopped); see `last_fault`."
+    )
+    last_fault = serializers.CharField(help_text="What happened to the worker process the last time; empty if nothing.")
+    pruned = PrunedSerializer(
+        help_text="What the retention settings removed from this ended job, and when (absent keys: kept)."
+    )
     urls = JobUrlsSerializer(source="*")
 
     @extend_schema_field(serializers.IntegerField(allow_null=True, min_value=1))

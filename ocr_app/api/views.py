@@ -28,7 +28,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ocr_app import backendconfig, cancel, jobstate, livestate, regions
+from ocr_app import backendconfig, cancel, jobstate, livestate, regions, retention
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.errors import ApiError
@@ -45,9 +45,11 @@ from ocr_app.api.serializers import (
     RegionRequestSerializer,
     UploadOptionsSerializer,
 )
+from ocr_app.delivery import BrokerUnavailable, require_broker
+from ocr_app.files import DiskFull, check_free_space
 from ocr_app.models import BackendSettings, IdempotencyKey, Job, JobOrigin, Page, queued_jobs_in_order
-from ocr_app.queueing import create_job
-from ocr_app.validation import UploadRefused, check_upload, human_bytes
+from ocr_app.queueing import commit_job, discard_staged, stage_job
+from ocr_app.validation import UploadRefused, check_upload, human_bytes, make_thumbnail
 from workers.dots.prompts import GROUNDING, LAYOUT_ALL
 from workers.planner import PlanRefused
 
@@ -70,13 +72,26 @@ def errors(*codes: int, **described: str) -> dict:
         403: "Logged in, but not allowed (another user's job).",
         404: "No such job.",
         409: "The job is not in a state that allows this.",
+        410: "Removed by the retention settings: the body says what and when.",
         413: "The file is over the server's size limit.",
         415: "The request body is not of an accepted type.",
         422: "The Idempotency-Key was used before with another request.",
         503: "The live state (Redis) does not answer.",
+        507: "The server's disk is nearly full: nothing was stored.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=described.get(f"e{code}", words[code]))
             for code in codes}
+
+
+def unavailable(exc: BrokerUnavailable) -> ApiError:
+    """503 with Retry-After: the job queue does not answer, so nothing was made."""
+    error = ApiError(str(exc), status.HTTP_503_SERVICE_UNAVAILABLE, "queue_unavailable")
+    error.wait = exc.retry_after  # DRF's handler turns `wait` into the Retry-After header
+    return error
+
+
+def disk_full(exc: DiskFull) -> ApiError:
+    return ApiError(str(exc), status.HTTP_507_INSUFFICIENT_STORAGE, "insufficient_storage")
 
 
 def _job_or_404(pk, queryset=None) -> Job:
@@ -207,7 +222,8 @@ class JobsView(APIView):
             )
         ],
         request={"multipart/form-data": UploadOptionsSerializer},
-        responses={202: JobsCreatedSerializer, **errors(400, 401, 413, 415, 422)},
+        responses={202: JobsCreatedSerializer, **errors(400, 401, 413, 415, 422, 503, 507, e503=(
+            "The job queue (Redis) does not answer: nothing was stored; send again after Retry-After seconds."))},
         tags=["jobs"],
     )
     def post(self, request):
@@ -281,6 +297,7 @@ class JobsView(APIView):
                     item["name"], item["data"], settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS,
                     settings.MAX_PDF_PAGES,
                 )
+                item["thumbnail"] = make_thumbnail(item["data"], item["name"])
             except UploadRefused as exc:
                 refused.append({"name": item["name"], "error": str(exc), "code": "refused"})
                 continue
@@ -295,22 +312,42 @@ class JobsView(APIView):
             )
 
         try:
+            require_broker()
+            check_free_space(sum(len(item["data"]) for item in accepted))
+        except BrokerUnavailable as exc:
+            raise unavailable(exc) from None
+        except DiskFull as exc:
+            raise disk_full(exc) from None
+
+        # Files first, rows after, in one short transaction: on SQLite a transaction holds the
+        # database's one write lock for its whole length, and the worker must write meanwhile.
+        staged: list[Job] = []
+        try:
+            for item in accepted:
+                staged.append(_stage_job(request, item, options))
             with transaction.atomic():
                 record = None
                 if key is not None:
                     IdempotencyKey.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_TTL).delete()
                     record = IdempotencyKey.objects.create(user=request.user, key=key, request_hash=request_hash,
                                                            refused=refused)
-                jobs = [_make_job(request, item, options) for item in accepted]
+                jobs = [_commit_job(request, job, options) for job in staged]
                 if record is not None:
                     record.job_ids = [j.pk for j in jobs]
                     record.save(update_fields=["job_ids"])
         except IntegrityError:
+            discard_staged(*staged)
             # The same key arrived twice at once; the other request made the jobs.
             replay = _replay(request, key, request_hash)
             if replay is None:
                 raise
             return replay
+        except DiskFull as exc:
+            discard_staged(*staged)
+            raise disk_full(exc) from None
+        except BaseException:
+            discard_staged(*staged)
+            raise
         return _created(request, jobs, refused)
 
 
@@ -364,10 +401,15 @@ def _replay(request, key: str, request_hash: str) -> Response | None:
     return response
 
 
-def _make_job(request, item: dict, options: dict) -> Job:
+def _stage_job(request, item: dict, options: dict) -> Job:
     mode = options.get("mode", LAYOUT_ALL)
-    job = create_job(request.user, item["name"], item["data"], item["checked"], options["language"], mode,
-                     reuse=options.get("reuse", True))
+    return stage_job(request.user, item["name"], item["data"], item["checked"], options["language"], mode,
+                     thumbnail=item["thumbnail"])
+
+
+def _commit_job(request, job: Job, options: dict) -> Job:
+    mode = job.mode
+    job = commit_job(job, reuse=options.get("reuse", True))
     hint = options.get("backend", "auto")
     if hint != "auto":
         # Recorded as the backend asked for; the worker overwrites it with the one that ran the job.
@@ -425,8 +467,8 @@ class JobResultView(APIView):
             (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="format=md or md_nohf"),
             (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="format=html"),
             (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json or layout"),
-            **errors(400, 401, 404, 409, e409="The job (or the page asked for) has not succeeded: the body says "
-                     "its state."),
+            **errors(400, 401, 404, 409, 410, e409="The job (or the page asked for) has not succeeded: the body "
+                     "says its state.", e410="The result was removed by the retention settings."),
         },
         tags=["jobs"],
     )
@@ -446,6 +488,8 @@ class JobResultView(APIView):
             }[job.state]
             raise ApiError(f"Job {job.pk} has no result: {why}", status.HTTP_409_CONFLICT, "no_result",
                            state=job.state)
+        if removed := retention.removed_message(job, retention.RESULT):
+            raise ApiError(removed, status.HTTP_410_GONE, "pruned", state=job.state)
         page = _page_param(request, job)
         return results.FORMATS[fmt](job, page)
 
@@ -566,7 +610,7 @@ class JobRegionView(APIView):
         "been read first). The box is clamped to the page; one under 4×4 pixels is refused. The same box on "
         "the same file with the same settings reuses the earlier result at once.",
         request=RegionRequestSerializer,
-        responses={201: JobDetailSerializer, **errors(400, 401, 404)},
+        responses={201: JobDetailSerializer, **errors(400, 401, 404, 503, 507)},
         tags=["jobs"],
     )
     def post(self, request, pk: int):
@@ -578,6 +622,10 @@ class JobRegionView(APIView):
                                             request.user)
         except regions.RegionError as exc:
             raise ApiError(str(exc), code="invalid", field_errors={"bbox": [str(exc)]}) from None
+        except BrokerUnavailable as exc:
+            raise unavailable(exc) from None
+        except DiskFull as exc:
+            raise disk_full(exc) from None
         return Response(_detail(job, request), status=status.HTTP_201_CREATED)
 
 
