@@ -8,6 +8,7 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.auth import get_user_model
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ocr_app.events import GROUP
 
@@ -26,7 +27,12 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         self.user_id = user.pk
         self.checked_at = time.monotonic()
         self.allowed = True
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        try:
+            await self.channel_layer.group_add(GROUP, self.channel_name)
+        except (RedisConnectionError, OSError):
+            # After a Redis restart the layer's pool still holds a connection to the old server;
+            # that call dropped it, and a fresh one answers (if Redis is up: else the browser retries).
+            await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code):

@@ -1,7 +1,8 @@
 """The job's states and the only moves between them.
 
 queued → running → succeeded | failed | cancelled, and queued → cancelled | failed.
-A job that ended may be queued again (retry). Anything else is a bug and raises.
+A job that ended may be queued again (retry), and so may a running job whose worker process
+died (ocr_app/recovery.py). Anything else is a bug and raises.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ ENDED = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 ALLOWED_MOVES: dict[str, frozenset[str]] = {
     QUEUED: frozenset({RUNNING, CANCELLED, FAILED}),
-    RUNNING: frozenset({SUCCEEDED, FAILED, CANCELLED}),
+    RUNNING: frozenset({SUCCEEDED, FAILED, CANCELLED, QUEUED}),
     SUCCEEDED: frozenset({QUEUED}),
     FAILED: frozenset({QUEUED}),
     CANCELLED: frozenset({QUEUED}),

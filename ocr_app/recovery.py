@@ -131,20 +131,25 @@ def is_ours(pid: int | None, main_pid: int, proc_root: str = "/proc") -> bool:
     return state != "Z" and int(ppid) == main_pid
 
 
-def runner_gone(job: Job, hostname: str, main_pid: int, now=None) -> str | None:
+def runner_gone(job: Job, hostname: str, main_pid: int, now=None, starting: bool = False) -> str | None:
     """Why the process that ran this running job is gone, or None when it may still be at work.
 
     `hostname` and `main_pid` are the asking worker's: only it can see its own children; any other
-    worker's jobs are judged by their heartbeat.
+    worker's jobs are judged by their heartbeat. `starting`: the worker has just started, so a job
+    under its name is one a previous run of it left.
     """
     if job.state != jobstate.RUNNING:
         return None
+    now = now or timezone.now()
+    seen = job.heartbeat_at or job.started_at
     if job.worker and job.worker == hostname:
         if is_ours(job.worker_pid, main_pid):
             return None
+        # Celery tells the main process how a pool process died (recover_after_worker_lost) within
+        # a second or so; leave it that long to say so in the job's message.
+        if not starting and seen is not None and now - seen < timedelta(seconds=2 * settings.RECOVERY_SWEEP_SECONDS):
+            return None
         return "the worker process reading it ended (killed, crashed, or its worker restarted)"
-    now = now or timezone.now()
-    seen = job.heartbeat_at or job.started_at
     lost_after = settings.RUNNER_LOST_SECONDS
     if seen is not None and now - seen < timedelta(seconds=lost_after):
         return None
@@ -155,18 +160,20 @@ def runner_gone(job: Job, hostname: str, main_pid: int, now=None) -> str | None:
     )
 
 
-def sweep(hostname: str, main_pid: int | None = None) -> dict[str, int]:
+def sweep(hostname: str, main_pid: int | None = None, starting: bool = False) -> dict[str, int]:
     """One round of the worker's main process: say that the jobs its children run are alive, and
-    recover every running job whose process is gone (its own, or a dead worker's)."""
+    recover every running job whose process is gone (its own, or a dead worker's). `starting`: the
+    first round of a worker that has just started."""
     main_pid = main_pid or os.getpid()
     now = timezone.now()
     counts = {"alive": 0, "recovered": 0}
     alive: list[int] = []
     for job in Job.objects.filter(state=jobstate.RUNNING).select_related("owner"):
-        cause = runner_gone(job, hostname, main_pid, now)
+        if job.worker == hostname and is_ours(job.worker_pid, main_pid):
+            alive.append(job.pk)
+            continue
+        cause = runner_gone(job, hostname, main_pid, now, starting)
         if cause is None:
-            if job.worker == hostname:
-                alive.append(job.pk)
             continue
         if recover(job, cause) != "moved":
             counts["recovered"] += 1

@@ -628,9 +628,11 @@ def _upkeep(hostname: str) -> None:
     recover jobs whose process is gone (ocr_app/recovery.py: also those a previous run of this worker
     left running), send queued jobs Redis lost (ocr_app/delivery.py), and apply the retention
     settings once an hour (ocr_app/retention.py). One worker at a time sends and prunes."""
+    starting = True
     while True:
         close_old_connections()  # a long-lived thread: drop a connection the database closed
-        _step("recover jobs", recovery.sweep, hostname, MAIN_PID)
+        _step("recover jobs", recovery.sweep, hostname, MAIN_PID, starting)
+        starting = False
         if _lock("resend", hostname, settings.RECOVERY_SWEEP_SECONDS):
             _step("send lost jobs", delivery.resend_lost)
         if retention.enabled() and _lock("prune", hostname, settings.PRUNE_EVERY_SECONDS):

@@ -13,6 +13,7 @@ from ocr_app.jobstate import IllegalTransition, check_move
         ("running", "succeeded"),
         ("running", "failed"),
         ("running", "cancelled"),
+        ("running", "queued"),  # its worker process died: queued again
         ("failed", "queued"),
         ("succeeded", "queued"),
         ("cancelled", "queued"),
@@ -27,7 +28,6 @@ def test_it_allows_the_documented_moves(old, new):
     [
         ("queued", "succeeded"),
         ("queued", "queued"),
-        ("running", "queued"),
         ("running", "running"),
         ("succeeded", "failed"),
         ("succeeded", "running"),
