@@ -624,20 +624,25 @@ def _heartbeat(hostname: str) -> None:
 
 
 def _upkeep(hostname: str) -> None:
-    """The main process's rounds, from the start on: say that this worker's running jobs are alive,
-    recover jobs whose process is gone (ocr_app/recovery.py: also those a previous run of this worker
-    left running), send queued jobs Redis lost (ocr_app/delivery.py), and apply the retention
-    settings once an hour (ocr_app/retention.py). One worker at a time sends and prunes."""
+    """The main process's rounds, from the start on (see upkeep_round)."""
     starting = True
     while True:
-        close_old_connections()  # a long-lived thread: drop a connection the database closed
-        _step("recover jobs", recovery.sweep, hostname, MAIN_PID, starting)
+        upkeep_round(hostname, starting)
         starting = False
-        if _lock("resend", hostname, settings.RECOVERY_SWEEP_SECONDS):
-            _step("send lost jobs", delivery.resend_lost)
-        if retention.enabled() and _lock("prune", hostname, settings.PRUNE_EVERY_SECONDS):
-            _step("apply retention", retention.prune)
         time.sleep(settings.RECOVERY_SWEEP_SECONDS)
+
+
+def upkeep_round(hostname: str, starting: bool = False) -> None:
+    """Say that this worker's running jobs are alive, recover jobs whose process is gone
+    (ocr_app/recovery.py: at the start also those a previous run of this worker left running), send
+    queued jobs Redis lost (ocr_app/delivery.py), and apply the retention settings once an hour
+    (ocr_app/retention.py). One worker at a time sends and prunes."""
+    close_old_connections()  # a long-lived thread: drop a connection the database closed
+    _step("recover jobs", recovery.sweep, hostname, MAIN_PID, starting)
+    if _lock("resend", hostname, settings.RECOVERY_SWEEP_SECONDS):
+        _step("send lost jobs", delivery.resend_lost)
+    if retention.enabled() and _lock("prune", hostname, settings.PRUNE_EVERY_SECONDS):
+        _step("apply retention", retention.prune)
 
 
 def _step(what: str, fn, *args) -> None:

@@ -1,0 +1,104 @@
+"""Jobs that share files: a reused result points at the first job's page images. "Run again" writes
+new files, and a file is deleted only when no job names it any more."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from ocr_app import files
+from ocr_app.models import BackendSettings, Job
+from ocr_app.queueing import create_job
+from ocr_app.validation import check_upload
+from tests.unit.test_pdf import A4, build_pdf
+from workers import tasks
+from workers.backends.base import OcrBackend, OcrResult
+
+pytestmark = pytest.mark.django_db
+
+
+class TextBackend(OcrBackend):
+    """Reads every page as "text"; stands in for a real engine (its speed is not the point here)."""
+
+    name = "rapidocr"
+
+    def __init__(self, name):
+        self._loaded = False
+
+    @property
+    def loaded(self):
+        return self._loaded
+
+    def load(self, plan, progress=None):
+        self._loaded = True
+
+    def unload(self):
+        self._loaded = False
+
+    def ocr(self, image, mode, cancel_check):
+        return OcrResult(text="text", details={})
+
+
+@pytest.fixture
+def engine(monkeypatch, redis_client):
+    tasks.HOLDER.__init__()
+    cfg = BackendSettings.load()
+    cfg.backend = "rapidocr"
+    cfg.save()
+    monkeypatch.setattr(tasks, "create_backend", TextBackend)
+    yield
+    tasks.HOLDER._cancel_idle_timer()
+    tasks.HOLDER.__init__()
+    for key in redis_client.scan_iter("ocrdash:*"):
+        redis_client.delete(key)
+
+
+PDF = build_pdf([{"size": A4, "lines": [f"Page {n}"]} for n in (1, 2, 3)])
+
+
+def document(owner, data: bytes = PDF) -> Job:
+    checked = check_upload("report.pdf", data, 10_000_000, 100_000_000, 50)
+    return create_job(owner, "report.pdf", data, checked, "multi", "text")
+
+
+def page_files(job: Job) -> list[str]:
+    return [p.image.name for p in job.pages.order_by("number")]
+
+
+def test_run_again_on_a_job_that_reused_a_document_leaves_the_first_jobs_pages(
+    alice, alice_client, engine, sent_tasks, media_root
+):
+    first = document(alice)
+    tasks.run_job.apply(args=[first.pk])
+    first_pages = page_files(first)
+    second = document(alice)
+    assert second.reused_from_id == first.pk and page_files(second) == first_pages  # shared, by design
+
+    assert alice_client.post(f"/jobs/{second.pk}/run-again").status_code == 302
+    tasks.run_job.apply(args=[second.pk])
+
+    second.refresh_from_db()
+    assert second.state == "succeeded"
+    assert all(page_files(second)) and set(page_files(second)).isdisjoint(first_pages)  # new files
+    for name in first_pages:
+        assert default_storage.exists(name)
+    for number in (1, 2, 3):
+        response = alice_client.get(f"/jobs/{first.pk}/pages/{number}/image")
+        assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    # Run again once more: its own previous files are no one else's, and go.
+    before = page_files(second)
+    Job.objects.filter(pk=second.pk).update(state="succeeded")
+    alice_client.post(f"/jobs/{second.pk}/run-again")
+    tasks.run_job.apply(args=[second.pk])
+    assert not any(default_storage.exists(name) for name in before)
+    assert all(default_storage.exists(name) for name in first_pages)
+
+
+def test_a_file_is_deleted_only_when_no_job_or_page_names_it(make_job, media_root):
+    job = make_job(with_file=True)
+    stray = default_storage.save("pages/stray.png", ContentFile(b"png"))
+
+    assert files.delete_unreferenced(job.upload.name, job.thumbnail.name, stray) == [stray]
+    assert default_storage.exists(job.upload.name) and default_storage.exists(job.thumbnail.name)
+    assert not default_storage.exists(stray)
