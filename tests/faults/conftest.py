@@ -50,10 +50,4 @@ def make_stack(tmp_path, template_db, request):
 @pytest.fixture
 def stack(make_stack) -> Stack:
     """Redis, the web server and one worker (gpu@faults), started side by side."""
-    st = make_stack()
-    st.start_redis()
-    st.start_web(wait=False)
-    worker = st.start_worker(wait=False)
-    st.wait_web()
-    st.wait_worker_ready(worker)
-    return st
+    return make_stack().start_all()

@@ -109,21 +109,6 @@ def _killpg(pgid: int, sig: int) -> None:
         pass
 
 
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == pid and state != "Z":
-            out.append(int(entry.name))
-    return out
-
-
 def process_exists(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -251,12 +236,23 @@ class Stack:
                 raise RuntimeError(f"the worker did not start:\n{proc.log()[-3000:]}")
             time.sleep(0.2)
 
+    def start_all(self) -> Stack:
+        """Redis, the web server and one worker (gpu@faults), started side by side."""
+        self.start_redis()
+        self.start_web(wait=False)
+        worker = self.start_worker(wait=False)
+        self.wait_web()
+        self.wait_worker_ready(worker)
+        return self
+
     def start_monitor(self) -> Proc:
         self.monitor = self._proc("gpumonitor", [sys.executable, "manage.py", "gpumonitor"]).start()
         return self.monitor
 
     def pool_pids(self, hostname: str = "gpu@faults") -> list[int]:
-        return children_of(self.workers[hostname].pid)
+        from ocr_app.livestate import descendants
+
+        return sorted(pid for pid in descendants({self.workers[hostname].pid}) if process_exists(pid))
 
     def close(self) -> None:
         """Every process this stack started, and whatever they started, killed (their groups)."""

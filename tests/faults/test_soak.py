@@ -13,12 +13,7 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def test_every_job_of_a_soak_with_faults_ends_once_with_the_right_text(make_stack):
-    stack = make_stack(recovery={"RUNNER_LOST_SECONDS": 10, "RESEND_AFTER_SECONDS": 5})
-    stack.start_redis()
-    stack.start_web(wait=False)
-    worker = stack.start_worker(wait=False)
-    stack.wait_web()
-    stack.wait_worker_ready(worker)
+    stack = make_stack(recovery={"RUNNER_LOST_SECONDS": 10, "RESEND_AFTER_SECONDS": 5}).start_all()
 
     soak = Soak(stack, jobs=24, clients=3, seed=7)
     result = soak.run(every=(3.0, 5.0), schedule=["pool", "redis", "web", "worker"], pause=(0.3, 1.0), settle=120)

@@ -35,13 +35,7 @@ def kill_the_worker_mid_job(stack, hostname: str = "gpu@faults") -> tuple[int, f
 
 @pytest.fixture
 def quick_stack(make_stack):
-    st = make_stack(recovery={"RUNNER_LOST_SECONDS": 12})
-    st.start_redis()
-    st.start_web(wait=False)
-    worker = st.start_worker(wait=False)
-    st.wait_web()
-    st.wait_worker_ready(worker)
-    return st
+    return make_stack(recovery={"RUNNER_LOST_SECONDS": 12}).start_all()
 
 
 def test_a_job_whose_worker_was_killed_ends_on_a_new_worker_under_another_name(quick_stack):

@@ -233,3 +233,14 @@ def test_the_default_rounds_notice_a_dead_worker_within_a_minute():
 
     assert defaults.RUNNER_LOST_SECONDS + defaults.RECOVERY_SWEEP_SECONDS <= 40
     assert defaults.JOB_RETRIES == 1
+
+
+def test_the_job_page_says_it_was_run_again_and_why(make_job, sent_tasks, alice_client):
+    job = running(make_job)
+    recovery.recover(job, "the worker process was killed (SIGKILL)")
+
+    page = alice_client.get(f"/jobs/{job.pk}/").content.decode()
+
+    assert "Retried</dt>" in page
+    assert "1 time: the worker process was killed (SIGKILL) while reading page 2 of 3" in page
+    assert "Queued again (retry 1 of 1)" in page

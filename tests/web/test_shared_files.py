@@ -8,50 +8,14 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from ocr_app import files
-from ocr_app.models import BackendSettings, Job
+from ocr_app.models import Job
 from ocr_app.queueing import create_job
 from ocr_app.validation import check_upload
 from tests.unit.test_pdf import A4, build_pdf
+from tests.web.test_documents import backend  # noqa: F401  (a fixture: an engine that answers at once)
 from workers import tasks
-from workers.backends.base import OcrBackend, OcrResult
 
 pytestmark = pytest.mark.django_db
-
-
-class TextBackend(OcrBackend):
-    """Reads every page as "text"; stands in for a real engine (its speed is not the point here)."""
-
-    name = "rapidocr"
-
-    def __init__(self, name):
-        self._loaded = False
-
-    @property
-    def loaded(self):
-        return self._loaded
-
-    def load(self, plan, progress=None):
-        self._loaded = True
-
-    def unload(self):
-        self._loaded = False
-
-    def ocr(self, image, mode, cancel_check):
-        return OcrResult(text="text", details={})
-
-
-@pytest.fixture
-def engine(monkeypatch, redis_client):
-    tasks.HOLDER.__init__()
-    cfg = BackendSettings.load()
-    cfg.backend = "rapidocr"
-    cfg.save()
-    monkeypatch.setattr(tasks, "create_backend", TextBackend)
-    yield
-    tasks.HOLDER._cancel_idle_timer()
-    tasks.HOLDER.__init__()
-    for key in redis_client.scan_iter("ocrdash:*"):
-        redis_client.delete(key)
 
 
 PDF = build_pdf([{"size": A4, "lines": [f"Page {n}"]} for n in (1, 2, 3)])
@@ -66,8 +30,9 @@ def page_files(job: Job) -> list[str]:
     return [p.image.name for p in job.pages.order_by("number")]
 
 
+@pytest.mark.usefixtures("backend")
 def test_run_again_on_a_job_that_reused_a_document_leaves_the_first_jobs_pages(
-    alice, alice_client, engine, sent_tasks, media_root
+    alice, alice_client, sent_tasks, media_root
 ):
     first = document(alice)
     tasks.run_job.apply(args=[first.pk])
