@@ -28,7 +28,7 @@ from django.utils import timezone
 from dashboard.celery import app as celery_app
 from ocr_app import jobstate
 from ocr_app.models import Job
-from workers.queues import GPU_QUEUE, worker_queue
+from workers.queues import FIRST, GPU_QUEUE, NEW, priority_keys, worker_queue
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,8 @@ BROKER_DOWN = (
     "The job queue (Redis) does not answer, so no job can be queued right now. Nothing was stored; "
     f"send the files again in {RETRY_AFTER_SECONDS} seconds. If this lasts, tell an administrator."
 )
-# kombu's Redis transport: priority queues are "<queue>\x06\x16<priority>"; messages a worker took
-# but has not acknowledged wait in a hash, with the time they were taken in a sorted set.
-_PRIORITY_SEP = "\x06\x16"
+# kombu's Redis transport: messages a worker took but has not acknowledged wait in a hash, with
+# the time they were taken in a sorted set.
 _UNACKED, _UNACKED_INDEX = "unacked", "unacked_index"
 # Candidates looked at per round, oldest first: the rest wait for the next round.
 MAX_PER_ROUND = 1000
@@ -72,11 +71,13 @@ def require_broker() -> None:
         client.close()
 
 
-def send_now(job: Job) -> bool:
-    """Send the job's task; False (logged) when the broker does not take it: `resend_lost` sends it later."""
+def send_now(job: Job, first: bool = False) -> bool:
+    """Send the job's task (`first`: ahead of the new jobs); False (logged) when the broker does not
+    take it: `resend_lost` sends it later."""
     queued_at = job.queued_at.isoformat() if job.queued_at else None
     try:
-        celery_app.send_task(TASK_NAME, args=[job.pk], kwargs={"queued_at": queued_at}, queue=GPU_QUEUE)
+        celery_app.send_task(TASK_NAME, args=[job.pk], kwargs={"queued_at": queued_at}, queue=GPU_QUEUE,
+                             priority=FIRST if first else NEW)
     except Exception as exc:  # kombu's OperationalError, redis errors, a full socket buffer...
         log.warning("job %s is queued but its task could not be sent (%s); it is sent again when Redis answers",
                     job.pk, exc)
@@ -107,12 +108,9 @@ def _decode(raw: bytes | str) -> tuple[int, str | None] | None:
 
 
 def _queue_keys(client: redis.Redis) -> list[str]:
+    """Every Redis list that may hold a task: the shared queue's and each worker's, per priority."""
     names = {GPU_QUEUE, *(k.decode() for k in client.scan_iter(match=worker_queue("*"), count=500))}
-    keys = []
-    for name in names:
-        base = name.split(_PRIORITY_SEP, 1)[0]
-        keys.extend([base, *(f"{base}{_PRIORITY_SEP}{p}" for p in (3, 6, 9))])
-    return sorted(set(keys))
+    return sorted({key for name in names for key in priority_keys(name)})
 
 
 def messages_in_broker(client: redis.Redis) -> tuple[set, dict]:
@@ -165,7 +163,7 @@ def resend_lost(older_than: float | None = None) -> int:
     older_than = settings.RESEND_AFTER_SECONDS if older_than is None else older_than
     sent = 0
     for job in lost_sends(older_than):
-        if send_now(job):
+        if send_now(job, first=job.retries > 0):
             sent += 1
     if sent:
         log.warning("sent %d queued job(s) again: the broker did not hold their tasks", sent)

@@ -50,7 +50,7 @@ from prometheus_client.utils import floatToGoString
 
 from ocr_app import jobstate, livestate
 from ocr_app.models import Job
-from workers.queues import GPU_QUEUE, worker_queue
+from workers.queues import GPU_QUEUE, priority_keys, worker_queue
 
 log = logging.getLogger(__name__)
 
@@ -180,14 +180,17 @@ class OcrdashCollector:
         queues = [GPU_QUEUE, *(worker_queue(name) for name in sorted(workers))]
         lengths = client.pipeline()
         for queue in queues:
-            lengths.llen(queue)
+            for key in priority_keys(queue):  # a queue is one Redis list per priority
+                lengths.llen(key)
         family = GaugeMetricFamily(
             "ocrdash_broker_messages",
             "Task messages waiting in a Celery queue in Redis (gpu: the shared queue; one per worker).",
             labels=["queue"],
         )
-        for queue, length in zip(queues, lengths.execute(), strict=True):
-            family.add_metric([queue], length)
+        counts = lengths.execute()
+        steps = len(priority_keys(GPU_QUEUE))
+        for n, queue in enumerate(queues):
+            family.add_metric([queue], sum(counts[n * steps:(n + 1) * steps]))
         yield family
 
     def gpu(self, sample: dict | None) -> Iterable[Metric]:

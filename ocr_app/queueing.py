@@ -26,10 +26,11 @@ from workers.dots.prompts import LAYOUT_ALL
 FAULT_EXIT_STATUS = 70
 
 
-def send_to_worker(job: Job, announce: bool = True) -> None:
+def send_to_worker(job: Job, announce: bool = True, first: bool = False) -> None:
     """Only after the row is committed (the worker must find the job it is told about), and
     after the "queued" event, so that pages never see the worker's "running" first. A send that
-    fails leaves the job queued; the workers' sweep (ocr_app/delivery.py) sends it again."""
+    fails leaves the job queued; the workers' sweep (ocr_app/delivery.py) sends it again.
+    `first`: ahead of the new jobs (a job queued again after its worker process died)."""
 
     def go():
         if getattr(settings, "FAULT_EXIT_BEFORE_SEND", False):
@@ -38,7 +39,7 @@ def send_to_worker(job: Job, announce: bool = True) -> None:
             os._exit(FAULT_EXIT_STATUS)
         if announce:
             events.publish_job(job)
-        delivery.send_now(job)
+        delivery.send_now(job, first=first)
 
     transaction.on_commit(go)
 

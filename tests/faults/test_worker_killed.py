@@ -1,6 +1,6 @@
 """The worker's main process killed mid-job (its pool process goes with it). Another worker takes the
 job over once the dead one gave no sign of life for RUNNER_LOST_SECONDS (30 s by default: within a
-minute with the 5-second rounds; 12 s here, to keep the test short); a worker that starts again
+minute with the 5-second rounds; 10 s here, to keep the test short); a worker that starts again
 under the same name takes it over at once."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def kill_the_worker_mid_job(stack, hostname: str = "gpu@faults") -> tuple[int, f
 
 @pytest.fixture
 def quick_stack(make_stack):
-    return make_stack(recovery={"RUNNER_LOST_SECONDS": 12}).start_all()
+    return make_stack(recovery={"RUNNER_LOST_SECONDS": 10}).start_all()
 
 
 def test_a_job_whose_worker_was_killed_ends_on_a_new_worker_under_another_name(quick_stack):

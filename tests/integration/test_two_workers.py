@@ -28,7 +28,7 @@ def start_worker(name: str, queues: str, recording, log):
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--queues", queues, "--concurrency", "1",
          "--hostname", name, "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while "ready." not in log.read_text():

@@ -343,6 +343,7 @@ def test_it_shows_each_workers_backend_loaded_or_unloaded_and_its_queue(client, 
         "gpu@metrics-b", pids=[2], gpu_index=1, backend_status={"state": "unloaded", "backend": "", "memory_bytes": 0}
     )
     redis_client.rpush("ocrdash.worker.gpu@metrics-a", "one", "two")
+    redis_client.rpush("ocrdash.worker.gpu@metrics-a\x06\x166", "three")  # the list of priority 6
 
     samples = scrape(client)
 
@@ -355,7 +356,7 @@ def test_it_shows_each_workers_backend_loaded_or_unloaded_and_its_queue(client, 
     assert value(samples, "ocrdash_worker_backend_memory_bytes", worker="gpu@metrics-a", backend="transformers") == (
         5 * GIB
     )
-    assert value(samples, "ocrdash_broker_messages", queue="ocrdash.worker.gpu@metrics-a") == 2
+    assert value(samples, "ocrdash_broker_messages", queue="ocrdash.worker.gpu@metrics-a") == 3
     assert value(samples, "ocrdash_broker_messages", queue="ocrdash.worker.gpu@metrics-b") == 0
     assert "gpu" in {s.labels["queue"] for s in samples["ocrdash_broker_messages"]}
 

@@ -48,6 +48,7 @@ def test_a_job_whose_process_died_is_queued_again_with_its_retry_counted_and_sen
                                                                                  django_capture_on_commit_callbacks):
     settings.JOB_RETRIES = 1
     job = running(make_job)
+    place = job.queued_at
 
     with django_capture_on_commit_callbacks(execute=True):
         assert recovery.recover(job, "the worker process was killed (SIGKILL)") == "queued"
@@ -60,7 +61,9 @@ def test_a_job_whose_process_died_is_queued_again_with_its_retry_counted_and_sen
     )
     # The page that was being read waits again; the page already read keeps its result.
     assert list(job.pages.values_list("state", "text")) == [("succeeded", "one"), ("pending", ""), ("pending", "")]
-    assert [t["args"] for t in sent_tasks] == [[job.pk]]
+    # Back at the place it had reached in the queue, and sent ahead of the new jobs.
+    assert job.queued_at == place + timedelta(microseconds=1)
+    assert [(t["args"], t["priority"]) for t in sent_tasks] == [([job.pk], 0)]
     assert sent_tasks[0]["kwargs"] == {"queued_at": job.queued_at.isoformat()}
 
 

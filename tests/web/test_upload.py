@@ -137,7 +137,9 @@ def test_it_sends_the_task_to_celery_only_after_commit(
     job_id = response.json()["jobs"][0]["id"]
     assert len(callbacks) == 1
     queued_at = Job.objects.get(pk=job_id).queued_at.isoformat()
-    assert sent_tasks == [{"name": TASK, "args": [job_id], "kwargs": {"queued_at": queued_at}, "queue": "gpu"}]
+    assert sent_tasks == [
+        {"name": TASK, "args": [job_id], "kwargs": {"queued_at": queued_at}, "queue": "gpu", "priority": 6}
+    ]
 
 
 def test_it_sends_one_task_per_accepted_file(post_upload, sent_tasks, django_capture_on_commit_callbacks):
