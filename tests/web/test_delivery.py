@@ -34,7 +34,7 @@ def broker(settings, redis_server):
 
 def send_for_real(broker_url: str, job: Job, queue: str = "gpu", queued_at: str | None = None) -> None:
     """The message the web process sends, through Celery and kombu themselves."""
-    app = Celery(broker=broker_url)
+    app = Celery(broker=broker_url, set_as_current=False)  # the project's app stays the current one
     try:
         app.send_task(delivery.TASK_NAME, args=[job.pk],
                       kwargs={"queued_at": queued_at or job.queued_at.isoformat()}, queue=queue)

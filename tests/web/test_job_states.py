@@ -20,6 +20,7 @@ LEGAL = [
     ("running", "succeeded"),
     ("running", "failed"),
     ("running", "cancelled"),
+    ("running", "queued"),  # its worker process died: queued again (ocr_app/recovery.py)
     ("succeeded", "queued"),
     ("failed", "queued"),
     ("cancelled", "queued"),
