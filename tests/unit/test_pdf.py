@@ -220,7 +220,7 @@ def test_fit_dpi_keeps_lowers_and_stops_at_the_floor():
     assert fit_dpi(*A4, dpi=50, min_dpi=72) == 50  # the floor only limits lowering
 
 
-def test_a_page_too_large_even_at_the_floor_is_refused_not_rendered():
+def test_a_page_too_large_even_at_the_floor_is_refused_at_inspection_and_never_rendered():
     # 200 × 200 inches, the largest page PDF allows: 207 megapixels at 72 dpi.
     huge = handmade_pdf(
         [
@@ -229,11 +229,13 @@ def test_a_page_too_large_even_at_the_floor_is_refused_not_rendered():
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 14400 14400] >>",
         ]
     )
-    assert inspect_pdf(huge, "billboard.pdf", **LIMITS).page_count == 1
-    refused = refusal(render_page, huge, 0, name="billboard.pdf")
-    assert refused.reason == pdfmod.PAGE_TOO_LARGE
-    assert refused.page_index == 0
-    assert "billboard.pdf" in str(refused) and "too large" in str(refused)
+    inspecting = lambda: inspect_pdf(huge, "billboard.pdf", **LIMITS)  # noqa: E731
+    rendering = lambda: render_page(huge, 0, name="billboard.pdf")  # noqa: E731
+    for check in (inspecting, rendering):
+        refused = refusal(check)
+        assert refused.reason == pdfmod.PAGE_TOO_LARGE
+        assert refused.page_index == 0
+        assert "billboard.pdf" in str(refused) and "page 1 of 1 is too large (200 × 200 inches)" in str(refused)
 
 
 def test_a_page_index_out_of_range_is_an_index_error(three_sizes):
