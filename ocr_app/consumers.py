@@ -71,8 +71,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
 
     async def _watch_session(self):
-        while True:
-            await asyncio.sleep(RECHECK_SECONDS)
+        while self.allowed:
+            await asyncio.sleep(max(RECHECK_SECONDS, 1.0))
             await self.session_check({})
 
     async def session_check(self, message):

@@ -11,6 +11,8 @@ script runs, no plugin loads, nothing is fetched; the document gets an opaque or
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from django.http import HttpResponseBase
 
 # The format names of ocr_app.validation (Job.image_format).
@@ -23,6 +25,8 @@ CONTENT_TYPES = {
     "PDF": "application/pdf",
 }
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WebP": "webp", "TIFF": "tif", "BMP": "bmp", "PDF": "pdf"}
+# Other extensions that name the same format (a user's "scan.jpeg" keeps its name).
+SAME_FORMAT = {"JPEG": {"jpeg", "jpe"}, "TIFF": {"tiff"}}
 # What nobody can take for anything that runs.
 UNKNOWN_TYPE = "application/octet-stream"
 
@@ -37,6 +41,15 @@ def content_type(image_format: str) -> str:
 
 def extension(image_format: str) -> str:
     return EXTENSIONS.get(image_format, "bin")
+
+
+def download_name(name: str, image_format: str) -> str:
+    """The user's file name with an extension of the detected format (a PNG sent as x.html is x.png)."""
+    path = PurePath(PurePath(name.replace("\\", "/")).name)
+    ext = path.suffix.lower().lstrip(".")
+    if ext == extension(image_format) or ext in SAME_FORMAT.get(image_format, ()):
+        return path.name
+    return f"{path.stem.strip() or 'upload'}.{extension(image_format)}"
 
 
 def user_content(response: HttpResponseBase) -> HttpResponseBase:

@@ -418,15 +418,10 @@ def job_original(request: HttpRequest, pk: int) -> FileResponse:
     response = FileResponse(
         _open_stored(job.upload),
         as_attachment=True,
-        filename=original_download_name(job.original_name, job.image_format),
+        filename=serving.download_name(job.original_name, job.image_format),
         content_type=serving.content_type(job.image_format),
     )
     return serving.user_content(response)
-
-
-def original_download_name(name: str, image_format: str) -> str:
-    stem = PurePath(PurePath(name).name).stem.strip() or "upload"
-    return f"{stem}.{serving.extension(image_format)}"
 
 
 @require_GET

@@ -11,6 +11,7 @@ from drf_spectacular.renderers import (
     OpenApiYamlRenderer,
     OpenApiYamlRenderer2,
 )
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from ocr_app.api import views
@@ -27,6 +28,7 @@ class SwaggerView(SpectacularSwaggerView):
 
     template_name = "api/swagger_ui.html"
 
+    @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
         response["Cross-Origin-Opener-Policy"] = "same-origin"  # no OAuth pop-ups here
