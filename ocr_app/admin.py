@@ -56,6 +56,8 @@ class BackendSettingsAdmin(admin.ModelAdmin):
         return fields
 
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         obj = BackendSettings.load()
         return redirect("admin:ocr_app_backendsettings_change", obj.pk)
 
