@@ -103,9 +103,9 @@ class RequestBodyLimit:
             try:
                 size = int(declared)
             except ValueError:
-                return await respond(send, 400, "The Content-Length header is not a number.", "bad_request")
+                return await respond(send, 400, "The Content-Length header is not a number.", "bad_request", path=path)
             if size > limit:
-                return await self.too_large(send, size, limit)
+                return await self.too_large(send, size, limit, path=path)
 
         received = 0
         refused = False
@@ -120,7 +120,7 @@ class RequestBodyLimit:
                 if received > limit:
                     # Django sees a client that went away; the client gets the 413.
                     refused = True
-                    await self.too_large(send, received, limit, streamed=True)
+                    await self.too_large(send, received, limit, streamed=True, path=path)
                     return {"type": "http.disconnect"}
             return message
 
@@ -130,28 +130,37 @@ class RequestBodyLimit:
 
         return await self.app(scope, counted_receive, guarded_send)
 
-    async def too_large(self, send, size: int, limit: int, streamed: bool = False):
+    async def too_large(self, send, size: int, limit: int, streamed: bool = False, path: str = ""):
         what = f"more than {human_bytes(limit)} so far" if streamed else human_bytes(size)
         message = (
             f"The request body is {what}, over the limit of {human_bytes(limit)} for this address; nothing was "
             f"stored. Files are accepted up to {human_bytes(settings.MAX_UPLOAD_BYTES)} each."
         )
-        return await respond(send, 413, message, "too_large")
+        return await respond(send, 413, message, "too_large", path=path)
 
     async def ask_to_log_in(self, scope, headers: dict[bytes, bytes], send):
         path = scope["path"]
         wants_json = b"application/json" in headers.get(b"accept", b"") or path.startswith(("/api/", "/v1/"))
         if wants_json:
             message = "Log in first: send 'Authorization: Bearer <key>' with a token made on your profile page."
-            return await respond(send, 401, message, "not_authenticated")
+            return await respond(send, 401, message, "not_authenticated", path=path)
         login = resolve_url(settings.LOGIN_URL)
         location = f"{login}?next={quote(path)}"
         return await respond(send, 303, "Log in first.", "not_authenticated", location=location)
 
 
-async def respond(send, status: int, message: str, code: str, location: str | None = None):
-    # "refused" as the upload answers it, so that the upload page lists the message like any other.
-    body = json.dumps({"error": message, "code": code, "refused": [{"name": "", "error": message}]}).encode()
+OPENAI_ERROR_TYPES = {401: "authentication_error", 413: "invalid_request_error", 400: "invalid_request_error"}
+
+
+async def respond(send, status: int, message: str, code: str, location: str | None = None, path: str = ""):
+    if path.startswith("/v1/"):
+        # The OpenAI-compatible endpoint answers in OpenAI's error shape (ocr_app/openai_compat.py).
+        error = {"message": message, "type": OPENAI_ERROR_TYPES.get(status, "invalid_request_error"), "param": None,
+                 "code": code}  # fmt: skip
+        body = json.dumps({"error": error}).encode()
+    else:
+        # "refused" as the upload answers it, so that the upload page lists the message like any other.
+        body = json.dumps({"error": message, "code": code, "refused": [{"name": "", "error": message}]}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -168,3 +168,12 @@ def test_the_real_server_refuses_an_oversized_body_and_a_stranger(asgi_server):
     assert response.status == 401
     assert json.loads(response.read())["code"] == "not_authenticated"
     connection.close()
+
+
+def test_the_openai_compatible_endpoint_gets_the_answers_in_openai_s_shape():
+    body = json.dumps({"model": "dots.ocr", "messages": []}).encode()
+    sent = Exchange("POST", "/v1/chat/completions", {"content-type": "application/json",
+                                                      "content-length": str(len(body))}, [body]).run()  # fmt: skip
+    assert (sent.status, sent.read) == (401, 0)
+    error = sent.json()["error"]
+    assert error["type"] == "authentication_error" and error["code"] == "not_authenticated" and error["message"]
