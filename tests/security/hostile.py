@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from PIL import Image, PngImagePlugin
 
+from tests.fixtures.pdfs import handmade_pdf
+
 SCRIPT = b"<script>alert(document.cookie)</script>"
 HTML_PAGE = b"<!doctype html><html><body><h1>hi</h1>" + SCRIPT + b"<img src=x onerror=alert(1)></body></html>"
 
@@ -98,21 +100,6 @@ def tiff_frames(count: int = 5000) -> bytes:
         for tag, kind, value in tags:
             out += struct.pack("<HHII", tag, kind, 1, value)
         out += struct.pack("<I", following if n < count - 1 else 0)
-    return bytes(out)
-
-
-def handmade_pdf(objects: list[bytes]) -> bytes:
-    """A PDF written by hand (object 1 is the catalog), with a correct cross-reference table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
 
 

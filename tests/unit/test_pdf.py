@@ -14,6 +14,7 @@ import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from tests.fixtures.pdfs import handmade_pdf
 from workers import pdf as pdfmod
 from workers.pdf import PdfRefused, fit_dpi, inspect_pdf, iter_pages, page_count, render_page
 
@@ -61,21 +62,6 @@ def build_pdf(pages: list[dict]) -> bytes:
     doc.save(out)
     doc.close()
     return out.getvalue()
-
-
-def handmade_pdf(objects: list[bytes]) -> bytes:
-    """A PDF written by hand (object 1 is the catalog), with a correct cross-reference table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def encrypt(data: bytes, user_password: str, owner_password: str, algorithm: str) -> bytes:
