@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # ocrdash: one image for every role (docker/entrypoint.sh: web, worker, gpumonitor, migrate, manage).
 #
 #   docker build -t ocrdash .                            # CPU torch: builds and runs without a GPU

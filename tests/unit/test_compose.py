@@ -86,7 +86,7 @@ def test_the_images_are_the_ones_named(compose):
 
     s = services(compose)
     assert s["redis"]["image"].startswith("redis:7")
-    assert s["postgres"]["image"].startswith("postgres:16")
+    assert s["postgres"]["image"].startswith("postgres:17")
     assert s["vllm"]["image"] == VLLM_IMAGE
     assert {s[name]["image"] for name in APP_SERVICES} == {"ocrdash:local"}
     assert all(s[name]["build"]["context"] == "." for name in APP_SERVICES)
