@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -155,6 +156,15 @@ def wait_until_healthy(stack: Stack, started: float) -> dict[str, float]:
             bad = [s for s, v in states.items() if v != "healthy"]
             raise Failed(f"not healthy after {time.monotonic() - started:.0f} s: {states}\n{stack.logs(*bad)}")
         time.sleep(1)
+
+
+def no_tracebacks(stack: Stack) -> str:
+    log = stack.run("logs", "--no-color").stdout
+    lines = log.splitlines()
+    hits = [i for i, line in enumerate(lines) if "Traceback (most recent call last)" in line]
+    if hits:
+        raise Failed(f"{len(hits)} traceback(s); the first:\n" + "\n".join(lines[hits[0] : hits[0] + 25]))
+    return f"{len(lines)} log lines read"
 
 
 def admin_login(stack: Stack) -> tuple[str, str]:
@@ -305,6 +315,7 @@ def main(argv: list[str]) -> int:
                 browser_checks(run, browser, stack, url, state, metrics_token)
             finally:
                 browser.close()
+        run.check("no service logged a traceback", lambda: no_tracebacks(stack))
     except Failed:
         pass
     finally:
@@ -424,6 +435,7 @@ def browser_checks(run: Run, browser, stack: Stack, url: str, state: dict, metri
             time.sleep(0.3)
         at_page = job.get("page")
         started = time.monotonic()
+        restarted_at = datetime.now(UTC)
         stack.run("restart", "-t", "0", "worker")
         ended = api.wait(job, JOB_WITHIN_S)
         took = time.monotonic() - started
@@ -435,6 +447,8 @@ def browser_checks(run: Run, browser, stack: Stack, url: str, state: dict, metri
             raise Failed(f"job {job['id']} failed without a reason")
         if ended["state"] not in ("succeeded", "failed"):
             raise Failed(f"job {job['id']} ended {ended['state']}")
+        if datetime.fromisoformat(ended["finished_at"]) < restarted_at:
+            raise Failed(f"job {job['id']} ended {ended['state']} before the restart: nothing was cut off")
         return summary + (f": {ended['message']!r}" if ended["state"] == "failed" else "")
 
     def next_job_after_restart():

@@ -18,6 +18,7 @@ python_tag="ocrdash-ci/python:3.11-bookworm"
 image="ocrdash:ci"
 export COMPOSE_PROJECT_NAME=ocrdashci
 
+stage_started=$(date +%s)
 say() { echo "deploy: $*"; }
 skip() {
     if $ci; then
@@ -83,6 +84,7 @@ cleanup() {
         fi
     fi
     [ -n "$work" ] && rm -rf "$work"
+    say "the stage took $(( $(date +%s) - stage_started )) s"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -100,7 +102,9 @@ fi
 
 # -- the images it starts from -----------------------------------------------------------------------
 say "base images:"
+started=$(date +%s)
 bash "$here/base-images.sh" "$python_tag"
+say "base images ready in $(( $(date +%s) - started )) s"
 docker image prune -f --filter "label=ocrdash.ci.made-from=debian-packages" >/dev/null
 
 # The CPU torch: from PyTorch's CPU index where it answers, else from a package index on
