@@ -28,13 +28,14 @@ from pathlib import Path
 
 import requests
 import yaml
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-FONT = ROOT / "tests" / "data" / "DejaVuSans.ttf"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+sys.path.insert(0, str(ROOT))
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402 (the browser tests' Chromium)
+from tests.conftest import text_image  # noqa: E402 (images with known words)
+
 SERVICES_WITH_HEALTH = ("postgres", "redis", "web", "worker", "gpumonitor")
 HEALTHY_WITHIN_S = 300
 JOB_WITHIN_S = 180
@@ -178,27 +179,10 @@ def admin_login(stack: Stack) -> tuple[str, str]:
 # -- documents -------------------------------------------------------------------------------------
 
 
-def text_page(lines: list[str], size: tuple[int, int], font_size: int = 40) -> Image.Image:
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.truetype(str(FONT), font_size)
-    for i, line in enumerate(lines):
-        draw.text((60, 60 + int(i * font_size * 1.8)), line, font=font, fill="black")
-    return img
-
-
-def png(lines: list[str]) -> bytes:
-    out = io.BytesIO()
-    text_page(lines, (900, 240)).save(out, "PNG")
-    return out.getvalue()
-
-
 def pdf(pages: int) -> bytes:
     """A4 pages at 200 dpi (the worker's rendering), each with a screenful of lines to read."""
-    images = [
-        text_page([f"Page {n} line {i}: the quick brown fox jumps over the lazy dog" for i in range(24)], (1654, 2339))
-        for n in range(1, pages + 1)
-    ]
+    lines = [f"line {i}: the quick brown fox jumps over the lazy dog" for i in range(24)]
+    images = [Image.open(io.BytesIO(text_image([f"Page {n}", *lines], size=(1654, 2339)))) for n in range(1, pages + 1)]
     out = io.BytesIO()
     images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=200)
     return out.getvalue()
@@ -387,7 +371,7 @@ def browser_checks(run: Run, browser, stack: Stack, url: str, state: dict, metri
     def upload():
         api = state["api"] = Api(url, state["token"])
         started = time.monotonic()
-        job = api.upload("deployment-check.png", png(UPLOAD_LINES), "image/png")
+        job = api.upload("deployment-check.png", text_image(UPLOAD_LINES), "image/png")
         job = api.wait(job, JOB_WITHIN_S)
         if job["state"] != "succeeded":
             raise Failed(f"job {job['id']} {job['state']}: {job.get('message')}")
@@ -453,7 +437,7 @@ def browser_checks(run: Run, browser, stack: Stack, url: str, state: dict, metri
 
     def next_job_after_restart():
         api: Api = state["api"]
-        job = api.wait(api.upload("after-restart.png", png(AFTER_RESTART_LINES), "image/png"), JOB_WITHIN_S)
+        job = api.wait(api.upload("after-restart.png", text_image(AFTER_RESTART_LINES), "image/png"), JOB_WITHIN_S)
         if job["state"] != "succeeded" or job["reused_from"] is not None:
             raise Failed(f"job {job['id']} {job['state']} (reused from {job['reused_from']}): {job.get('message')}")
         text = api.text(job)
