@@ -126,17 +126,22 @@ class Stack:
         self.compose = [*self.compose, "-f", "ci-stack.yml"]
         return f"no GPU reservation for {', '.join(gpu) or 'none'}; no published ports for {', '.join(ports) or 'none'}"
 
-    def container(self, service: str) -> str:
-        return self.run("ps", "-q", service).stdout.strip()
+    def containers(self, services: tuple[str, ...]) -> dict[str, str]:
+        return {service: self.run("ps", "-q", service).stdout.strip() for service in services}
 
-    def health(self, service: str) -> str:
-        cid = self.container(service)
-        if not cid:
-            return "absent"
-        state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} {{if .State.Health}}"
-                                "{{.State.Health.Status}}{{end}}", cid], capture_output=True, text=True)  # fmt: skip
-        status, _, health = state.stdout.strip().partition(" ")
-        return health or status
+    @staticmethod
+    def health(containers: dict[str, str]) -> dict[str, str]:
+        """Each container's health (or its state, where it has no health check, or "absent")."""
+        found = {service: "absent" for service, cid in containers.items() if not cid}
+        present = {cid: service for service, cid in containers.items() if cid}
+        if present:
+            template = "{{.Id}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
+            answer = subprocess.run(["docker", "inspect", "-f", template, *present], capture_output=True, text=True)
+            for line in answer.stdout.splitlines():
+                cid, status, *health = line.split()
+                service = next(s for c, s in present.items() if cid.startswith(c))
+                found[service] = health[0] if health else status
+        return {service: found.get(service, "absent") for service in containers}
 
     def logs(self, *services: str, tail: int = 25) -> str:
         return self.run("logs", "--no-color", "--tail", str(tail), *services, check=False).stdout
@@ -145,9 +150,10 @@ class Stack:
 def wait_until_healthy(stack: Stack, started: float) -> dict[str, float]:
     """Waits for every health check to pass; returns the seconds from `started` to each one's first pass."""
     deadline = started + HEALTHY_WITHIN_S
+    containers = stack.containers(SERVICES_WITH_HEALTH)
     healthy_after: dict[str, float] = {}
     while True:
-        states = {s: stack.health(s) for s in SERVICES_WITH_HEALTH}
+        states = stack.health(containers)
         for service, health in states.items():
             if health == "healthy":
                 healthy_after.setdefault(service, time.monotonic() - started)

@@ -115,9 +115,9 @@ if ! curl -sf -m 10 -o /dev/null https://download.pytorch.org/whl/cpu/torch/; th
     wheels="$cache/torch-cpu-wheels/${torch//=/-}"
     if [ ! -e "$wheels/.complete" ]; then
         mkdir -p "$wheels"
-        python3 -m pip download -q --no-deps --only-binary :all: -d "$wheels" "$torch" 2>/dev/null
+        python3 -m pip download -q --no-index --no-deps --only-binary :all: -d "$wheels" "$torch" 2>/dev/null || true
         ls "$wheels"/torch-*+cpu-*.whl >/dev/null 2>&1 ||
-            { say "FAILED: PyTorch's CPU index is unreachable and pip finds no CPU build of $torch here"; exit 1; }
+            { say "FAILED: PyTorch's CPU index is unreachable and pip's find-links hold no CPU build of $torch"; exit 1; }
         python3 -m pip download -q --only-binary :all: --find-links "$wheels" -d "$wheels" "$torch" 2>/dev/null
         touch "$wheels/.complete"
     fi
@@ -147,7 +147,7 @@ EOF
 # before BuildKit moved to buildx (Debian's docker.io); else the legacy builder.
 build=()
 if docker buildx version >/dev/null 2>&1; then
-    build=(docker buildx build --progress plain)
+    build=(docker buildx build --load --progress plain)
     builder="BuildKit (buildx)"
 else
     for client in $(type -ap docker); do
