@@ -325,6 +325,7 @@ def test_the_dockerfile_builds_in_stages_without_a_gpu_and_runs_as_a_plain_user(
     torch_first = text.index("--only torch")
     assert torch_first < text.index("pip install -r /tmp/requirements.txt")
     assert "collectstatic" in text
+    assert not re.search(r"^#\s*syntax=", text, re.M)  # a frontend image from a registry: not needed
     assert re.search(r"^USER ocrdash$", text, re.M)
     assert 'ENTRYPOINT ["/app/docker/entrypoint.sh"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
