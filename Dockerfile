@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # ocrdash: one image for every role (docker/entrypoint.sh: web, worker, gpumonitor, migrate, manage).
 #
 #   docker build -t ocrdash .                            # CPU torch: builds and runs without a GPU
@@ -6,6 +5,8 @@
 #
 # docker-compose.yml builds the cuda variant (IMAGE_VARIANT in .env). No GPU is needed to build
 # either: CUDA comes in the torch wheels, and the NVIDIA driver comes from the host at run time.
+# No `# syntax=` line: BuildKit's own Dockerfile frontend reads this file, so a build fetches no
+# image but PYTHON_IMAGE (the CI builds it where no registry is reachable: docs/deploy.md).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.management.utils import get_random_secret_key
 
 from dashboard.env import PREFIX, ConfigError, env_bool, env_int, env_list, env_path, env_str
+from dashboard.private_files import create_private_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,8 +29,7 @@ def _secret_key() -> str:
     key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(get_random_secret_key())
-        key_file.chmod(0o600)
+        return create_private_file(key_file, get_random_secret_key()).strip()
     return key_file.read_text().strip()
 
 
@@ -115,11 +117,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc files, served from here (no CDN)
+    "csp",  # the Content-Security-Policy header
+    "axes",  # failed logins, counted per username and per address; lock-outs
     "ocr_app",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -128,7 +133,30 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ocr_app.middleware.LoginRequired",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out answer.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every page: no inline script or style, nothing from another origin. Responses that carry a
+# user's bytes or the model's output replace it with ocr_app.serving.USER_CONTENT_CSP (sandboxed).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],  # Picture crops and page images as data: URIs
+        "font-src": [SELF],
+        "connect-src": [SELF],  # fetch() and the websocket, to this origin only
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "dashboard.urls"
 ASGI_APPLICATION = "dashboard.asgi.application"
@@ -234,9 +262,41 @@ CELERY_TASK_TIME_LIMIT = JOB_TIME_LIMIT + 30
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": JOB_TIME_LIMIT + 600}
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Failed logins (the login form, the admin's, and API tokens) are counted by django-axes per
+# username and per client address; at the limit both are locked out until the failures are
+# LOGIN_LOCKOUT_MINUTES old, or an admin deletes them (Admin → Axes → Access attempts).
+LOGIN_FAILURE_LIMIT = env_int(
+    "LOGIN_FAILURE_LIMIT",
+    10,
+    "Failed logins (or API token tries) allowed per username and per client address before both are locked out.",
+    1,
+)
+LOGIN_LOCKOUT_MINUTES = env_int(
+    "LOGIN_LOCKOUT_MINUTES",
+    15,
+    "Minutes failed logins are counted for, and a lock-out lasts after the last failure.",
+    1,
+)
+AUTHENTICATION_BACKENDS = [
+    "ocr_app.lockout.LoginThrottleBackend",  # first: refuses a locked-out login before the password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# Never reset on success: an attacker with an account of their own would log in between guesses.
+AXES_RESET_ON_SUCCESS = False
+# The address daphne gives (the proxy's X-Forwarded-For only with OCRDASH_BEHIND_PROXY), never a header
+# a client could set itself.
+AXES_CLIENT_IP_CALLABLE = "ocr_app.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "ocr_app.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -270,6 +330,18 @@ MAX_IMAGE_PIXELS = env_int(
     1,
 )
 MAX_PDF_PAGES = env_int("MAX_PDF_PAGES", 200, "Most pages in one PDF; each page is rendered and read in turn.", 1)
+_max_request_mb = env_int(
+    "MAX_REQUEST_MB",
+    0,
+    "Largest request body an upload may send, in megabytes, refused before it is read (the reverse proxy "
+    "should refuse it first). 0: MAX_UPLOAD_MB × MAX_FILES_PER_UPLOAD + 1.",
+    0,
+)
+MAX_REQUEST_BYTES = (
+    _max_request_mb * 1024 * 1024 if _max_request_mb else MAX_UPLOAD_BYTES * MAX_FILES_PER_UPLOAD + 1024 * 1024
+)
+# Every other request (forms, JSON) is small: Django's own limit for form data.
+MAX_FORM_REQUEST_BYTES = 2_621_440
 MIN_FREE_DISK_MB = env_int(
     "MIN_FREE_DISK_MB",
     1024,
@@ -371,6 +443,14 @@ VLLM_URL = env_str(
     None,
     "An external vLLM server for dots.ocr (e.g. http://vllm:8000), in place of the admin's vLLM URL.",
 )
+VLLM_ALLOWED_HOSTS = [
+    host.lower()
+    for host in env_list(
+        "VLLM_ALLOWED_HOSTS",
+        [],
+        "Host names (or addresses) the admin's vLLM URL may point at, comma-separated; unset: any host.",
+    )
+]
 
 # The API for scripts (/api/v1/, ocr_app/api/) and its OpenAPI document (/api/schema/, /api/docs/).
 REST_FRAMEWORK = {

@@ -11,3 +11,6 @@ urlpatterns = [
     path("v1/", include("ocr_app.openai_compat")),  # OpenAI-compatible: /v1/chat/completions, /v1/models
     path("", include("ocr_app.urls")),
 ]
+
+# A request Django cannot read (a broken upload): a sentence saying why, not a bare "Bad Request".
+handler400 = "ocr_app.errors.bad_request"

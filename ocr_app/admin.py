@@ -39,13 +39,25 @@ class BackendSettingsAdmin(admin.ModelAdmin):
         ("Changed", {"fields": ("updated_at", "updated_by")}),
     )
 
+    # Where the model's code and the pages go: a superuser's decision (the model runs its own code,
+    # trust_remote_code, in the worker; the vLLM server receives every page).
+    SUPERUSER_FIELDS = ("model", "revision", "vllm_url")
+
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += [f for f in self.SUPERUSER_FIELDS if f not in fields]
+        return fields
+
     def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         obj = BackendSettings.load()
         return redirect("admin:ocr_app_backendsettings_change", obj.pk)
 

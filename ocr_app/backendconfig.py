@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 
+from ocr_app.backend_limits import model_problem, vllm_host_problem
 from ocr_app.models import BackendSettings
 from workers.planner import Plan, PlannerSettings, make_plan
 
@@ -37,7 +38,9 @@ def in_process_unavailable(cfg: BackendSettings) -> str | None:
 
 
 def model_missing(cfg: BackendSettings) -> str | None:
-    """Why the model's files are not on disk, or None when they are."""
+    """Why the model's files are not on disk (or may not be used), or None when they are there."""
+    if problem := model_problem(cfg.model):
+        return problem
     location = cfg.model.strip()
     if Path(location).is_dir():
         return None if (Path(location) / "config.json").exists() else f"{location} holds no config.json"
@@ -72,9 +75,12 @@ def vllm_url(cfg: BackendSettings) -> str:
 def vllm_unavailable(cfg: BackendSettings) -> str | None:
     if not cfg.allow_vllm:
         return "vLLM is turned off in the backend settings"
-    if vllm_url(cfg):
-        return None
-    return _docker_answer(int(time.monotonic() // DOCKER_CHECK_SECONDS))
+    if settings.VLLM_URL:
+        return None  # the operator's own setting, not the admin's form
+    if cfg.vllm_url:
+        return vllm_host_problem(cfg.vllm_url)
+    # ocrdash starts vLLM itself, mounting the model folder.
+    return model_problem(cfg.model) or _docker_answer(int(time.monotonic() // DOCKER_CHECK_SECONDS))
 
 
 def ram_bytes() -> int | None:

@@ -92,6 +92,24 @@ def _send(event_type: str, body: dict) -> None:
         log.exception("could not publish %s", event_type)
 
 
+def user_group(user_id) -> str:
+    """The group of one user's open websockets."""
+    return f"ocrdash.user.{user_id}"
+
+
+def publish_session_check(user_id) -> None:
+    """Ask every open websocket of this user to check its session again now (a logout, a new
+    password, a deactivation): one whose session ended closes."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "session.check"})
+    except Exception:
+        # The periodic check closes the socket a little later.
+        log.exception("could not ask user %s's websockets to check their session", user_id)
+
+
 def publish_job(job: Job) -> None:
     position = job.queue_position() if job.state == jobstate.QUEUED else None
     _send("job.status", {"job": job_payload(job, position)})

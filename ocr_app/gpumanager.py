@@ -161,9 +161,14 @@ def stop_container(
             + (f"; containers that do: {', '.join(sorted(holders))}." if holders else ".")
             + " Only containers holding GPU memory can be stopped here."
         )
-    step = Step(f"Stop container {name}", holding)
+    container_id = container_id_of(before, name)
+    step = Step(f"Stop container {name} ({container_id[:12]})", holding)
     try:
-        container = docker_factory().containers.get(name)
+        # By the id found from the GPU process, never by the name typed: Docker takes a name
+        # that looks like an id (64 hex) as an id first, and a name may have been reused since.
+        container = docker_factory().containers.get(container_id)
+        if container.name.lstrip("/") != name:
+            raise RuntimeError(f"container {container_id[:12]} is now called {container.name!r}, not {name!r}")
         container.stop(timeout=30)
         step.outcome, step.ok = "stopped", True
     except Exception as exc:
@@ -180,6 +185,18 @@ def stop_container(
         freed_bytes=max(0, used_bytes(before) - used_bytes(after)) if after.devices else None,
         steps=[asdict(step)],
     )
+
+
+def container_id_of(snapshot: GpuSnapshot, name: str) -> str:
+    """The id of the one container called `name` among those holding GPU memory (ValueError if the
+    processes do not name exactly one)."""
+    ids = {p.container_id for d in snapshot.devices for p in d.processes if p.container == name and p.container_id}
+    if len(ids) != 1:
+        raise ValueError(
+            f"Container {name!r} cannot be told apart from its processes ({len(ids)} container ids); "
+            "nothing was stopped."
+        )
+    return ids.pop()
 
 
 def _send_task(name: str, **kwargs) -> None:

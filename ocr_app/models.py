@@ -299,6 +299,19 @@ class BackendSettings(models.Model):
         self.pk = 1  # one row only
         super().save(*args, **kwargs)
 
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from ocr_app.backend_limits import model_problem, vllm_host_problem
+
+        problems = {}
+        if why := model_problem(self.model):
+            problems["model"] = why[0].upper() + why[1:] + "."
+        if why := vllm_host_problem(self.vllm_url):
+            problems["vllm_url"] = why[0].upper() + why[1:] + "."
+        if problems:
+            raise ValidationError(problems)
+
     @classmethod
     def load(cls) -> BackendSettings:
         obj, _ = cls.objects.get_or_create(pk=1)
@@ -321,7 +334,11 @@ class ApiToken(models.Model):
     key_start = models.CharField(max_length=16, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # From the address of the last use (a token seen from somewhere unexpected is worth revoking).
+    last_used_from = models.GenericIPAddressField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # None: until revoked.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -335,15 +352,21 @@ class ApiToken(models.Model):
         return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
     @classmethod
-    def create_for(cls, user, name: str) -> tuple[ApiToken, str]:
+    def create_for(cls, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
         """A new token and its key; the key is not kept anywhere."""
         key = cls.KEY_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, key_hash=cls.hash_key(key), key_start=key[:12])
+        token = cls.objects.create(
+            user=user, name=name, key_hash=cls.hash_key(key), key_start=key[:12], expires_at=expires_at
+        )
         return token, key
 
     @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.expired
 
     def revoke(self) -> bool:
         """False when it was revoked already."""

@@ -60,6 +60,7 @@ ERROR_TYPES = {
     409: "conflict_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
+    429: "rate_limit_error",
     502: "server_error",
     503: "server_error",
     504: "timeout_error",

@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET
 
-from ocr_app import pictures
+from ocr_app import pictures, serving
 from ocr_app.models import Job
 
 
@@ -16,4 +16,4 @@ def page_picture(request: HttpRequest, pk: int, number: int, index: int) -> Http
     png = pictures.picture_png(job, number, index)
     if png is None:
         raise Http404("This page has no picture with that index, or its page image is missing.")
-    return HttpResponse(png, content_type="image/png")
+    return serving.user_content(HttpResponse(png, content_type="image/png"))

@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
+from pathlib import PurePath
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from ocr_app import delivery, events, files, jobstate
+from ocr_app import delivery, events, files, jobstate, serving
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import CheckedImage, make_thumbnail
 from workers.dots.prompts import LAYOUT_ALL
@@ -85,7 +87,7 @@ def stage_job(
     files.check_free_space(len(data) + len(thumbnail))
     job = Job(
         owner=owner,
-        original_name=name[:255],
+        original_name=display_name(name)[:255],
         image_format=checked.image_format,
         size_bytes=checked.size_bytes,
         width=checked.width,
@@ -98,7 +100,7 @@ def stage_job(
         cache_key=cache_key(checked.sha256, mode, language, region=region),
     )
     try:
-        job.upload.save(_safe_filename(name), ContentFile(data), save=False)
+        job.upload.save(stored_name(name, checked.image_format), ContentFile(data), save=False)
         job.thumbnail.save(f"{checked.sha256[:16]}.jpg", ContentFile(thumbnail), save=False)
     except OSError as exc:
         discard_staged(job)
@@ -186,6 +188,19 @@ def _take_result(job: Job, source: Job) -> None:
     )
 
 
-def _safe_filename(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "._-" else "_" for c in name.rsplit("/", 1)[-1])
-    return keep.strip("._") or "upload"
+def stored_name(name: str, image_format: str) -> str:
+    """The name the upload is stored under: the user's name reduced to ASCII letters, digits, `-`
+    and `_`, and the extension of the format detected at upload (never the user's extension)."""
+    stem = PurePath(name.replace("\\", "/").rsplit("/", 1)[-1]).stem
+    keep = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in stem)[:60].strip("_")
+    return f"{keep or 'upload'}.{serving.extension(image_format)}"
+
+
+def display_name(name: str) -> str:
+    """The user's file name as pages show it: without control or bidi-override characters (an
+    RTL override makes "gnp.exe" read as "exe.png")."""
+    cleaned = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cs") and c not in BIDI_CONTROLS)
+    return cleaned.strip() or "upload"
+
+
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

@@ -69,6 +69,13 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Chec
                     )
                 if width * height > max_pixels:
                     raise _too_big(name, width, height, max_pixels)
+                if getattr(img, "is_animated", False):
+                    # Only the first frame would be read, silently; and thousands of frames are a
+                    # way to make every reader walk them all.
+                    raise UploadRefused(
+                        f"{name}: the image holds more than one frame (pages or an animation); ocrdash reads "
+                        "one image per file. Send each page as its own file, or the document as a PDF."
+                    )
                 img.load()  # decode every byte: a truncated file fails here, not in the worker
     except UploadRefused:
         raise
@@ -101,7 +108,7 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pd
     if not pdf.looks_like_pdf(data):
         return check_image(name, data, max_bytes, max_pixels)
     try:
-        info = pdf.inspect_pdf(data, name, max_pdf_pages, max_bytes)
+        info = pdf.inspect_pdf(data, name, max_pdf_pages, max_bytes, max_image_pixels=max_pixels)
     except pdf.PdfRefused as refused:
         raise UploadRefused(str(refused)) from None
     width_pt, height_pt = info.page_sizes_pt[0]

@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
-from ocr_app import jobstate, layout, livestate, retention
+from ocr_app import jobstate, layout, livestate, retention, serving
 from ocr_app.api.results import DOWNLOADS, result_document
 from ocr_app.delivery import BrokerUnavailable, require_broker
 from ocr_app.events import job_payload
@@ -393,6 +393,8 @@ def _removed(job: Job, part: str) -> HttpResponse | None:
 
 @require_GET
 def job_image(request: HttpRequest, pk: int) -> HttpResponse:
+    """The uploaded image, shown in the page: its type is the one detected at upload (never the
+    name's), and the response is sandboxed (ocr_app.serving)."""
     job = get_object_or_404(Job, pk=pk)
     if job.image_format == PDF:
         return page_image(request, pk, 1)
@@ -402,8 +404,9 @@ def job_image(request: HttpRequest, pk: int) -> HttpResponse:
         with _open_stored(job.upload) as fh, Image.open(fh) as img:
             out = io.BytesIO()
             img.convert("RGBA" if "A" in img.getbands() else "RGB").save(out, "PNG")
-        return HttpResponse(out.getvalue(), content_type="image/png")
-    return FileResponse(_open_stored(job.upload))
+        return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))
+    response = FileResponse(_open_stored(job.upload), content_type=serving.content_type(job.image_format))
+    return serving.user_content(response)
 
 
 @require_GET
@@ -415,7 +418,7 @@ def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     if job.image_format != PDF:
         return job_image(request, pk)
     if page.image:
-        return FileResponse(_open_stored(page.image), content_type="image/png")
+        return serving.user_content(FileResponse(_open_stored(page.image), content_type="image/png"))
     if number != 1 or not job.upload:  # the first page is drawn from the upload while it is there
         if gone := _removed(job, retention.PAGES) or _removed(job, retention.ORIGINAL):
             return gone
@@ -425,7 +428,7 @@ def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
         image, _dpi = pdf.render_page(fh.read(), 0, dpi=pdf.MIN_DPI, name=job.original_name)
     out = io.BytesIO()
     image.save(out, "PNG")
-    return HttpResponse(out.getvalue(), content_type="image/png")
+    return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))
 
 
 @require_GET
@@ -434,7 +437,7 @@ def page_text(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     response = HttpResponse(page.text, content_type="text/plain; charset=utf-8")
     name = _download_name(page.job, f"-page{number}.txt")
     response["Content-Disposition"] = content_disposition_header(True, name)
-    return response
+    return serving.user_content(response)
 
 
 @require_GET
@@ -454,10 +457,18 @@ def _open_stored(field):
 
 @require_GET
 def job_original(request: HttpRequest, pk: int) -> FileResponse:
+    """The file as uploaded, as an attachment of its detected type, under the user's name with
+    the detected extension (a PNG sent as x.html downloads as x.png)."""
     job = get_object_or_404(Job, pk=pk)
     if gone := _removed(job, retention.ORIGINAL):
         return gone
-    return FileResponse(_open_stored(job.upload), as_attachment=True, filename=job.original_name)
+    response = FileResponse(
+        _open_stored(job.upload),
+        as_attachment=True,
+        filename=serving.download_name(job.original_name, job.image_format),
+        content_type=serving.content_type(job.image_format),
+    )
+    return serving.user_content(response)
 
 
 @require_GET
@@ -467,7 +478,7 @@ def job_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponse(status=404)
     response = FileResponse(_open_stored(job.thumbnail), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"
-    return response
+    return serving.user_content(response)
 
 
 def _download_name(job: Job, suffix: str) -> str:
@@ -479,7 +490,7 @@ def job_text(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
     response = HttpResponse(job.text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = content_disposition_header(True, _download_name(job, ".txt"))
-    return response
+    return serving.user_content(response)
 
 
 @require_GET
@@ -490,4 +501,4 @@ def job_result(request: HttpRequest, pk: int) -> HttpResponse:
         json.dumps(body, ensure_ascii=False, indent=2), content_type="application/json; charset=utf-8"
     )
     response["Content-Disposition"] = content_disposition_header(True, _download_name(job, ".json"))
-    return response
+    return serving.user_content(response)

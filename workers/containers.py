@@ -201,7 +201,12 @@ def label_processes(
             container = containers.get(ids[process.pid] or "")
             role = own.get(process.pid) or (container.role if container else None) or process.role
             processes.append(
-                replace(process, container=container.name if container else process.container, role=role)
+                replace(
+                    process,
+                    container=container.name if container else process.container,
+                    container_id=container.id if container else process.container_id,
+                    role=role,
+                )
             )
         devices.append(replace(device, processes=tuple(processes)))
     return replace(snapshot, devices=tuple(devices))

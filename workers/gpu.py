@@ -91,6 +91,8 @@ class GpuProcess:
     container: str | None = None
     # "worker" / "vllm" when the process is ocrdash's own, else None.
     role: str | None = None
+    # The 64-hex id of the container, found from the process (its cgroup); what a stop uses.
+    container_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ ENCRYPTED = "encrypted"
 NO_PAGES = "no_pages"
 TOO_MANY_PAGES = "too_many_pages"
 PAGE_TOO_LARGE = "page_too_large"
+IMAGE_TOO_LARGE = "image_too_large"
 
 
 class PdfRefused(ValueError):
@@ -85,11 +86,16 @@ def looks_like_pdf(data: bytes) -> bool:
     return bytes(data[:_HEADER_WINDOW]).lstrip(_LEADING_WHITESPACE).startswith(_PDF_HEADER)
 
 
-def inspect_pdf(data: bytes, name: str, max_pages: int, max_bytes: int) -> PdfInfo:
+def inspect_pdf(
+    data: bytes, name: str, max_pages: int, max_bytes: int, max_image_pixels: int | None = None
+) -> PdfInfo:
     """Check an uploaded PDF and describe it, or raise PdfRefused with a sentence naming the file.
 
     Every page is loaded once, so a document whose page tree is damaged is refused here rather
-    than halfway through a job.
+    than halfway through a job. So is a page too large to render even at MIN_DPI, and a page that
+    holds an image of more than `max_image_pixels` pixels (a decompression bomb inside a PDF:
+    PDFium would decode it whole to draw the page); image sizes are read from the image's
+    dictionary, nothing is decoded.
     """
     label = _label(name)
     data = bytes(data)
@@ -124,10 +130,14 @@ def inspect_pdf(data: bytes, name: str, max_pages: int, max_bytes: int) -> PdfIn
                 page = _load_page(pdf, index, count, label)
                 try:
                     width, height = page.get_size()
+                    if not (width > 0 and height > 0):
+                        raise _page_broken(label, index, count)
+                    if fit_dpi(width, height) is None:
+                        raise _page_too_large(label, index, count, width, height, DEFAULT_DPI, DEFAULT_MAX_PIXELS)
+                    if max_image_pixels is not None:
+                        _check_images(page, label, index, count, max_image_pixels)
                 finally:
                     page.close()
-                if not (width > 0 and height > 0):
-                    raise _page_broken(label, index, count)
                 sizes.append((width, height))
         except pdfium.PdfiumError as exc:
             raise _broken(label, exc) from exc
@@ -296,15 +306,7 @@ def _render(
             raise _page_broken(label, index, count)
         used_dpi = fit_dpi(width, height, dpi, max_pixels, min_dpi)
         if used_dpi is None:
-            floor = min(dpi, min_dpi)
-            raise PdfRefused(
-                f"{label} cannot be rendered: page {index + 1} of {count} is too large "
-                f"({width / 72:.0f} × {height / 72:.0f} inches): even at {floor} dpi it would be "
-                f"{_pixels(width, height, floor) / 1e6:.0f} megapixels, over the "
-                f"{max_pixels / 1e6:.1f} megapixel limit.",
-                PAGE_TOO_LARGE,
-                page_index=index,
-            )
+            raise _page_too_large(label, index, count, width, height, dpi, max_pixels, min_dpi)
         # White paper under the page (PDF pages are transparent); no alpha channel.
         # 3-byte BGR: PIL's conversion to RGB copies the pixels out of PDFium's buffer, which
         # bitmap.close() frees (4-byte formats would be shared with the image instead).
@@ -325,6 +327,35 @@ def _render(
         raise _page_broken(label, index, count) from exc
     finally:
         page.close()
+
+
+def _page_too_large(
+    label: str, index: int, count: int, width: float, height: float, dpi: int, max_pixels: int, min_dpi: int = MIN_DPI
+) -> PdfRefused:
+    floor = min(dpi, min_dpi)
+    return PdfRefused(
+        f"{label} cannot be rendered: page {index + 1} of {count} is too large "
+        f"({width / 72:.0f} × {height / 72:.0f} inches): even at {floor} dpi it would be "
+        f"{_pixels(width, height, floor) / 1e6:.0f} megapixels, over the "
+        f"{max_pixels / 1e6:.1f} megapixel limit.",
+        PAGE_TOO_LARGE,
+        page_index=index,
+    )
+
+
+def _check_images(page: pdfium.PdfPage, label: str, index: int, count: int, max_pixels: int) -> None:
+    for image in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,)):
+        try:
+            width, height = image.get_px_size()
+        except pdfium.PdfiumError:
+            raise _page_broken(label, index, count) from None
+        if width * height > max_pixels:
+            raise PdfRefused(
+                f"{label}: page {index + 1} of {count} holds an image of {width}×{height} = "
+                f"{width * height:,} pixels, over the limit of {max_pixels:,}.",
+                IMAGE_TOO_LARGE,
+                page_index=index,
+            )
 
 
 def _pixels(width_pt: float, height_pt: float, dpi: int) -> int:

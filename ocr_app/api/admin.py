@@ -9,11 +9,13 @@ from ocr_app.models import ApiToken, IdempotencyKey
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("name", "user", "key_start", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "user", "key_start", "created_at", "expires_at", "last_used_at", "last_used_from",
+                    "revoked_at")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("name", "user__username", "key_start")
     list_select_related = ("user",)
-    readonly_fields = ("user", "name", "key_start", "key_hash", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("user", "name", "key_start", "key_hash", "created_at", "expires_at", "last_used_at",
+                       "last_used_from", "revoked_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request):

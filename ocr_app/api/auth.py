@@ -1,17 +1,19 @@
 """Token authentication: `Authorization: Bearer <key>` (or `Token <key>`).
 
 The key is looked up by its SHA-256 (see ocr_app.models.ApiToken); a revoked token, an unknown
-key or an inactive user is a 401 with a sentence saying which.
+key, an expired token or an inactive user is a 401 with a sentence saying which.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from ocr_app.lockout import TokenAttempt, client_address, minutes_left
 from ocr_app.models import ApiToken
 
 SCHEMES = ("bearer", "token")
@@ -33,34 +35,69 @@ def key_from_header(header: str) -> str | None:
     return parts[1]
 
 
-def user_for_key(key: str) -> tuple[object, ApiToken]:
-    """(user, token) for a key, or TokenProblem. Marks the token as used."""
+def user_for_key(key: str, address: str | None = None) -> tuple[object, ApiToken]:
+    """(user, token) for a key, or TokenProblem. Marks the token as used (when, and from `address`)."""
     try:
         token = ApiToken.objects.select_related("user").get(key_hash=ApiToken.hash_key(key))
     except ApiToken.DoesNotExist:
         raise TokenProblem("This API token is not known. Create one on your profile page (/profile/).") from None
     if token.revoked_at is not None:
         raise TokenProblem("This API token was revoked. Create a new one on your profile page (/profile/).")
+    if token.expired:
+        raise TokenProblem(
+            f"This API token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC. Create a new one on your profile "
+            "page (/profile/)."
+        )
     if not token.user.is_active:
         raise TokenProblem("The account this API token belongs to is disabled.")
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-        token.last_used_at = now
+    if (
+        token.last_used_at is None
+        or now - token.last_used_at > LAST_USED_RESOLUTION
+        or (address and address != token.last_used_from)
+    ):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_from=address)
+        token.last_used_at, token.last_used_from = now, address
     return token.user, token
 
 
+def _address(request) -> str | None:
+    address = client_address(request._request)
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None
+
+
+class LockedOut(exceptions.Throttled):
+    default_code = "locked_out"
+
+    def __init__(self, message: str, wait_seconds: int):
+        super().__init__(wait=wait_seconds)
+        self.detail = exceptions.ErrorDetail(message, self.default_code)
+
+
 class ApiTokenAuthentication(authentication.BaseAuthentication):
-    """DRF authentication by an ocrdash API token; request.auth is the ApiToken."""
+    """DRF authentication by an ocrdash API token; request.auth is the ApiToken.
+
+    Wrong tokens count as failed logins (ocr_app.lockout): at the limit, the key and the address
+    get 429 until the failures are old enough, whatever key they send meanwhile."""
 
     def authenticate(self, request):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         try:
             key = key_from_header(header)
-            if key is None:
-                return None  # no token: the session (or nothing) decides
-            return user_for_key(key)
         except TokenProblem as problem:
+            raise exceptions.AuthenticationFailed(str(problem)) from None
+        if key is None:
+            return None  # no token: the session (or nothing) decides
+        attempt = TokenAttempt(request._request, key)
+        if not attempt.allowed():
+            raise LockedOut(attempt.message(), minutes_left(attempt.request) * 60)
+        try:
+            return user_for_key(key, _address(request))
+        except TokenProblem as problem:
+            attempt.failed()
             raise exceptions.AuthenticationFailed(str(problem)) from None
 
     def authenticate_header(self, request) -> str:

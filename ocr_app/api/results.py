@@ -17,7 +17,7 @@ from pathlib import PurePath
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 
-from ocr_app import documents, pictures
+from ocr_app import documents, pictures, serving
 from ocr_app.events import job_payload
 from ocr_app.models import Job, Page
 from workers.dots import render
@@ -62,9 +62,11 @@ def _pages(job: Job, page: int | None) -> list[ParsedPage]:
 
 
 def _answer(body: str, content_type: str, job: Job, suffix: str, page: int | None) -> HttpResponse:
+    # Shown inline where the browser can (text, JSON, the HTML page), always sandboxed: it is
+    # the model's output.
     response = HttpResponse(body, content_type=content_type)
     response["Content-Disposition"] = content_disposition_header(False, download_name(job, suffix, page))
-    return response
+    return serving.user_content(response)
 
 
 def as_txt(job: Job, page: int | None = None) -> HttpResponse:

@@ -80,15 +80,19 @@ def browser(chromium_available, live_server_and_worker):
 
 @pytest.fixture
 def page(browser, live_server_and_worker):
-    """A page in a fresh browser context; fails the test on any uncaught script error."""
+    """A page in a fresh browser context; fails the test on any uncaught script error and on any
+    Content-Security-Policy violation (Chromium reports each on the console)."""
     context = browser.new_context(viewport=VIEWPORT, base_url=live_server_and_worker.url)
     context.set_default_timeout(EXPECT_TIMEOUT_MS)
     tab = context.new_page()
     script_errors: list[str] = []
+    violations: list[str] = []
     tab.on("pageerror", lambda exc: script_errors.append(str(exc)))
+    tab.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
     yield tab
     context.close()
     assert not script_errors, f"uncaught script errors on the page: {script_errors}"
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 def log_in(page, make_user, username: str = "alice", **extra):

@@ -267,11 +267,11 @@ def test_a_running_rapidocr_job_stays_cancelled_and_its_result_is_thrown_away(li
 
 def test_a_running_dots_job_stops_between_tokens_and_the_worker_takes_the_next(live, tmp_path):
     pytest.importorskip("torch", reason="the dots extra (torch, transformers) is not installed")
-    from tests.fixtures.tiny_dots.build import build_tiny_model
+    from tests.fixtures.tiny_dots.build import build_tiny_model, in_model_dir
 
     cfg = BackendSettings.load()
     # dots.ocr's full output budget: the tiny model needs about half a minute to write it all.
-    model = build_tiny_model(tmp_path / "m")
+    model = build_tiny_model(in_model_dir("m"))
     cfg.backend, cfg.model, cfg.allow_cpu, cfg.max_new_tokens = "cpu", str(model), True, 24000
     cfg.save()
     listener = EventListener()

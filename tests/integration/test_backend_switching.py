@@ -16,9 +16,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from tests.fixtures.tiny_dots.build import build_tiny_model
+    from tests.fixtures.tiny_dots.build import build_tiny_model, in_model_dir
 
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-dots") / "model")
+    return build_tiny_model(in_model_dir("tiny-dots"))
 
 
 def test_a_new_backend_setting_applies_to_the_next_job_and_unloads_the_old_one(

@@ -65,10 +65,10 @@ def two_workers(tmp_path, celery_worker_process, redis_client):
 
 
 def test_a_job_the_first_gpu_cannot_fit_runs_on_the_worker_whose_gpu_can(client, make_user, two_workers, tmp_path):
-    from tests.fixtures.tiny_dots.build import build_tiny_model
+    from tests.fixtures.tiny_dots.build import build_tiny_model, in_model_dir
 
     cfg = BackendSettings.load()
-    cfg.backend, cfg.model, cfg.allow_vllm = "transformers", str(build_tiny_model(tmp_path / "model")), False
+    cfg.backend, cfg.model, cfg.allow_vllm = "transformers", str(build_tiny_model(in_model_dir("model"))), False
     cfg.save()
     client.force_login(make_user())
 

@@ -14,6 +14,7 @@ import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from tests.fixtures.pdfs import handmade_pdf
 from workers import pdf as pdfmod
 from workers.pdf import PdfRefused, fit_dpi, inspect_pdf, iter_pages, page_count, render_page
 
@@ -61,21 +62,6 @@ def build_pdf(pages: list[dict]) -> bytes:
     doc.save(out)
     doc.close()
     return out.getvalue()
-
-
-def handmade_pdf(objects: list[bytes]) -> bytes:
-    """A PDF written by hand (object 1 is the catalog), with a correct cross-reference table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def encrypt(data: bytes, user_password: str, owner_password: str, algorithm: str) -> bytes:
@@ -220,7 +206,7 @@ def test_fit_dpi_keeps_lowers_and_stops_at_the_floor():
     assert fit_dpi(*A4, dpi=50, min_dpi=72) == 50  # the floor only limits lowering
 
 
-def test_a_page_too_large_even_at_the_floor_is_refused_not_rendered():
+def test_a_page_too_large_even_at_the_floor_is_refused_at_inspection_and_never_rendered():
     # 200 × 200 inches, the largest page PDF allows: 207 megapixels at 72 dpi.
     huge = handmade_pdf(
         [
@@ -229,11 +215,13 @@ def test_a_page_too_large_even_at_the_floor_is_refused_not_rendered():
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 14400 14400] >>",
         ]
     )
-    assert inspect_pdf(huge, "billboard.pdf", **LIMITS).page_count == 1
-    refused = refusal(render_page, huge, 0, name="billboard.pdf")
-    assert refused.reason == pdfmod.PAGE_TOO_LARGE
-    assert refused.page_index == 0
-    assert "billboard.pdf" in str(refused) and "too large" in str(refused)
+    inspecting = lambda: inspect_pdf(huge, "billboard.pdf", **LIMITS)  # noqa: E731
+    rendering = lambda: render_page(huge, 0, name="billboard.pdf")  # noqa: E731
+    for check in (inspecting, rendering):
+        refused = refusal(check)
+        assert refused.reason == pdfmod.PAGE_TOO_LARGE
+        assert refused.page_index == 0
+        assert "billboard.pdf" in str(refused) and "page 1 of 1 is too large (200 × 200 inches)" in str(refused)
 
 
 def test_a_page_index_out_of_range_is_an_index_error(three_sizes):

@@ -109,7 +109,7 @@ def test_it_shows_the_recorded_gpu_with_its_memory(alice_client, recorded_sample
     assert "driver 550.54.15" in page
     # The gauge: used memory revealed up to its share of the card.
     assert 'aria-valuenow="49.6"' in page
-    assert 'style="left: 49.6%"' in page
+    assert 'data-left="49.6"' in page
     assert re.search(r'id="gpu-none"[^>]* hidden', page)
 
 
@@ -221,7 +221,7 @@ def test_it_shows_the_running_job_and_the_queue_with_owners(alice_client, make_j
     running = element(page, "running")
     assert "running.png" in running
     assert '<span class="hint" data-field="owner">bob</span>' in running
-    assert 'style="width: 40%"' in running
+    assert 'data-width="40"' in running
     assert '<span data-field="backend">rapidocr</span> · <span data-field="percent">40 %</span>' in running
     queue = element(page, "queue")
     rows = re.findall(r'<tr data-job-id="\d+"[^>]*><td>(\d+)</td><td><a [^>]*>([^<]*)</a></td><td>([^<]*)</td>', queue)
@@ -272,7 +272,7 @@ def test_it_shows_each_workers_backend_state(alice_client):
     assert 'data-worker="gpu@a" data-state="loading"' in a
     assert '<strong data-worker-field="backend">transformers</strong>' in a
     assert "Downloading weights" in a and "dots.ocr bf16 on GPU 0" in a
-    assert '<div style="width: 40%">' in a and ">40 %</span>" in a
+    assert '<div data-width="40">' in a and ">40 %</span>" in a
     assert re.search(r'data-worker-field="loading" +>', a), "the progress bar is hidden"
     assert 'data-worker="gpu@b" data-state="ready"' in b
     assert '<span data-worker-field="hostname">gpu@b</span> · GPU 1</span>' in b

@@ -147,3 +147,35 @@ def test_with_https_on_health_checks_and_scrapes_over_http_are_not_redirected(cl
     assert client.get("/metrics").status_code == 200
     page = client.get("/login/")
     assert page.status_code == 301 and page["Location"].startswith("https://")
+
+
+# -- the security settings ---------------------------------------------------------------------------
+
+
+def test_the_documented_production_values_with_the_security_settings_pass_check_deploy(tmp_path):
+    # README "Security" / "Run it on a GPU server": the allowed vLLM host, the body limit, the lock-out.
+    env = production_env(
+        tmp_path, OCRDASH_VLLM_ALLOWED_HOSTS="vllm", OCRDASH_MAX_REQUEST_MB="200", OCRDASH_LOGIN_FAILURE_LIMIT="10",
+        OCRDASH_LOGIN_LOCKOUT_MINUTES="15",
+    )  # fmt: skip
+
+    result = check_deploy(env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_the_policy_the_lock_out_and_the_validators_are_on_in_every_configuration(monkeypatch, tmp_path):
+    for values in (settings_with(monkeypatch, tmp_path), settings_with(monkeypatch, tmp_path, HTTPS="true")):
+        assert "csp.middleware.CSPMiddleware" in values["MIDDLEWARE"]
+        assert values["MIDDLEWARE"][-1] == "axes.middleware.AxesMiddleware"
+        assert values["AUTHENTICATION_BACKENDS"][0] == "ocr_app.lockout.LoginThrottleBackend"
+        directives = values["CONTENT_SECURITY_POLICY"]["DIRECTIVES"]
+        assert directives["script-src"] == ["'self'"] and directives["style-src"] == ["'self'"]
+        assert len(values["AUTH_PASSWORD_VALIDATORS"]) == 4
+        assert values["AXES_FAILURE_LIMIT"] == 10 and values["AXES_COOLOFF_TIME"].total_seconds() == 900
+        assert values["AXES_LOCKOUT_PARAMETERS"] == ["username", "ip_address"]
+    tight = settings_with(monkeypatch, tmp_path, MAX_REQUEST_MB="100", LOGIN_FAILURE_LIMIT="5")
+    assert tight["MAX_REQUEST_BYTES"] == 100 * 1024 * 1024 and tight["AXES_FAILURE_LIMIT"] == 5
+    default = settings_with(monkeypatch, tmp_path)
+    assert default["MAX_REQUEST_BYTES"] == 50 * 50 * 1024 * 1024 + 1024 * 1024

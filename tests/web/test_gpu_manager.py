@@ -3,6 +3,7 @@ against recorded NVML values and a double of the Docker SDK client."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import replace
@@ -34,9 +35,13 @@ def recorded_card(monkeypatch):
     return reader
 
 
+def fake_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
 class FakeContainer:
-    def __init__(self, name, labels=None):
-        self.id = name * 8
+    def __init__(self, name, labels=None, container_id=None):
+        self.id = container_id or fake_id(name)
         self.name = name
         self.labels = labels or {}
         self.stopped = False
@@ -65,18 +70,26 @@ class FakeDocker:
         wanted = dict(f.split("=", 1) for f in ([labels] if isinstance(labels, str) else labels))
         return [c for c in self.all.values() if all(c.labels.get(k) == v for k, v in wanted.items())]
 
-    def get(self, name):
+    def get(self, id_or_name):
+        """As the engine resolves it: a full id first, then a name."""
         import docker
 
-        if name not in self.all:
-            raise docker.errors.NotFound(f"No such container: {name}")
-        return self.all[name]
+        for c in self.all.values():
+            if c.id == id_or_name:
+                return c
+        if id_or_name not in self.all:
+            raise docker.errors.NotFound(f"No such container: {id_or_name}")
+        return self.all[id_or_name]
 
 
-def snapshot_with(used_by: dict[str, int], total=12 * GIB) -> GpuSnapshot:
+def snapshot_with(used_by: dict[str, int], total=12 * GIB, ids: dict[str, str] | None = None) -> GpuSnapshot:
+    def in_container(name: str) -> bool:
+        return name.startswith("c-") or name in (ids or {})
+
     processes = tuple(
-        GpuProcess(pid=1000 + i, name=name, used_bytes=used, container=name if name.startswith("c-") else None,
-                   role="vllm" if name == "c-ocrdash-vllm" else ("worker" if name == "worker" else None))
+        GpuProcess(pid=1000 + i, name=name, used_bytes=used, container=name if in_container(name) else None,
+                   role="vllm" if name == "c-ocrdash-vllm" else ("worker" if name == "worker" else None),
+                   container_id=(ids or {}).get(name, fake_id(name)) if in_container(name) else None)
         for i, (name, used) in enumerate(used_by.items())
     )
     used = sum(used_by.values())
@@ -228,6 +241,37 @@ def test_stopping_another_container_needs_a_superuser_and_its_exact_name(make_us
                                        docker_factory=lambda: docker)
     assert jupyter.stopped
     assert action.freed_bytes == 5 * GIB and action.target == "c-jupyter" and action.username == "boss"
+
+
+@pytest.mark.django_db
+def test_a_container_is_stopped_by_the_id_found_from_its_gpu_process_not_by_the_name_typed(make_user):
+    # Someone names a container after the id of another one (64 hex): Docker takes a 64-hex name
+    # as an id first, so stopping "by name" would stop the other container.
+    boss = make_user("boss", is_staff=True, is_superuser=True)
+    bystander = FakeContainer("c-database")
+    impostor_name = bystander.id
+    holder = FakeContainer(impostor_name, container_id=fake_id("the real holder"))
+    docker = FakeDocker(bystander, holder)
+    before = snapshot_with({impostor_name: 5 * GIB}, ids={impostor_name: holder.id})
+
+    action = gpumanager.stop_container(boss, impostor_name, "web", snapshot_fn=lambda: before,
+                                       docker_factory=lambda: docker)
+
+    assert holder.stopped and not bystander.stopped
+    assert action.ok and holder.id[:12] in action.steps[0]["what"]
+
+
+@pytest.mark.django_db
+def test_a_container_renamed_since_the_sample_is_not_stopped(make_user):
+    boss = make_user("boss", is_staff=True, is_superuser=True)
+    renamed = FakeContainer("c-someone-else", container_id=fake_id("c-jupyter"))
+    docker = FakeDocker(renamed)
+
+    action = gpumanager.stop_container(boss, "c-jupyter", "web", snapshot_fn=lambda: snapshot_with({"c-jupyter": GIB}),
+                                       docker_factory=lambda: docker)
+
+    assert not renamed.stopped and not action.ok
+    assert "is now called 'c-someone-else'" in action.steps[0]["outcome"]
 
 
 @pytest.mark.django_db

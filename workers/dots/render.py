@@ -36,6 +36,11 @@ _BULLET = re.compile(r"\A[-*+•·▪◦][ \t]+")
 _SCHEME = re.compile(r"\A\s*([A-Za-z][A-Za-z0-9+.\-]*):")
 # Embedded crops: only base64 PNG or JPEG (not SVG, which is a document of its own).
 _DATA_IMAGE = re.compile(r"\Adata:image/(?:png|jpeg);base64,[A-Za-z0-9+/]*={0,2}\Z")
+# Where Markdown viewers take raw HTML, a comment or an autolink: "<" before a letter, "/", "!" or "?".
+_MARKUP_START = re.compile(r"<(?=[A-Za-z/!?])")
+# A Markdown link or image destination, inline ("](dest") or a reference definition ("[x]: dest").
+_LINK_DESTINATION = re.compile(r"(\]\(|^[ ]{0,3}\[[^\]\n]+\]:)([ \t]*\n?[ \t]*)(<[^>\n]*>?|[^)\s]*)", re.M)
+_URL_IGNORED = re.compile(r"[\x00-\x20\x7f]+")  # browsers drop tabs and newlines inside a URL
 
 STYLE = """
 body { font-family: system-ui, sans-serif; line-height: 1.5; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
@@ -94,25 +99,72 @@ def formula_tex(text: str) -> str:
 
 
 # -- Markdown -----------------------------------------------------------------------------------
+#
+# A Markdown file is shown by viewers (GitHub, editors, wikis) that take raw HTML and follow links,
+# so the model's text goes in as text: "<" that would open a tag, a comment or an autolink is
+# written "&lt;" (the viewer shows "<"), and a link or image to anything but http(s), mailto or a
+# relative address is written so that it stays text. Tables are the sanitized table HTML, as in
+# the HTML export.
+
+
+def _safe_link(destination: str) -> bool:
+    url = _URL_IGNORED.sub("", html.unescape(destination)).strip("<>")
+    m = _SCHEME.match(url)
+    return not m or m.group(1).lower() in ("http", "https", "mailto") or bool(_DATA_IMAGE.match(url))
+
+
+def _inert_links(text: str) -> str:
+    def check(m: re.Match) -> str:
+        if _safe_link(m.group(3)):
+            return m.group(0)
+        opener = m.group(1)
+        # "]\(" is no link; a reference definition loses its "[" the same way.
+        opener = "]\\(" if opener == "](" else "\\" + opener.lstrip(" ")
+        return opener + m.group(2) + m.group(3)
+
+    return _LINK_DESTINATION.sub(check, text)
+
+
+def _markdown_plain(text: str) -> str:
+    return _MARKUP_START.sub("&lt;", _inert_links(text))
+
+
+def markdown_text(text: str) -> str:
+    """Model text for a Markdown file: shown as written, never run or followed to a script. Tables
+    and $$ display math in it (text-mode answers hold both) stay tables and math."""
+    out = []
+    for i, segment in enumerate(_RICH_SPLIT.split(text)):
+        if not i % 2:
+            out.append(_markdown_plain(segment))
+        elif segment.startswith("$$"):
+            out.append(_markdown_tex(segment))
+        else:
+            out.append(_BLANK_LINES.sub("\n", sanitize_table_html(segment)))
+    return "".join(out)
+
+
+def _markdown_tex(tex: str) -> str:
+    # Inside $$ a "<" is TeX's relation sign: a space after it keeps the formula and ends any tag.
+    return _MARKUP_START.sub("< ", _inert_links(tex))
 
 
 def element_markdown(element: Element, picture_src: str | None = None) -> str:
     text = element.text.strip()
     category = element.category
     if category == "Picture":
-        return f"![Picture]({picture_src})" if picture_src else ""
+        return f"![Picture]({picture_src})" if picture_src and _safe_link(picture_src) else ""
     if not text:
         return ""
     if category in ("Title", "Section-header"):
         heading = " ".join(_HEADING_MARKS.sub("", text).split())
-        return ("# " if category == "Title" else "## ") + heading if heading else ""
+        return ("# " if category == "Title" else "## ") + markdown_text(heading) if heading else ""
     if category == "Formula":
         tex = formula_tex(text)
-        return f"$$\n{tex}\n$$" if tex else ""
+        return f"$$\n{_markdown_tex(tex)}\n$$" if tex else ""
     if category == "Table" and looks_like_html(text):
         # An HTML block in Markdown ends at a blank line: keep the table in one block.
         return _BLANK_LINES.sub("\n", sanitize_table_html(text))
-    return text
+    return markdown_text(text)
 
 
 def page_markdown(page: ParsedPage, include_headers_footers: bool = True, pictures: PictureNames | None = None,

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ocr_app', '0009_job_region'),
+        ('ocr_app', '0010_security_tokens'),
     ]
 
     operations = [

@@ -1,0 +1,33 @@
+"""The README's security section states how much the attack suite covers: the numbers must be the
+suite's own."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+from tests.security.browser.test_hostile_output import HOSTILE_OUTPUT
+from tests.security.test_hostile_files import HOSTILE
+from tests.security.test_permission_matrix import PAIRS, ROLES, ROWS
+
+
+def security_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("## Security") : text.index("## Benchmarks")]
+
+
+def number(pattern: str, text: str) -> int:
+    match = re.search(pattern, text.replace("\n", " "))
+    assert match, f"the README's security section lost {pattern!r}"
+    return int(match.group(1).replace(",", ""))
+
+
+def test_the_readme_states_the_suite_s_own_counts():
+    section = security_section()
+
+    assert number(r"\*\*(\d+) hostile inputs\*\*", section) == len(HOSTILE) + len(HOSTILE_OUTPUT)
+    assert number(r"(\d+) hostile files", section) == len(HOSTILE)
+    assert number(r"(\d+) hostile model outputs", section) == len(HOSTILE_OUTPUT)
+    assert number(r"\*\*([\d,]+) URL × role pairs\*\*", section) == PAIRS
+    assert number(r"every one of the (\d+) URL patterns", section) == len(ROWS)
+    assert PAIRS == len(ROWS) * len(ROLES)

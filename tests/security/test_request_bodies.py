@@ -1,0 +1,179 @@
+"""Request bodies before Django: over the limit → 413 before they are spooled (declared or
+streamed); a stranger's body is never read at all. Through the ASGI application itself (to see
+what is read) and through the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+from urllib.parse import urlsplit
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import Client
+
+from dashboard.asgi import application
+from ocr_app.models import ApiToken, Job
+from tests.security.hostile import png
+from tests.security.test_hostile_files import browser_multipart
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class Exchange:
+    """One HTTP request sent to the ASGI application, with a body given in chunks; records how
+    many chunks the application asked for and what it answered."""
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], chunks: list[bytes]):
+        self.scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        }  # fmt: skip
+        self.chunks = list(chunks)
+        self.read = 0
+        self.status = None
+        self.headers: dict[str, str] = {}
+        self.body = b""
+
+    async def receive(self):
+        if self.read < len(self.chunks):
+            self.read += 1
+            more = self.read < len(self.chunks)
+            return {"type": "http.request", "body": self.chunks[self.read - 1], "more_body": more}
+        await asyncio.Event().wait()  # the client stays connected until the answer is sent
+
+    async def send(self, message):
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = {k.decode(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            self.body += message.get("body", b"")
+
+    def run(self) -> Exchange:
+        async_to_sync(application)(self.scope, self.receive, self.send)
+        return self
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def multipart(name: str, data: bytes) -> tuple[bytes, dict[str, str]]:
+    body, content_type = browser_multipart(name, data)
+    return body, {"content-type": content_type, "accept": "application/json"}
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def test_a_stranger_s_upload_is_answered_without_reading_a_byte_of_it(sent_tasks):
+    body, headers = multipart("scan.png", png())
+    for path, status in (("/upload/", 401), ("/api/v1/jobs", 401), ("/jobs/1/cancel", 303)):
+        wants_json = dict(headers) if path != "/jobs/1/cancel" else {"content-type": headers["content-type"]}
+        sent = Exchange("POST", path, {**wants_json, "content-length": str(len(body))}, [body]).run()
+        assert (sent.status, sent.read) == (status, 0), path
+    assert sent.headers["location"] == "/login/?next=/jobs/1/cancel"
+    assert not Job.objects.exists()
+
+
+def test_a_forged_session_cookie_is_a_stranger_too(sent_tasks):
+    body, headers = multipart("scan.png", png())
+    headers.update({"content-length": str(len(body)), "cookie": "sessionid=made-up"})
+    sent = Exchange("POST", "/upload/", headers, [body]).run()
+    assert (sent.status, sent.read) == (401, 0)
+
+
+def test_the_login_form_is_read_from_anyone_but_only_a_small_body(make_user):
+    make_user("alice")
+    csrf = "k" * 32
+    form = f"csrfmiddlewaretoken={csrf}&username=alice&password=secret-pass-123".encode()
+    headers = {"content-type": "application/x-www-form-urlencoded", "content-length": str(len(form)),
+               "cookie": f"csrftoken={csrf}"}  # fmt: skip
+    assert Exchange("POST", "/login/", headers, [form]).run().status == 302
+
+    huge = b"username=alice&password=" + b"x" * 100_000
+    sent = Exchange("POST", "/login/", {**headers, "content-length": str(len(huge))}, [huge]).run()
+    assert (sent.status, sent.read) == (413, 0)
+
+
+def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(alice, settings, sent_tasks):
+    settings.MAX_REQUEST_BYTES = 200_000
+    body, headers = multipart("big.png", png(size=(800, 800)) + b"\0" * 250_000)
+    headers.update({"content-length": str(len(body)), "cookie": session_cookie(alice)})
+
+    sent = Exchange("POST", "/upload/", headers, [body]).run()
+
+    assert (sent.status, sent.read) == (413, 0)
+    assert sent.headers["content-type"] == "application/json"
+    error = sent.json()["error"]
+    assert "over the limit of 195.3 KB" in error and "nothing was stored" in error
+    assert sent.json()["refused"][0]["error"] == error  # the upload page lists it like any refusal
+    assert not Job.objects.exists()
+
+
+def test_a_streamed_body_is_cut_off_when_it_passes_the_limit(alice, settings, sent_tasks):
+    settings.MAX_REQUEST_BYTES = 200_000
+    key = ApiToken.create_for(alice, "script")[1]
+    chunks = [b"x" * 64_000] * 10  # 640 KB, no Content-Length (chunked)
+    headers = {"content-type": "multipart/form-data; boundary=zzz", "transfer-encoding": "chunked",
+               "authorization": f"Bearer {key}"}  # fmt: skip
+
+    sent = Exchange("POST", "/api/v1/jobs", headers, chunks).run()
+
+    assert sent.status == 413
+    assert sent.read == 4, "it stops reading at the chunk that passes the limit"
+    assert "more than 195.3 KB so far" in sent.json()["error"]
+
+
+def test_every_other_address_takes_a_form_sized_body_only(alice, sent_tasks):
+    body = json.dumps({"page": 1, "bbox": [0, 0, 10, 10], "padding": "x" * 3_000_000}).encode()
+    headers = {"content-type": "application/json", "content-length": str(len(body)), "cookie": session_cookie(alice)}
+    sent = Exchange("POST", "/jobs/1/region", headers, [body]).run()
+    assert (sent.status, sent.read) == (413, 0)
+
+
+def test_a_body_within_the_limit_reaches_the_upload(alice, sent_tasks):
+    body, headers = multipart("scan.png", png())
+    csrf = "k" * 32
+    headers.update({"content-length": str(len(body)), "cookie": f"{session_cookie(alice)}; csrftoken={csrf}",
+                    "x-csrftoken": csrf})  # fmt: skip
+    sent = Exchange("POST", "/upload/", headers, [body]).run()
+    assert sent.status == 200, sent.body[:300]
+    assert Job.objects.get().original_name == "scan.png"
+
+
+@pytest.mark.integration
+def test_the_real_server_refuses_an_oversized_body_and_a_stranger(asgi_server):
+    address = urlsplit(asgi_server.url)
+    # daphne reads a body whole before it calls the application (which is why the proxy in front
+    # must cap bodies too); then the body limit answers before Django spools it again.
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
+    big = json.dumps({"page": 1, "bbox": [0, 0, 9, 9], "pad": "x" * 3_000_000})
+    connection.request("POST", "/api/v1/jobs/1/region", body=big,
+                       headers={"Authorization": "Bearer ocrd_x", "Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 413
+    assert "over the limit of 2.5 MB" in json.loads(response.read())["error"]
+    connection.close()
+
+    body, headers = multipart("scan.png", png())
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+    connection.request("POST", "/api/v1/jobs", body=body, headers=headers)
+    response = connection.getresponse()
+    assert response.status == 401
+    assert json.loads(response.read())["code"] == "not_authenticated"
+    connection.close()
+
+
+def test_the_openai_compatible_endpoint_gets_the_answers_in_openai_s_shape():
+    body = json.dumps({"model": "dots.ocr", "messages": []}).encode()
+    sent = Exchange("POST", "/v1/chat/completions", {"content-type": "application/json",
+                                                      "content-length": str(len(body))}, [body]).run()  # fmt: skip
+    assert (sent.status, sent.read) == (401, 0)
+    error = sent.json()["error"]
+    assert error["type"] == "authentication_error" and error["code"] == "not_authenticated" and error["message"]
