@@ -158,8 +158,8 @@ class Soak:
     def run(self, every: tuple[float, float] = (5.0, 15.0), kinds: tuple[str, ...] = FAULTS,
             schedule: list[str] | None = None, pause: tuple[float, float] = (0.0, 0.0), faults_until: float = 0.9,
             settle: float = 180.0, give_up_after: float = 180.0) -> SoakResult:
-        """Faults every `every` seconds: `schedule`, in its order, else random ones of `kinds` until
-        `faults_until` of the jobs have ended. Each client pauses `pause` seconds between uploads.
+        """Faults every `every` seconds: `schedule`, in its order (all of it), else random ones of
+        `kinds` until `faults_until` of the jobs have ended. Each client pauses `pause` seconds between uploads.
         Then up to `settle` seconds for every job to end: those that do not are stuck."""
         self.started, self.pause = time.monotonic(), pause
         self.faulting.set()
@@ -171,7 +171,10 @@ class Soak:
         injector.start()
         for thread in clients:
             thread.join()
-        self._wait_ended(faults_until, self.faulting.is_set, settle)
+        if schedule:
+            injector.join()  # every scheduled fault, however quickly the jobs go
+        else:
+            self._wait_ended(faults_until, self.faulting.is_set, settle)
         self.faulting.clear()
         injector.join()
         self._wait_ended(1.0, lambda: True, settle)

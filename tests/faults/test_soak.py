@@ -16,7 +16,7 @@ def test_every_job_of_a_soak_with_faults_ends_once_with_the_right_text(make_stac
     stack = make_stack(recovery={"RUNNER_LOST_SECONDS": 10, "RESEND_AFTER_SECONDS": 5}).start_all()
 
     soak = Soak(stack, jobs=16, clients=3, seed=7)
-    result = soak.run(every=(2.0, 4.0), schedule=["pool", "redis", "web", "worker"], pause=(0.3, 1.0), settle=120)
+    result = soak.run(every=(1.5, 3.0), schedule=["pool", "redis", "web", "worker"], pause=(0.3, 1.0), settle=120)
     print("\n".join(result.lines()))
 
     assert result.faults == {"pool": 1, "redis": 1, "web": 1, "worker": 1}
