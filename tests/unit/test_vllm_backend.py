@@ -21,6 +21,7 @@ from workers.backends.vllm_backend import (
     VllmBackend,
     VllmClient,
     VllmServerError,
+    build_launch,
     explain_startup_failure,
     find_managed_container,
     parse_progress,
@@ -484,6 +485,23 @@ def test_a_running_container_with_the_same_launch_is_adopted(engine, tmp_path):
     third.load(managed_plan(tmp_path, max_new_tokens=1024, max_model_len=7000))
     assert len(engine.run_calls) == 2 and engine.removed == [first.container.name]
     third.unload()
+
+
+def test_a_known_launch_keeps_its_configuration_hash():
+    """Running containers carry this hash (ocrdash.config): a worker that restarts adopts one only
+    when the launch it builds hashes the same, so the hash of a given plan never changes."""
+    plan = make_plan([Device(0, 16 * GiB, 15 * GiB, (8, 9), "L4")], PlannerSettings(backend="vllm")).as_json()
+    plan.update(
+        model="rednote-hilab/dots.ocr", revision=REVISION, cache_dir="/srv/models/huggingface", device_index=1,
+        allow_download=False, hf_token="secret",
+    )  # fmt: skip
+    assert build_launch(plan).config_hash == "ce1555856d140d0c"
+    by_keys = {
+        "model": "rednote-hilab/dots.ocr", "revision": REVISION, "cache_dir": "/srv/models/huggingface",
+        "gpu_memory_utilization": 0.5, "max_model_len": 8192, "max_num_seqs": 1, "max_num_batched_tokens": 4096,
+        "dtype": "bfloat16", "max_pixels": 2_000_000, "quantization": "fp8", "enforce_eager": True,
+    }  # fmt: skip
+    assert build_launch(by_keys).config_hash == "557f51d67db76291"
 
 
 def test_a_missing_image_is_pulled_with_progress(tmp_path):
