@@ -33,12 +33,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from core.queues import RUN_JOB_TASK
+
 # Holds a mapping that is replaced, never changed in place (set() a new one), so one default is safe.
 _EMPTY: dict[str, Any] = {}
 _CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("ocrdash_log_context")
 
 # Tasks whose first argument is a job id.
-JOB_TASKS = frozenset({"workers.tasks.run_job"})
+JOB_TASKS = frozenset({RUN_JOB_TASK})
 
 # Attributes every LogRecord has; anything else on a record came from `extra` or a filter.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}

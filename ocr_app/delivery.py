@@ -25,14 +25,14 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from core.queues import FIRST, GPU_QUEUE, NEW, RUN_JOB_TASK, priority_keys, worker_queue
 from dashboard.celery import app as celery_app
 from ocr_app import jobstate
 from ocr_app.models import Job
-from workers.queues import FIRST, GPU_QUEUE, NEW, priority_keys, worker_queue
 
 log = logging.getLogger(__name__)
 
-TASK_NAME = "workers.tasks.run_job"
+TASK_NAME = RUN_JOB_TASK
 # Seconds a client is told to wait before sending again while the broker does not answer.
 RETRY_AFTER_SECONDS = 30
 BROKER_DOWN = (

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from core.queues import UNLOAD_BACKEND_TASK, worker_queue
 from ocr_app import livestate
 from ocr_app.models import GpuAction
 from workers.containers import ContainerNames, label_processes
 from workers.gpu import GpuSnapshot, read_snapshot
-from workers.queues import worker_queue
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def free(
     send = send_task or _send_task
     for step, name in zip(steps, sorted(workers), strict=False):
         try:
-            send("workers.tasks.unload_backend", kwargs={"reason": f"freed by {user.username}"},
+            send(UNLOAD_BACKEND_TASK, kwargs={"reason": f"freed by {user.username}"},
                  queue=worker_queue(name))
             step.outcome, step.ok = _wait_unloaded(name, asked_at, wait_seconds)
         except Exception as exc:

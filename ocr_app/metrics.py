@@ -48,9 +48,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from core.queues import GPU_QUEUE, priority_keys, worker_queue
 from ocr_app import jobstate, livestate
 from ocr_app.models import Job
-from workers.queues import GPU_QUEUE, priority_keys, worker_queue
 
 log = logging.getLogger(__name__)
 

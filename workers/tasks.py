@@ -24,6 +24,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from PIL import Image, ImageOps
 
+from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from ocr_app import backendconfig, delivery, events, files, jobstate, livestate, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import PDF
@@ -35,7 +36,6 @@ from workers.gpu import read_snapshot
 from workers.gpupeak import GpuPeak
 from workers.pdf import PdfRefused, render_page
 from workers.planner import Plan, PlanRefused, replan_after_oom
-from workers.queues import worker_queue
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def _start(job: Job, me: str, **fields) -> bool:
 
 # Not reject_on_worker_lost: when the pool process dies, Celery acknowledges the task and reports
 # WorkerLostError to the main process, which queues the job again or fails it (on_task_failure).
-@shared_task(name="workers.tasks.run_job", bind=True, acks_late=True, reject_on_worker_lost=False)
+@shared_task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=False)
 def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | None = None) -> str:
     """Run one job. `tried` lists the workers whose GPU could not fit it (see route_elsewhere);
     `queued_at` tells a task sent before a cancel-and-retry from the one sent after it."""
@@ -484,7 +484,7 @@ def route_elsewhere(job: Job, me: str, tried: list[str], reasons: list[str]) -> 
     Job.objects.filter(pk=job.pk).update(plan={"refused_by": reasons})
     job.plan = {"refused_by": reasons}
     kwargs = {"tried": tried, "queued_at": job.queued_at.isoformat() if job.queued_at else None}
-    run_job.app.send_task("workers.tasks.run_job", args=[job.pk], kwargs=kwargs, queue=worker_queue(target))
+    run_job.app.send_task(RUN_JOB_TASK, args=[job.pk], kwargs=kwargs, queue=worker_queue(target))
     log.info("job %s does not fit on %s; sent to %s", job.pk, me, target)
     return True
 
@@ -525,7 +525,7 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
             events.publish_job(job)
 
 
-@shared_task(name="workers.tasks.unload_backend", bind=True)
+@shared_task(name=UNLOAD_BACKEND_TASK, bind=True)
 def unload_backend(self, reason: str = "asked to free the GPU") -> dict:
     """Sent to one worker's own queue by the GPU memory manager."""
     HOLDER.hostname = self.request.hostname or HOLDER.hostname

@@ -1,8 +1,13 @@
-"""Queue names. Every worker takes jobs from the shared queue, and also listens on a queue of
+"""Queue and task names. Every worker takes jobs from the shared queue, and also listens on a queue of
 its own: for orders meant for it alone (unload, free the GPU) and for jobs routed to it because
 another worker's GPU could not fit them."""
 
 GPU_QUEUE = "gpu"
+
+# The Celery names of the worker's tasks (workers/tasks.py). Messages waiting in Redis carry them,
+# and CELERY_TASK_ROUTES matches "workers.tasks.*": they never change.
+RUN_JOB_TASK = "workers.tasks.run_job"
+UNLOAD_BACKEND_TASK = "workers.tasks.unload_backend"
 
 # Task priorities, as kombu's Redis transport serves them: each queue is one Redis list per
 # priority step (0, 3, 6, 9), read in that order. A new job is sent at NEW; a job queued again
