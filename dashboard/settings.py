@@ -480,7 +480,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "JobStateEnum": "ocr_app.jobstate.STATES",
-        "JobModeEnum": "workers.dots.prompts.MODES",
+        "JobModeEnum": "core.dots.prompts.MODES",
         "UploadModeEnum": "ocr_app.api.serializers.AVAILABLE_MODES",
     },
 }

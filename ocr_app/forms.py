@@ -3,9 +3,9 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from core.dots import prompts
 from ocr_app.validation import ACCEPTED_EXTENSIONS
 from workers import ocr_languages
-from workers.dots import prompts
 
 # The tasks an upload can ask for; the text of one region (grounding) needs a box, which an upload
 # does not carry.

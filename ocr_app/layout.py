@@ -10,12 +10,12 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core.dots import render
+from core.dots.parse import ParsedPage
 from ocr_app import documents, jobstate, regions
 from ocr_app.delivery import BrokerUnavailable
 from ocr_app.files import DiskFull
 from ocr_app.models import Job
-from workers.dots import render
-from workers.dots.parse import ParsedPage
 
 
 def _page_read(job: Job, number: int) -> ParsedPage | None:

@@ -9,8 +9,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from core.dots import prompts
 from ocr_app import jobstate
-from workers.dots import prompts
 
 
 def upload_path(job: Job, filename: str) -> str:
@@ -43,7 +43,7 @@ class Job(models.Model):
     # Backend asked for at upload ("" = the server's choice) and the one that ran it.
     backend = models.CharField(max_length=32, blank=True, default="")
     language = models.CharField(max_length=32, blank=True, default="")
-    # The task: dots.ocr's prompt mode (workers.dots.prompts.MODES). rapidocr reads it as the shape
+    # The task: dots.ocr's prompt mode (core.dots.prompts.MODES). rapidocr reads it as the shape
     # of the result: line boxes as Text elements for the layout modes, plain text for `text`.
     mode = models.CharField(max_length=20, choices=MODE_CHOICES, default=prompts.LAYOUT_ALL)
     # grounding: the region to read, [x1, y1, x2, y2] in the pixels of the uploaded image.

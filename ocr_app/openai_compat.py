@@ -33,6 +33,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS, TEXT_ONLY
 from ocr_app import cancel, jobstate
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.auth import ApiTokenAuthentication
@@ -43,7 +44,6 @@ from ocr_app.files import DiskFull
 from ocr_app.models import Job, JobOrigin
 from ocr_app.queueing import create_job
 from ocr_app.validation import UploadRefused, check_image, human_bytes
-from workers.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS, TEXT_ONLY
 
 MODEL_ID = "dots.ocr"
 MODEL_CREATED = 1722470400  # 2024-08-01, dots.ocr's release month: a fixed "created" for /v1/models

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageOps
 
+from core.dots import render
+from core.dots.parse import ParsedPage
 from ocr_app import documents
 from ocr_app.models import Job
 from ocr_app.validation import PDF
-from workers.dots import render
-from workers.dots.parse import ParsedPage
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from core.dots.prompts import LAYOUT_ALL
 from ocr_app import delivery, events, files, jobstate, serving
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import CheckedImage, make_thumbnail
-from workers.dots.prompts import LAYOUT_ALL
 
 # The exit status of a web process stopped by the fault-injection hook below.
 FAULT_EXIT_STATUS = 70

@@ -14,12 +14,12 @@ from pathlib import PurePath
 
 from django.conf import settings
 
+from core.dots.prompts import GROUNDING
 from ocr_app import pictures
 from ocr_app.delivery import require_broker
 from ocr_app.models import Job
 from ocr_app.queueing import create_job
 from ocr_app.validation import PDF, UploadRefused, check_upload
-from workers.dots.prompts import GROUNDING
 
 # A box thinner than this holds no readable glyph.
 MIN_SIDE = 4

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from workers import pdf
+from core import pdf
 
 # Pillow format name -> what we call it on pages.
 ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP"}
@@ -104,7 +104,7 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Chec
 
 
 def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pdf_pages: int) -> CheckedImage:
-    """An image (check_image) or a PDF (workers.pdf.inspect_pdf: page limit, encryption, damage)."""
+    """An image (check_image) or a PDF (core.pdf.inspect_pdf: page limit, encryption, damage)."""
     if not pdf.looks_like_pdf(data):
         return check_image(name, data, max_bytes, max_pixels)
     try:

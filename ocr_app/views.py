@@ -16,6 +16,8 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
+from core import pdf
+from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from ocr_app import jobstate, layout, livestate, retention, serving
 from ocr_app.api.results import DOWNLOADS, result_document
 from ocr_app.delivery import BrokerUnavailable, require_broker
@@ -25,8 +27,7 @@ from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
 from ocr_app.models import Job, Page, queued_jobs_in_order
 from ocr_app.queueing import create_job
 from ocr_app.validation import ACCEPTED_EXTENSIONS, PDF, UploadRefused, check_upload, human_bytes
-from workers import ocr_languages, pdf
-from workers.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
+from workers import ocr_languages
 from workers.gpu import NO_GPU_MESSAGE
 
 log = logging.getLogger(__name__)

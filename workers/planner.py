@@ -19,7 +19,7 @@ A forced backend that cannot fit raises `PlanRefused`, whose `reasons` say why. 
 plan with a flag) is deliberate: code that starts a backend from a plan cannot start a refused one
 by forgetting to look at a flag.
 
-The estimate of each backend (every constant is named below and in workers/modelfacts.py):
+The estimate of each backend (every constant is named below and in core/modelfacts.py):
 
 - vLLM, which checks `gpu_memory_utilization × total ≤ free memory` when it starts and then fits
   weights, profiled activations and the KV cache inside that fraction:
@@ -56,7 +56,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from workers.modelfacts import (
+from core.modelfacts import (
     A4_200DPI_PIXELS,
     BF16,
     DOTS_OCR,
@@ -923,7 +923,7 @@ def replan_after_oom(plan: Plan, gpu: Any, settings: PlannerSettings | None = No
 #     (https://github.com/vllm-project/vllm/pull/19967, reduced by
 #     https://github.com/vllm-project/vllm/pull/31914 in 2026) is why fp8 still needs the bf16 peak.
 # Decisions where the sources are silent: the reserve (0.5 GiB + 5%), the 512 MiB CUDA context and
-# the other named overheads, the activation formulas and their 1.25 margin (workers/modelfacts.py),
+# the other named overheads, the activation formulas and their 1.25 margin (core/modelfacts.py),
 # the 512-token prompt budget, the 1,280-token floor, max_num_seqs 1, fp8 from compute capability 8.0,
 # not shrinking the output budget, and counting dots.ocr's vision tower as bf16 under vLLM fp8 but as
 # quantized under bitsandbytes.

@@ -1,7 +1,7 @@
 """Any backend's answer for one page as a ParsedPage, the one shape results are stored, shown
 and exported in (pure: no Django).
 
-dots.ocr's answer is parsed for the job's task (`workers.dots.parse.parse_output`). rapidocr finds
+dots.ocr's answer is parsed for the job's task (`core.dots.parse.parse_output`). rapidocr finds
 text lines, not layout: for the layout tasks each line becomes a Text element with the box around
 it, for `text` the page is its plain text.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.dots.parse import Element, ParsedPage, normalize_text, parse_output
+from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 from workers.backends.base import OcrResult, TextLine
-from workers.dots.parse import Element, ParsedPage, normalize_text, parse_output
-from workers.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 
 
 def line_box(line: TextLine | dict) -> tuple[int, int, int, int]:

@@ -24,6 +24,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 from PIL import Image, ImageOps
 
+from core.dots.prompts import GROUNDING
+from core.pdf import PdfRefused, render_page
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from ocr_app import backendconfig, delivery, events, files, jobstate, livestate, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
@@ -31,10 +33,8 @@ from ocr_app.validation import PDF
 from workers import readpage
 from workers.backends import create_backend
 from workers.backends.base import BackendError, JobCancelled, OcrBackend, OutOfMemory
-from workers.dots.prompts import GROUNDING
 from workers.gpu import read_snapshot
 from workers.gpupeak import GpuPeak
-from workers.pdf import PdfRefused, render_page
 from workers.planner import Plan, PlanRefused, replan_after_oom
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ from pathlib import PurePath
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
 
+from core.dots import render
+from core.dots.parse import ParsedPage
 from ocr_app import documents, pictures, serving
 from ocr_app.events import job_payload
 from ocr_app.models import Job, Page
-from workers.dots import render
-from workers.dots.parse import ParsedPage
 
 
 def download_name(job: Job, suffix: str, page: int | None = None) -> str:

@@ -8,10 +8,10 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 from ocr_app import jobstate
 from ocr_app.models import BackendSettings, Job
 from workers import ocr_languages
-from workers.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 
 KNOWN_BACKENDS = [value for value, _ in BackendSettings.BACKEND_CHOICES if value != BackendSettings.AUTO]
 # Task modes an upload can ask for; grounding (the text of one region) needs a box.

@@ -9,11 +9,11 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from core.dots.parse import parse_output
 from ocr_app import jobstate
 from ocr_app.models import Job
 from tests.browser.conftest import off_the_loop
 from tests.conftest import text_image
-from workers.dots.parse import parse_output
 
 pytestmark = pytest.mark.browser
 

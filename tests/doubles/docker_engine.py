@@ -40,8 +40,8 @@ from typing import Any
 import docker.errors
 from docker.models.containers import _create_container_args
 
+from core.dots.resize import MAX_PIXELS
 from tests.doubles.openai_server import OpenAIServer
-from workers.dots.resize import MAX_PIXELS
 
 API_VERSION = "1.44"
 

@@ -11,7 +11,7 @@ It listens on 127.0.0.1 (a free port unless one is given) in a thread and answer
 Each chat request is checked against dots.ocr's request format (``check_chat_request``): the model
 name, one user message whose content is an ``image_url`` part holding a PNG data URL (sides multiples
 of 28, at most ``max_pixels`` pixels) and a ``text`` part that is ``<|img|><|imgpad|><|endofimg|>``
-followed by exactly one of the prompts of ``workers.dots.prompts``, temperature 0.1, top_p 0.9 and
+followed by exactly one of the prompts of ``core.dots.prompts``, temperature 0.1, top_p 0.9 and
 ``max_completion_tokens`` (or ``max_tokens``). A request that fails a check gets vLLM's 400 error
 body, and the reason is kept in ``problems``; every request is kept in ``requests``.
 
@@ -41,8 +41,8 @@ from typing import Any
 
 from PIL import Image
 
-from workers.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS
-from workers.dots.resize import FACTOR, MAX_PIXELS
+from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS
+from core.dots.resize import FACTOR, MAX_PIXELS
 
 BEHAVIOURS = (
     "ok",

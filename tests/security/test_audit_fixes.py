@@ -19,11 +19,11 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
+from core.dots.parse import parse_output
+from core.dots.render import markdown_text, to_markdown
 from dashboard.private_files import create_private_file, write_private_file
 from ocr_app import backendconfig
 from ocr_app.models import ApiToken, BackendSettings, Job, Page
-from workers.dots.parse import parse_output
-from workers.dots.render import markdown_text, to_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from workers.dots.boxes import (
+from core.dots.boxes import (
     clamp_box,
     fix_box,
     original_to_sent,

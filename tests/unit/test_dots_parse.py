@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers.dots.boxes import to_original
-from workers.dots.parse import (
+from core.dots.boxes import to_original
+from core.dots.parse import (
     Element,
     ParsedPage,
     cut_loops,
@@ -20,7 +20,7 @@ from workers.dots.parse import (
     normalize_text,
     parse_output,
 )
-from workers.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_CATEGORIES, LAYOUT_ONLY, MODES, TEXT_ONLY
+from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_CATEGORIES, LAYOUT_ONLY, MODES, TEXT_ONLY
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "dots_outputs"
 SENT, ORIGINAL = (1000, 1400), (2000, 2800)  # the corpus default: every coordinate doubles

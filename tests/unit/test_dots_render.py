@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from workers.dots.parse import Element, ParsedPage, parse_output
-from workers.dots.prompts import LAYOUT_ALL, LAYOUT_CATEGORIES, TEXT_ONLY
-from workers.dots.render import (
+from core.dots.parse import Element, ParsedPage, parse_output
+from core.dots.prompts import LAYOUT_ALL, LAYOUT_CATEGORIES, TEXT_ONLY
+from core.dots.render import (
     crop_pictures,
     formula_tex,
     layout_dict,
@@ -24,7 +24,7 @@ from workers.dots.render import (
     to_markdown,
     to_text,
 )
-from workers.dots.tables import ALLOWED_TAGS, sanitize_table_html, table_to_text
+from core.dots.tables import ALLOWED_TAGS, sanitize_table_html, table_to_text
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "dots_outputs"
 EXPECTED = CORPUS / "expected"

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from workers.dots.resize import FACTOR, MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens, smart_resize
+from core.dots.resize import FACTOR, MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens, smart_resize
 
 
 def test_it_rounds_an_a4_page_at_200_dpi_to_multiples_of_28():

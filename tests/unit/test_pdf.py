@@ -14,9 +14,9 @@ import pypdfium2.raw as pdfium_c
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from core import pdf as pdfmod
+from core.pdf import PdfRefused, fit_dpi, inspect_pdf, iter_pages, page_count, render_page
 from tests.fixtures.pdfs import handmade_pdf
-from workers import pdf as pdfmod
-from workers.pdf import PdfRefused, fit_dpi, inspect_pdf, iter_pages, page_count, render_page
 
 FONT_PATH = Path(__file__).resolve().parents[1] / "data" / "DejaVuSans.ttf"
 SAMPLE = Path("/work/shared/samples/dots-demo.pdf")

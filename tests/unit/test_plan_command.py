@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from core.modelfacts import GiB
 from workers import gpu
 from workers.gpu import GpuDevice, GpuSnapshot
-from workers.modelfacts import GiB
 
 SEED = ["--total", "11.94GiB", "--free", "5.81GiB", "--cc", "8.6"]
 

@@ -24,6 +24,9 @@ except ImportError as exc:  # the dots.ocr backends' packages are optional for t
         pytest.fail(f"CI=true and the transformers backend's packages are missing: {exc}", pytrace=False)
     pytest.skip(f"torch and transformers are not installed: {exc}", allow_module_level=True)
 
+from core.dots import prompts
+from core.dots.resize import fit_for_model
+from core.modelfacts import DOTS_OCR
 from tests.fixtures.tiny_dots.build import REAL_SIZES, build_tiny_model, write_code_and_config
 from workers.backends import base
 from workers.backends.base import BackendError, JobCancelled, OcrResult
@@ -33,9 +36,6 @@ from workers.backends.transformers_backend import (
     TransformersBackend,
     model_source,
 )
-from workers.dots import prompts
-from workers.dots.resize import fit_for_model
-from workers.modelfacts import DOTS_OCR
 
 # dots.ocr's prepare_inputs_for_generation passes num_logits_to_keep, which transformers 4.51
 # reports as deprecated on every step.

@@ -12,6 +12,8 @@ import docker.types
 import pytest
 from PIL import Image, ImageDraw
 
+from core.dots.prompts import PROMPTS
+from core.modelfacts import GiB
 from tests.doubles.docker_engine import FakeDockerEngine, docker_refused
 from tests.doubles.openai_server import DEFAULT_ANSWERS, OpenAIServer
 from workers.backends.base import BackendError, JobCancelled
@@ -28,8 +30,6 @@ from workers.backends.vllm_backend import (
     stop_managed_containers,
 )
 from workers.containers import ROLE_LABEL
-from workers.dots.prompts import PROMPTS
-from workers.modelfacts import GiB
 from workers.planner import Device, PlannerSettings, make_plan
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"

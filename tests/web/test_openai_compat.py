@@ -14,12 +14,12 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 from PIL import Image
 
+from core.dots.prompts import PROMPTS
 from ocr_app import openai_compat
 from ocr_app.models import ApiToken, Job
 from tests.web.api_support import api_client, token_for
 from tests.web.conftest import image_bytes
 from workers.backends.vllm_backend import VllmClient
-from workers.dots.prompts import PROMPTS
 
 pytestmark = pytest.mark.django_db
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core.dots.prompts import GROUNDING, TEXT_ONLY
 from workers import ocr_languages
 from workers.backends.base import (
     BackendError,
@@ -27,7 +28,6 @@ from workers.backends.base import (
     ProgressCallback,
     TextLine,
 )
-from workers.dots.prompts import GROUNDING, TEXT_ONLY
 from workers.ocr_languages import OcrLanguage
 
 log = logging.getLogger(__name__)

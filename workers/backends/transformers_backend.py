@@ -40,7 +40,7 @@ Three facts about dots.ocr's remote code that shape this module:
    `workers.backends.vision_attention` makes it per-image fused attention, linear in the patches.
 
 `ocr()` follows `_inference_with_hf` of dots_ocr/parser.py: the image (resized by
-`workers.dots.resize.fit_for_model` to at most the plan's max_pixels) and the task prompt go
+`core.dots.resize.fit_for_model` to at most the plan's max_pixels) and the task prompt go
 through the processor's chat template; the processor widens the one `<|imgpad|>` to one pad token
 per 28×28 pixels; the new tokens are decoded without special tokens. Decoding is greedy, so a page
 reads the same each time (dots.ocr's vLLM helper samples at temperature 0.1, close to greedy).
@@ -61,6 +61,9 @@ from typing import Any
 
 from PIL import Image
 
+from core.dots import prompts
+from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
+from core.modelfacts import DOTS_OCR
 from workers.backends import base
 from workers.backends.base import (
     BackendError,
@@ -71,9 +74,6 @@ from workers.backends.base import (
     ProgressCallback,
 )
 from workers.backends.vision_attention import use_per_image_attention
-from workers.dots import prompts
-from workers.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
-from workers.modelfacts import DOTS_OCR
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +447,7 @@ class TransformersBackend(OcrBackend):
     ) -> OcrResult:
         """Read one page.
 
-        `mode` is one of workers.dots.prompts.MODES. For "grounding", `bbox` is the box
+        `mode` is one of core.dots.prompts.MODES. For "grounding", `bbox` is the box
         [x1, y1, x2, y2] to read, in pixels of `image` as given here; it is scaled to the resized
         image the model sees. `cancel` is asked before the page, between the vision tower's blocks
         and after every generated token.

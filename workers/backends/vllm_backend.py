@@ -80,6 +80,8 @@ from typing import Any
 import requests
 from PIL import Image
 
+from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, MODES, prompt_for
+from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
 from workers.backends.base import (
     BackendError,
     CancelCheck,
@@ -89,8 +91,6 @@ from workers.backends.base import (
     ProgressCallback,
 )
 from workers.containers import ROLE_LABEL
-from workers.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, MODES, prompt_for
-from workers.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.modelfacts import GiB
 from ocr_app import backendconfig
-from workers.modelfacts import GiB
 from workers.planner import BACKENDS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
 
 

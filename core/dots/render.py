@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from PIL import Image
 
-from workers.dots.parse import HEADER_FOOTER, Element, ParsedPage, plain_text
-from workers.dots.tables import looks_like_html, sanitize_table_html
+from core.dots.parse import HEADER_FOOTER, Element, ParsedPage, plain_text
+from core.dots.tables import looks_like_html, sanitize_table_html
 
 # picture_name(page_number, element) -> file name or URL of the element's crop, or None.
 PictureNames = Callable[[int, Element], "str | None"] | Mapping

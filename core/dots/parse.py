@@ -28,10 +28,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from workers.dots import boxes, lenient_json
-from workers.dots.lenient_json import JNum
-from workers.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_CATEGORIES, LAYOUT_ONLY, MODES, TEXT_ONLY
-from workers.dots.tables import table_to_text
+from core.dots import boxes, lenient_json
+from core.dots.lenient_json import JNum
+from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_CATEGORIES, LAYOUT_ONLY, MODES, TEXT_ONLY
+from core.dots.tables import table_to_text
 
 HEADER_FOOTER = ("Page-header", "Page-footer")
 

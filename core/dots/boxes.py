@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from workers.dots.resize import MAX_PIXELS, MIN_PIXELS, smart_resize
+from core.dots.resize import MAX_PIXELS, MIN_PIXELS, smart_resize
 
 Box = tuple[int, int, int, int]
 FloatBox = tuple[float, float, float, float]
