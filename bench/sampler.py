@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.containers import ContainerNames, label_processes  # noqa: E402
-from workers.gpu import NvmlReader, sample_to_event  # noqa: E402
+from core.containers import ContainerNames, label_processes  # noqa: E402
+from core.gpu import NvmlReader, sample_to_event  # noqa: E402
 
 TARGET_PERCENT = 1.0
 WINDOW_SECONDS = 10.0

@@ -19,7 +19,7 @@ seconds of the pages done so far (null unless running with a page done).
 still waiting get a `job.status` each with their new position.
 
 `gpu.sample` is sent about once a second by the GPU monitor; its body is
-documented in workers/gpu.py (`sample_to_event`).
+documented in core/gpu.py (`sample_to_event`).
 
 `backend.status` is sent by a worker when its backend changes state:
 

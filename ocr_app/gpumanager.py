@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from core.containers import ContainerNames, label_processes
+from core.gpu import GpuSnapshot, read_snapshot
 from core.queues import UNLOAD_BACKEND_TASK, worker_queue
 from ocr_app import livestate
 from ocr_app.models import GpuAction
-from workers.containers import ContainerNames, label_processes
-from workers.gpu import GpuSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
 

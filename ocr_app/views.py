@@ -18,6 +18,7 @@ from PIL import Image
 
 from core import pdf
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
+from core.gpu import NO_GPU_MESSAGE
 from ocr_app import jobstate, layout, livestate, retention, serving
 from ocr_app.api.results import DOWNLOADS, result_document
 from ocr_app.delivery import BrokerUnavailable, require_broker
@@ -28,7 +29,6 @@ from ocr_app.models import Job, Page, queued_jobs_in_order
 from ocr_app.queueing import create_job
 from ocr_app.validation import ACCEPTED_EXTENSIONS, PDF, UploadRefused, check_upload, human_bytes
 from workers import ocr_languages
-from workers.gpu import NO_GPU_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _process_view(process: dict) -> dict:
 
 
 def _device_view(device: dict) -> dict:
-    """One device of a gpu.sample (workers/gpu.py), with the numbers the page writes."""
+    """One device of a gpu.sample (core/gpu.py), with the numbers the page writes."""
     total, used = device.get("total") or 0, device.get("used") or 0
     reserved = device.get("reserved")
     processes = sorted(device.get("processes") or [], key=lambda p: -(p.get("used_bytes") or 0))

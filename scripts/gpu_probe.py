@@ -1,6 +1,6 @@
 """The GPU facts ocrdash relies on, checked against a real NVIDIA card (run by scripts/device_check.sh).
 
-1. NVML through workers.gpu: devices, memory, the processes holding it.
+1. NVML through core.gpu: devices, memory, the processes holding it.
 2. A second process allocates memory: the sampler sees the device's free memory drop by that much
    and attributes it to that pid.
 3. The planner against the real card with that memory held by the other process, and whether
@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from workers.gpu import read_snapshot  # noqa: E402
-from workers.gpupeak import GpuPeak  # noqa: E402
+from core.gpu import read_snapshot  # noqa: E402
+from core.gpupeak import GpuPeak  # noqa: E402
 from workers.planner import PlannerSettings, fits_now, make_plan  # noqa: E402
 
 GiB = 1024**3

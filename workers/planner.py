@@ -112,7 +112,7 @@ class PlanRefused(Exception):
 
 @dataclass(frozen=True)
 class Device:
-    """The planner's view of one GPU: any object with these attributes will do (workers.gpu.GpuDevice)."""
+    """The planner's view of one GPU: any object with these attributes will do (core.gpu.GpuDevice)."""
 
     index: int
     total_bytes: int
@@ -122,7 +122,7 @@ class Device:
 
 
 def devices_of(gpu: Any) -> list[Device]:
-    """Accept a workers.gpu.GpuSnapshot, a sequence of devices, or None (no GPU)."""
+    """Accept a core.gpu.GpuSnapshot, a sequence of devices, or None (no GPU)."""
     if gpu is None:
         return []
     items = getattr(gpu, "devices", gpu)
@@ -791,7 +791,7 @@ def _search(
 
 
 def make_plan(gpu: Any, settings: PlannerSettings | None = None) -> Plan:
-    """Plan for `gpu` (a workers.gpu.GpuSnapshot, a list of devices, or None); raise PlanRefused
+    """Plan for `gpu` (a core.gpu.GpuSnapshot, a list of devices, or None); raise PlanRefused
     when the asked-for backend cannot fit."""
     settings = settings or PlannerSettings()
     devices = devices_of(gpu)

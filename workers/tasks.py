@@ -25,6 +25,8 @@ from django.utils import timezone
 from PIL import Image, ImageOps
 
 from core.dots.prompts import GROUNDING
+from core.gpu import read_snapshot
+from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused, render_page
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from ocr_app import backendconfig, delivery, events, files, jobstate, livestate, recovery, retention
@@ -33,8 +35,6 @@ from ocr_app.validation import PDF
 from workers import readpage
 from workers.backends import create_backend
 from workers.backends.base import BackendError, JobCancelled, OcrBackend, OutOfMemory
-from workers.gpu import read_snapshot
-from workers.gpupeak import GpuPeak
 from workers.planner import Plan, PlanRefused, replan_after_oom
 
 log = logging.getLogger(__name__)

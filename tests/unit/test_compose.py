@@ -99,7 +99,7 @@ def test_the_worker_and_the_gpu_monitor_reserve_the_same_nvidia_gpu(compose):
         assert device == {"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}
         assert s[name]["environment"]["CUDA_VISIBLE_DEVICES"] == "0"
         assert s[name]["environment"]["OCRDASH_GPU_INDEX"] == "0"
-        assert s[name]["pid"] == "host"  # NVML's host pids match /proc (workers/containers.py)
+        assert s[name]["pid"] == "host"  # NVML's host pids match /proc (core/containers.py)
     assert load(WORKER_GPU="2")["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"][0][
         "device_ids"
     ] == ["2"]

@@ -6,14 +6,14 @@ import inspect
 
 import pytest
 
-from tests.doubles.fake_pynvml import FakeNvml
-from workers.containers import (
+from core.containers import (
     ContainerNames,
     container_id_in_cgroup,
     container_of_pid,
     label_processes,
 )
-from workers.gpu import NvmlReader, sample_to_event
+from core.gpu import NvmlReader, sample_to_event
+from tests.doubles.fake_pynvml import FakeNvml
 
 VLLM_ID = "4f9c2b7e81d35a06c7e1f28b9d40a5c36e8f17b2a9d04c53e6b81f7a2c90d4e1"
 WORKER_ID = "a07e5d31c9b84f62e0d7a19c3b58f4e26d0c91b7e8a35f42c6d09b1e7a3f5c28"

@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from tests.doubles import fake_pynvml
-from tests.doubles.fake_pynvml import FakeNvml, load_recording, record, recording_names
-from workers.gpu import (
+from core.gpu import (
     GIB,
     GPU_LOST_MESSAGE,
     NO_GPU_MESSAGE,
@@ -20,6 +18,8 @@ from workers.gpu import (
     read_snapshot,
     sample_to_event,
 )
+from tests.doubles import fake_pynvml
+from tests.doubles.fake_pynvml import FakeNvml, load_recording, record, recording_names
 
 MIB = 1024**2
 

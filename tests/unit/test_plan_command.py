@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from core import gpu
+from core.gpu import GpuDevice, GpuSnapshot
 from core.modelfacts import GiB
-from workers import gpu
-from workers.gpu import GpuDevice, GpuSnapshot
 
 SEED = ["--total", "11.94GiB", "--free", "5.81GiB", "--cc", "8.6"]
 

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
+from core.gpu import GpuDevice, GpuSnapshot
 from core.modelfacts import A4_200DPI_PIXELS, DOTS_OCR, MIN_USEFUL_PIXELS, GiB, MiB
-from workers.gpu import GpuDevice, GpuSnapshot
 from workers.planner import (
     CUDA_CONTEXT_BYTES,
     VLLM_NON_TORCH_BYTES,

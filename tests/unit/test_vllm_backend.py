@@ -12,6 +12,7 @@ import docker.types
 import pytest
 from PIL import Image, ImageDraw
 
+from core.containers import ROLE_LABEL
 from core.dots.prompts import PROMPTS
 from core.modelfacts import GiB
 from tests.doubles.docker_engine import FakeDockerEngine, docker_refused
@@ -29,7 +30,6 @@ from workers.backends.vllm_backend import (
     parse_progress,
     stop_managed_containers,
 )
-from workers.containers import ROLE_LABEL
 from workers.planner import Device, PlannerSettings, make_plan
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"

@@ -16,12 +16,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core import containers
+from core.containers import ROLE_LABEL, ContainerNames
+from core.gpu import GPU_LOST_MESSAGE, NO_GPU_MESSAGE, NvmlReader, sample_to_event
 from ocr_app import livestate
 from ocr_app.management.commands.gpumonitor import Monitor
 from tests.doubles.fake_pynvml import NVML_ERROR_LIBRARY_NOT_FOUND, FakeNvml
-from workers import containers
-from workers.containers import ROLE_LABEL, ContainerNames
-from workers.gpu import GPU_LOST_MESSAGE, NO_GPU_MESSAGE, NvmlReader, sample_to_event
 
 pytestmark = pytest.mark.django_db
 

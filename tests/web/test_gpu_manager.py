@@ -11,12 +11,12 @@ from dataclasses import replace
 import pytest
 from django.core.management import CommandError, call_command
 
+from core.containers import ContainerNames
+from core.gpu import GpuDevice, GpuProcess, GpuSnapshot, NvmlReader
 from ocr_app import gpumanager, livestate
 from ocr_app.management.commands.gpumonitor import Monitor
 from ocr_app.models import GpuAction
 from tests.doubles.fake_pynvml import FakeNvml
-from workers.containers import ContainerNames
-from workers.gpu import GpuDevice, GpuProcess, GpuSnapshot, NvmlReader
 
 GIB = 1024**3
 

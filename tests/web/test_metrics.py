@@ -192,8 +192,8 @@ class ShortOfMemory(OcrBackend):
 @pytest.fixture
 def short_of_memory(monkeypatch, sent_tasks):
     """The worker on the seed card (an RTX 3060 with 5.81 GiB free), dots.ocr installed, no vLLM."""
+    from core.gpu import NvmlReader
     from tests.doubles.fake_pynvml import FakeNvml
-    from workers.gpu import NvmlReader
 
     reader = NvmlReader(FakeNvml("rtx3060_shared"))
     monkeypatch.setattr(tasks, "read_snapshot", lambda: reader.read())

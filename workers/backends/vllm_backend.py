@@ -80,6 +80,7 @@ from typing import Any
 import requests
 from PIL import Image
 
+from core.containers import ROLE_LABEL
 from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, MODES, prompt_for
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
 from workers.backends.base import (
@@ -90,7 +91,6 @@ from workers.backends.base import (
     OcrResult,
     ProgressCallback,
 )
-from workers.containers import ROLE_LABEL
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from core.gpu import sample_to_event
 from ocr_app import gpumanager, livestate
-from workers.gpu import sample_to_event
 
 
 def _user(name: str | None):

@@ -14,9 +14,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.containers import ContainerNames, label_processes
+from core.gpu import close_readers, read_snapshot, sample_to_event
 from ocr_app import events, livestate
-from workers.containers import ContainerNames, label_processes
-from workers.gpu import close_readers, read_snapshot, sample_to_event
 
 log = logging.getLogger(__name__)
 

@@ -129,7 +129,7 @@ class Command(BaseCommand):
         return [Device(index=0, total_bytes=total, free_bytes=free, compute_capability=cc, name=opts["name"])]
 
     def _this_machine(self):
-        from workers import gpu
+        from core import gpu
 
         return gpu.read_snapshot()
 

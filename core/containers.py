@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from workers.gpu import GpuSnapshot
+from core.gpu import GpuSnapshot
 
 log = logging.getLogger(__name__)
 

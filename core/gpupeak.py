@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from workers.gpu import GpuSnapshot
+from core.gpu import GpuSnapshot
 
 
 class GpuPeak:
