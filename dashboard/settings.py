@@ -479,7 +479,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "JobStateEnum": "ocr_app.jobstate.STATES",
+        "JobStateEnum": "core.jobstate.STATES",
         "JobModeEnum": "core.dots.prompts.MODES",
         "UploadModeEnum": "ocr_app.api.serializers.AVAILABLE_MODES",
     },

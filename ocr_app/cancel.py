@@ -19,7 +19,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from ocr_app import events, jobstate, queueing, retention
+from core import jobstate
+from ocr_app import events, queueing, retention
 from ocr_app.models import Job, Page
 
 # A cancel races with the worker taking the job: queued → running between our read and our move.

@@ -25,9 +25,9 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
+from core import jobstate
 from core.queues import FIRST, GPU_QUEUE, NEW, RUN_JOB_TASK, priority_keys, worker_queue
 from dashboard.celery import app as celery_app
-from ocr_app import jobstate
 from ocr_app.models import Job
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ import logging
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from ocr_app import jobstate
+from core import jobstate
 from ocr_app.models import Job, Page, queued_jobs_in_order
 
 log = logging.getLogger(__name__)

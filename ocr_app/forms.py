@@ -57,7 +57,7 @@ class HistoryFilterForm(forms.Form):
 
     def __init__(self, *args, backends: list[str] = (), **kwargs):
         super().__init__(*args, **kwargs)
-        from ocr_app.jobstate import STATES
+        from core.jobstate import STATES
 
         self.fields["state"].choices = [("", "any state")] + [(s, s) for s in STATES]
         self.fields["backend"].choices = [("", "any backend")] + [(b, b) for b in backends]

@@ -10,9 +10,10 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core import jobstate
 from core.dots import render
 from core.dots.parse import ParsedPage
-from ocr_app import documents, jobstate, regions
+from ocr_app import documents, regions
 from ocr_app.delivery import BrokerUnavailable
 from ocr_app.files import DiskFull
 from ocr_app.models import Job

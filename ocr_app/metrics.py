@@ -48,8 +48,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from core import jobstate
 from core.queues import GPU_QUEUE, priority_keys, worker_queue
-from ocr_app import jobstate, livestate
+from ocr_app import livestate
 from ocr_app.models import Job
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from core import jobstate
 from core.dots import prompts
-from ocr_app import jobstate
 
 
 def upload_path(job: Job, filename: str) -> str:

@@ -33,8 +33,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import jobstate
 from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS, TEXT_ONLY
-from ocr_app import cancel, jobstate
+from ocr_app import cancel
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.auth import ApiTokenAuthentication
 from ocr_app.api.errors import ApiError

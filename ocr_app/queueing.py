@@ -19,8 +19,9 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from core import jobstate
 from core.dots.prompts import LAYOUT_ALL
-from ocr_app import delivery, events, files, jobstate, serving
+from ocr_app import delivery, events, files, serving
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import CheckedImage, make_thumbnail
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from ocr_app import events, jobstate
+from core import jobstate
+from ocr_app import events
 from ocr_app.models import Job, Page
 from ocr_app.queueing import send_to_worker
 

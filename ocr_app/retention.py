@@ -21,7 +21,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ocr_app import files, jobstate
+from core import jobstate
+from ocr_app import files
 from ocr_app.models import Job, Page
 
 log = logging.getLogger(__name__)

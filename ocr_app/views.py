@@ -16,10 +16,10 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
-from core import pdf
+from core import jobstate, pdf
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.gpu import NO_GPU_MESSAGE
-from ocr_app import jobstate, layout, livestate, retention, serving
+from ocr_app import layout, livestate, retention, serving
 from ocr_app.api.results import DOWNLOADS, result_document
 from ocr_app.delivery import BrokerUnavailable, require_broker
 from ocr_app.events import job_payload

@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from ocr_app import jobstate, livestate
+from core import jobstate
+from ocr_app import livestate
 from ocr_app.models import Job
 
 RECENT_RUNS = 20

@@ -8,8 +8,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core import jobstate
 from core.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
-from ocr_app import jobstate
 from ocr_app.models import BackendSettings, Job
 from workers import ocr_languages
 

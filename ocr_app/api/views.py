@@ -28,8 +28,9 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import jobstate
 from core.dots.prompts import GROUNDING, LAYOUT_ALL
-from ocr_app import backendconfig, cancel, jobstate, livestate, regions, retention
+from ocr_app import backendconfig, cancel, livestate, regions, retention
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.errors import ApiError

@@ -13,7 +13,8 @@ import uuid
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from ocr_app import events, jobstate
+from core import jobstate
+from ocr_app import events
 from ocr_app.models import Job
 
 log = logging.getLogger(__name__)

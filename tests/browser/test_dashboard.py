@@ -13,8 +13,9 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from core import jobstate
 from core.gpu import GPU_LOST_MESSAGE, NO_GPU_MESSAGE, NvmlReader, sample_to_event
-from ocr_app import events, jobstate, livestate
+from ocr_app import events, livestate
 from ocr_app.management.commands.gpumonitor import Monitor
 from ocr_app.models import Job
 from tests.browser.conftest import ROOT, off_the_loop

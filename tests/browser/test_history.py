@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from ocr_app import jobstate
+from core import jobstate
 
 pytestmark = pytest.mark.browser
 

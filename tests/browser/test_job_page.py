@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from ocr_app import events, jobstate
+from core import jobstate
+from ocr_app import events
 from tests.browser.conftest import off_the_loop
 
 pytestmark = pytest.mark.browser

@@ -9,8 +9,8 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from core import jobstate
 from core.dots.parse import parse_output
-from ocr_app import jobstate
 from ocr_app.models import Job
 from tests.browser.conftest import off_the_loop
 from tests.conftest import text_image

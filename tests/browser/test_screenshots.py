@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from ocr_app import jobstate
+from core import jobstate
 from tests.browser.conftest import ROOT
 from tests.conftest import text_image
 

@@ -1,7 +1,7 @@
 import pytest
 
-from ocr_app import jobstate
-from ocr_app.jobstate import IllegalTransition, check_move
+from core import jobstate
+from core.jobstate import IllegalTransition, check_move
 
 
 @pytest.mark.parametrize(

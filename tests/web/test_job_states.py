@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ocr_app import jobstate
-from ocr_app.jobstate import IllegalTransition
+from core import jobstate
+from core.jobstate import IllegalTransition
 from ocr_app.models import Job, queued_jobs_in_order
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ocr_app import jobstate, recovery
+from core import jobstate
+from ocr_app import recovery
 from ocr_app.models import Job, Page
 from workers import tasks
 
