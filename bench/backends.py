@@ -102,7 +102,7 @@ class MemoryHolder:
 
 def measure(label: str, backend, plan: dict, runs: int, mode: str, variant: str | None = None) -> dict:
     """Load, one warm-up page, `runs` timed pages; the figures, or the reason it could not run."""
-    from workers.backends.base import BackendError
+    from core.results import BackendError
     from workers.planner import torch_bytes_budgeted
 
     image = a4_page()

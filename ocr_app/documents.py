@@ -3,10 +3,10 @@ as Markdown and HTML with the dots.ocr renderer, whichever backend read it."""
 
 from __future__ import annotations
 
+from core import readpage
 from core.dots.parse import ParsedPage, parse_output
 from core.dots.prompts import TEXT_ONLY
 from ocr_app.models import Job, Page
-from workers import readpage
 
 
 def parsed_pages(job: Job) -> list[ParsedPage]:

@@ -24,7 +24,7 @@ from typing import Any
 import requests
 import yaml
 
-from workers.backends.base import BackendError, ProgressCallback
+from core.results import BackendError, ProgressCallback
 
 #: Code of the language whose model comes with the package.
 DEFAULT_LANGUAGE = "multi"

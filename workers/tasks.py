@@ -24,18 +24,18 @@ from django.db import close_old_connections
 from django.utils import timezone
 from PIL import Image, ImageOps
 
-from core import jobstate
+from core import jobstate, readpage
 from core.dots.prompts import GROUNDING
 from core.gpu import read_snapshot
 from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused, render_page
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
+from core.results import BackendError, JobCancelled, OutOfMemory
 from ocr_app import backendconfig, delivery, events, files, livestate, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import PDF
-from workers import readpage
 from workers.backends import create_backend
-from workers.backends.base import BackendError, JobCancelled, OcrBackend, OutOfMemory
+from workers.backends.base import OcrBackend
 from workers.planner import Plan, PlanRefused, replan_after_oom
 
 log = logging.getLogger(__name__)

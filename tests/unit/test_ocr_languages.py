@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.results import BackendError
 from workers import ocr_languages
-from workers.backends.base import BackendError
 
 PAYLOAD = os.urandom(700 * 1024)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

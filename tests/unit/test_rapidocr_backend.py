@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from core.results import BackendError, JobCancelled, OcrResult, TextLine
 from workers import ocr_languages
-from workers.backends.base import BackendError, JobCancelled, OcrResult, TextLine
 from workers.backends.rapidocr_backend import (
     RapidOcrBackend,
     reading_order,

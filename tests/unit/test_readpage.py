@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workers import readpage
-from workers.backends.base import OcrResult, TextLine
+from core import readpage
+from core.results import OcrResult, TextLine
 
 LINES = [
     TextLine(text="Invoice 4711", box=[[10, 10], [200, 10], [200, 40], [10, 40]], score=0.99),

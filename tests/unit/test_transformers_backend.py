@@ -24,12 +24,12 @@ except ImportError as exc:  # the dots.ocr backends' packages are optional for t
         pytest.fail(f"CI=true and the transformers backend's packages are missing: {exc}", pytrace=False)
     pytest.skip(f"torch and transformers are not installed: {exc}", allow_module_level=True)
 
+from core import results
 from core.dots import prompts
 from core.dots.resize import fit_for_model
 from core.modelfacts import DOTS_OCR
+from core.results import BackendError, JobCancelled, OcrResult
 from tests.fixtures.tiny_dots.build import REAL_SIZES, build_tiny_model, write_code_and_config
-from workers.backends import base
-from workers.backends.base import BackendError, JobCancelled, OcrResult
 from workers.backends.transformers_backend import (
     CpuBackend,
     OutOfMemory,
@@ -267,7 +267,7 @@ def test_cuda_out_of_memory_becomes_OutOfMemory(cpu, monkeypatch):
     monkeypatch.setattr(cpu._model, "generate", out_of_memory)
     with pytest.raises(OutOfMemory) as caught:
         cpu.ocr(page(), prompts.LAYOUT_ALL, never)
-    assert isinstance(caught.value, base.OutOfMemory)  # what the worker's fallback looks for
+    assert isinstance(caught.value, results.OutOfMemory)  # what the worker's fallback looks for
     resized, _, _ = fit_for_model(page(), MAX_PIXELS)
     assert caught.value.image_size == [resized.width, resized.height]
     assert caught.value.image_tokens == (resized.width // 28) * (resized.height // 28)

@@ -15,9 +15,9 @@ from PIL import Image, ImageDraw
 from core.containers import ROLE_LABEL
 from core.dots.prompts import PROMPTS
 from core.modelfacts import GiB
+from core.results import BackendError, JobCancelled
 from tests.doubles.docker_engine import FakeDockerEngine, docker_refused
 from tests.doubles.openai_server import DEFAULT_ANSWERS, OpenAIServer
-from workers.backends.base import BackendError, JobCancelled
 from workers.backends.vllm_backend import (
     MANAGED_LABEL,
     VLLM_IMAGE,

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from core.results import BackendError, OcrResult
 from ocr_app import cancel, events
 from ocr_app.models import BackendSettings, Job
 from ocr_app.queueing import create_job
@@ -14,7 +15,7 @@ from ocr_app.validation import check_upload
 from tests.unit.test_pdf import A4, A4_LANDSCAPE, build_pdf, encrypt
 from tests.web.conftest import upload_file
 from workers import tasks
-from workers.backends.base import BackendError, OcrBackend, OcrResult
+from workers.backends.base import OcrBackend
 
 pytestmark = pytest.mark.django_db
 

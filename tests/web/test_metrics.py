@@ -17,11 +17,12 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.results import OcrResult, OutOfMemory
 from dashboard.logs import ContextFilter, JsonFormatter, log_context
 from ocr_app import backendconfig, livestate
 from tests.conftest import ROOT, child_env, stop
 from workers import tasks
-from workers.backends.base import OcrBackend, OcrResult, OutOfMemory
+from workers.backends.base import OcrBackend
 
 pytestmark = pytest.mark.django_db
 

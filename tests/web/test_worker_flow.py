@@ -9,11 +9,12 @@ import time
 import pytest
 
 from core.gpu import NvmlReader
+from core.results import OcrResult, OutOfMemory, TextLine
 from ocr_app import backendconfig
 from ocr_app.models import BackendSettings, Job
 from tests.doubles.fake_pynvml import FakeNvml
 from workers import tasks
-from workers.backends.base import OcrBackend, OcrResult, OutOfMemory, TextLine
+from workers.backends.base import OcrBackend
 
 pytestmark = pytest.mark.django_db
 

@@ -18,16 +18,9 @@ import numpy as np
 from PIL import Image
 
 from core.dots.prompts import GROUNDING, TEXT_ONLY
+from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback, TextLine
 from workers import ocr_languages
-from workers.backends.base import (
-    BackendError,
-    CancelCheck,
-    JobCancelled,
-    OcrBackend,
-    OcrResult,
-    ProgressCallback,
-    TextLine,
-)
+from workers.backends.base import OcrBackend
 from workers.ocr_languages import OcrLanguage
 
 log = logging.getLogger(__name__)

@@ -61,18 +61,12 @@ from typing import Any
 
 from PIL import Image
 
+from core import results
 from core.dots import prompts
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
 from core.modelfacts import DOTS_OCR
-from workers.backends import base
-from workers.backends.base import (
-    BackendError,
-    CancelCheck,
-    JobCancelled,
-    OcrBackend,
-    OcrResult,
-    ProgressCallback,
-)
+from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
+from workers.backends.base import OcrBackend
 from workers.backends.vision_attention import use_per_image_attention
 
 log = logging.getLogger(__name__)
@@ -88,8 +82,8 @@ _DTYPE_NAMES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16"
                 "half": "float16", "float32": "float32", "fp32": "float32"}  # fmt: skip
 
 
-class OutOfMemory(base.OutOfMemory):
-    """CUDA ran out of memory while loading or reading a page (base.OutOfMemory, with the size).
+class OutOfMemory(results.OutOfMemory):
+    """CUDA ran out of memory while loading or reading a page (results.OutOfMemory, with the size).
 
     The worker may retry once with a smaller image, then fall back to the next backend of the
     plan (workers.planner.replan_after_oom). `image_size` is the [width, height] that was sent

@@ -83,14 +83,8 @@ from PIL import Image
 from core.containers import ROLE_LABEL
 from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, MODES, prompt_for
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
-from workers.backends.base import (
-    BackendError,
-    CancelCheck,
-    JobCancelled,
-    OcrBackend,
-    OcrResult,
-    ProgressCallback,
-)
+from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
+from workers.backends.base import OcrBackend
 
 log = logging.getLogger(__name__)
 

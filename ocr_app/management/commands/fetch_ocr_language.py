@@ -12,8 +12,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core.results import BackendError
 from workers import ocr_languages
-from workers.backends.base import BackendError
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from core.dots.parse import Element, ParsedPage, normalize_text, parse_output
 from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
-from workers.backends.base import OcrResult, TextLine
+from core.results import OcrResult, TextLine
 
 
 def line_box(line: TextLine | dict) -> tuple[int, int, int, int]:
