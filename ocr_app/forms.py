@@ -3,9 +3,9 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
+from core import languages
 from core.dots import prompts
 from ocr_app.validation import ACCEPTED_EXTENSIONS
-from workers import ocr_languages
 
 # The tasks an upload can ask for; the text of one region (grounding) needs a box, which an upload
 # does not carry.
@@ -18,8 +18,8 @@ UPLOAD_MODES = [
 
 def language_choices() -> list[tuple[str, str]]:
     choices = []
-    for lang in ocr_languages.all_languages():
-        installed = ocr_languages.is_installed(lang, settings.OCRDASH_MODEL_DIR)
+    for lang in languages.all_languages():
+        installed = languages.is_installed(lang, settings.OCRDASH_MODEL_DIR)
         suffix = "" if installed else " — fetched on first use"
         choices.append((lang.code, f"{lang.label}{suffix}"))
     return choices

@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
-from core import jobstate, pdf
+from core import jobstate, languages, pdf
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.gpu import NO_GPU_MESSAGE
 from ocr_app import layout, livestate, retention, serving
@@ -28,7 +28,6 @@ from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
 from ocr_app.models import Job, Page, queued_jobs_in_order
 from ocr_app.queueing import create_job
 from ocr_app.validation import ACCEPTED_EXTENSIONS, PDF, UploadRefused, check_upload, human_bytes
-from workers import ocr_languages
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +65,9 @@ def _languages() -> list[dict]:
             "code": lang.code,
             "label": lang.label,
             "reads": lang.reads,
-            "installed": ocr_languages.is_installed(lang, settings.OCRDASH_MODEL_DIR),
+            "installed": languages.is_installed(lang, settings.OCRDASH_MODEL_DIR),
         }
-        for lang in ocr_languages.all_languages()
+        for lang in languages.all_languages()
     ]
 
 
@@ -373,7 +372,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _language_or_none(code: str):
     try:
-        return ocr_languages.get_language(code) if code else None
+        return languages.get_language(code) if code else None
     except ValueError:
         return None
 

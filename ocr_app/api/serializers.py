@@ -8,10 +8,9 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core import jobstate
+from core import jobstate, languages
 from core.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 from ocr_app.models import BackendSettings, Job
-from workers import ocr_languages
 
 KNOWN_BACKENDS = [value for value, _ in BackendSettings.BACKEND_CHOICES if value != BackendSettings.AUTO]
 # Task modes an upload can ask for; grounding (the text of one region) needs a box.
@@ -19,7 +18,7 @@ AVAILABLE_MODES = [LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY]
 
 
 def language_codes() -> list[str]:
-    return [lang.code for lang in ocr_languages.all_languages()]
+    return [lang.code for lang in languages.all_languages()]
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from core import languages
 from core.results import BackendError, JobCancelled, OcrResult, TextLine
-from workers import ocr_languages
 from workers.backends.rapidocr_backend import (
     RapidOcrBackend,
     reading_order,
@@ -199,7 +199,7 @@ def test_a_damaged_model_file_is_a_backend_error(tmp_path):
 def model_server(tmp_path_factory):
     """Serves a copy of the bundled recognition model, counting requests."""
     root = tmp_path_factory.mktemp("served")
-    source = ocr_languages.model_path("multi", None)
+    source = languages.model_path("multi", None)
     (root / "rec.onnx").write_bytes(source.read_bytes())
     hits: list[str] = []
 
@@ -222,10 +222,10 @@ def model_server(tmp_path_factory):
 def test_first_job_in_a_new_language_downloads_its_model_once(model_server, tmp_path, monkeypatch):
     url, sha, hits = model_server
     # Stand the bundled model in for the Russian one: same format, served locally.
-    eslav = dataclasses.replace(ocr_languages.get_language("eslav"), url=url, sha256=sha)
-    real_get = ocr_languages.get_language
+    eslav = dataclasses.replace(languages.get_language("eslav"), url=url, sha256=sha)
+    real_get = languages.get_language
     monkeypatch.setattr(
-        ocr_languages, "get_language", lambda code: eslav if code == "eslav" else real_get(code)
+        languages, "get_language", lambda code: eslav if code == "eslav" else real_get(code)
     )
     hits.clear()
     progress = []
@@ -253,7 +253,7 @@ def test_first_job_in_a_new_language_downloads_its_model_once(model_server, tmp_
 def test_load_switches_between_cached_languages(model_server, tmp_path):
     _url, _sha, _hits = model_server
     (tmp_path / "el_PP-OCRv5_rec_mobile.onnx").write_bytes(
-        ocr_languages.model_path("multi", None).read_bytes()
+        languages.model_path("multi", None).read_bytes()
     )
     backend = RapidOcrBackend(model_dir=tmp_path)
     backend.load({})

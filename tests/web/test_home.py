@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from workers import ocr_languages
+from core import languages
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def test_it_states_the_upload_limits_from_settings(alice_client, settings):
 def test_it_offers_every_language_with_what_it_reads(alice_client, settings):
     page = alice_client.get("/upload/").content.decode()
 
-    for lang in ocr_languages.all_languages():
+    for lang in languages.all_languages():
         assert f'<option value="{lang.code}" data-reads="{lang.reads}"' in page
     assert f'<option value="{settings.OCRDASH_OCR_LANGUAGE}" ' in page
     assert re.search(rf'value="{settings.OCRDASH_OCR_LANGUAGE}"[^>]*selected', page)

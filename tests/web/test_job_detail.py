@@ -12,9 +12,9 @@ import pytest
 from django.utils import timezone
 from PIL import Image
 
+from core import languages
 from ocr_app.models import Job
 from tests.web.conftest import image_bytes, upload_file
-from workers import ocr_languages
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +58,7 @@ def test_it_shows_the_facts_of_a_finished_job(alice_client, done_job):
 
 
 def test_it_says_what_the_jobs_language_reads(alice_client, done_job):
-    lang = ocr_languages.get_language("eslav")
+    lang = languages.get_language("eslav")
 
     page = alice_client.get(f"/jobs/{done_job.pk}/").content.decode()
 

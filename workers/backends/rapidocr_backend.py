@@ -1,7 +1,7 @@
 """CPU OCR with RapidOCR (PaddleOCR models run by onnxruntime).
 
 Detection and orientation models come with the rapidocr package; the
-recognition model depends on the job's language (see workers.ocr_languages).
+recognition model depends on the job's language (see core.languages).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from core import language_download, languages
 from core.dots.prompts import GROUNDING, TEXT_ONLY
+from core.languages import OcrLanguage
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback, TextLine
-from workers import ocr_languages
 from workers.backends.base import OcrBackend
-from workers.ocr_languages import OcrLanguage
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class RapidOcrBackend(OcrBackend):
         downloaded models), ``allow_download`` (default True) and ``mirror``
         (base URL to fetch model files from instead of the package's address).
         """
-        code = plan.get("language") or ocr_languages.DEFAULT_LANGUAGE
+        code = plan.get("language") or languages.DEFAULT_LANGUAGE
         try:
-            lang = ocr_languages.get_language(code)
+            lang = languages.get_language(code)
         except ValueError as exc:
             raise BackendError(str(exc)) from exc
         model_dir = plan.get("model_dir") or self.model_dir
@@ -74,13 +74,13 @@ class RapidOcrBackend(OcrBackend):
             self._language = lang
             return
 
-        if lang.code in ocr_languages.RTL_LANGUAGES and importlib.util.find_spec("bidi") is None:
+        if lang.code in languages.RTL_LANGUAGES and importlib.util.find_spec("bidi") is None:
             raise BackendError(
                 f"Reading {lang.label} needs the python-bidi package, which is not installed. "
                 "Install it with: pip install python-bidi"
             )
 
-        if not ocr_languages.is_installed(lang, model_dir):
+        if not languages.is_installed(lang, model_dir):
             if model_dir is None:
                 raise BackendError(
                     f"The {lang.label} text model is not installed and no model folder is "
@@ -91,9 +91,9 @@ class RapidOcrBackend(OcrBackend):
                     f"The {lang.label} text model is not installed. Install it with: "
                     f"{FETCH_COMMAND.format(code=lang.code)}"
                 )
-            ocr_languages.download_language(lang, model_dir, progress=progress, mirror=plan.get("mirror") or None)
+            language_download.download_language(lang, model_dir, progress=progress, mirror=plan.get("mirror") or None)
 
-        rec_path = ocr_languages.model_path(lang, model_dir)
+        rec_path = languages.model_path(lang, model_dir)
         if progress is not None:
             progress(0, 0, f"Loading the {lang.label} text model")
         self._engines[lang.code] = self._build_engine(lang, rec_path)
@@ -106,7 +106,7 @@ class RapidOcrBackend(OcrBackend):
         except ImportError as exc:
             raise BackendError(f"The rapidocr package cannot be loaded: {exc}") from exc
 
-        support = ocr_languages.support_model_paths()
+        support = languages.support_model_paths()
         params: dict[str, Any] = {
             "Global.log_level": "error",
             "Det.model_path": str(support["det"]),

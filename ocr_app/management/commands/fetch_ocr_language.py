@@ -12,8 +12,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core import language_download, languages
 from core.results import BackendError
-from workers import ocr_languages
 
 
 class Command(BaseCommand):
@@ -38,15 +38,15 @@ class Command(BaseCommand):
         if not code:
             raise CommandError("Name a language code, or use --list to see them.")
         try:
-            lang = ocr_languages.get_language(code)
+            lang = languages.get_language(code)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
 
         if lang.bundled:
             self.stdout.write(f"{lang.label} comes with the program; nothing to download.")
             return
-        dest = ocr_languages.model_path(lang, model_dir)
-        if ocr_languages.is_installed(lang, model_dir) and not options["force"]:
+        dest = languages.model_path(lang, model_dir)
+        if languages.is_installed(lang, model_dir) and not options["force"]:
             self.stdout.write(f"{lang.label} is already installed at {dest}.")
             return
 
@@ -69,7 +69,7 @@ class Command(BaseCommand):
 
         self.stdout.write(f"Downloading the {lang.label} model to {dest}")
         try:
-            path = ocr_languages.download_language(
+            path = language_download.download_language(
                 lang, model_dir, progress=progress, url=options.get("url"), sha256=options.get("sha256")
             )
         except BackendError as exc:
@@ -89,10 +89,10 @@ class Command(BaseCommand):
 
     def _list(self, model_dir: Path) -> None:
         self.stdout.write(f"Model folder: {model_dir}")
-        for lang in ocr_languages.all_languages():
+        for lang in languages.all_languages():
             if lang.bundled:
                 state = "built in"
-            elif ocr_languages.is_installed(lang, model_dir):
+            elif languages.is_installed(lang, model_dir):
                 state = "installed"
             else:
                 state = "not installed"

@@ -1,4 +1,4 @@
-"""Recognition languages of the CPU engine (RapidOCR) and fetching their models.
+"""Recognition languages of the CPU engine (RapidOCR): what each reads, and where its model is.
 
 The installed ``rapidocr`` package ships one recognition model (PP-OCRv6 small,
 Latin script, Chinese and Japanese) plus the text detector and the orientation
@@ -8,12 +8,12 @@ package's own ``default_models.yaml`` so they always match the installed
 version.
 
 This module needs no Django and does not import rapidocr itself (that pulls in
-OpenCV and onnxruntime); it only reads the package's YAML files.
+OpenCV and onnxruntime); it only reads the package's YAML files. Fetching a model is
+core/language_download.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -21,10 +21,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 
-from core.results import BackendError, ProgressCallback
+from core.results import BackendError
 
 #: Code of the language whose model comes with the package.
 DEFAULT_LANGUAGE = "multi"
@@ -238,124 +237,3 @@ def is_installed(lang: str | OcrLanguage, model_dir: str | os.PathLike[str] | No
         return model_path(lang, model_dir).stat().st_size > 0
     except OSError:
         return False
-
-
-_CHUNK = 64 * 1024
-_MIN_STEP = 256 * 1024
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1_000_000:.1f} MB"
-
-
-def download_language(
-    lang: str | OcrLanguage,
-    model_dir: str | os.PathLike[str],
-    progress: ProgressCallback | None = None,
-    url: str | None = None,
-    sha256: str | None = None,
-    timeout: float = 30,
-    mirror: str | None = None,
-) -> Path:
-    """Download the recognition model of ``lang`` into ``model_dir``; return its path.
-
-    ``url`` and ``sha256`` replace the catalog's values (a mirror, a test server);
-    ``mirror`` is a base URL under which the model's file name is fetched.
-    The file is written to ``<name>.part`` and renamed once its SHA-256 matches,
-    so a model file that exists is always complete.
-    """
-    lang = get_language(lang)
-    dest = model_path(lang, model_dir)
-    if lang.bundled and url is None and mirror is None:
-        return dest
-    if lang.bundled:
-        raise BackendError(f"The {lang.label} model comes with the program and is not downloaded.")
-
-    if url is None:
-        url = f"{mirror.rstrip('/')}/{lang.filename}" if mirror else lang.url
-    expected = (sha256 if sha256 is not None else lang.sha256).strip().lower()
-    by_hand = (
-        f"To install it by hand, download {url} on a machine with internet access "
-        f"and copy the file to {dest}."
-    )
-    part = dest.with_name(dest.name + ".part")
-
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BackendError(f"Cannot create the model folder {dest.parent}: {exc.strerror or exc}.") from exc
-
-    def report(done: int, total: int) -> None:
-        if progress is not None:
-            size = f"{_mb(done)} of {_mb(total)}" if total else _mb(done)
-            progress(done, total, f"Downloading the {lang.label} text model: {size}")
-
-    digest = hashlib.sha256()
-    done = 0
-    try:
-        try:
-            with requests.get(url, stream=True, timeout=timeout) as response:
-                response.raise_for_status()
-                total = int(response.headers.get("Content-Length") or 0)
-                step = max(total // 100, _MIN_STEP)
-                report(0, total)
-                last = 0
-                with open(part, "wb") as fh:
-                    for chunk in response.iter_content(chunk_size=_CHUNK):
-                        if not chunk:
-                            continue
-                        fh.write(chunk)
-                        digest.update(chunk)
-                        done += len(chunk)
-                        if done - last >= step:
-                            last = done
-                            report(done, total)
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else "an error"
-            raise BackendError(
-                f"Could not download the {lang.label} text model: {url} answered with HTTP "
-                f"status {status}. {by_hand}"
-            ) from exc
-        except requests.RequestException as exc:
-            raise BackendError(
-                f"Could not download the {lang.label} text model from {url} ({_reason(exc)}). {by_hand}"
-            ) from exc
-        except OSError as exc:
-            raise BackendError(
-                f"Could not save the {lang.label} text model to {part}: {exc.strerror or exc}."
-            ) from exc
-
-        if total and done != total:
-            raise BackendError(
-                f"The download of {url} stopped after {done} of {total} bytes. Try again. {by_hand}"
-            )
-        got = digest.hexdigest()
-        if expected and got != expected:
-            raise BackendError(
-                f"The file downloaded from {url} is not the expected {lang.label} model "
-                f"(its SHA-256 is {got}, expected {expected}), so it was deleted. "
-                f"Try again or use another mirror. {by_hand}"
-            )
-        if done == 0:
-            raise BackendError(f"{url} sent an empty file. {by_hand}")
-        os.replace(part, dest)
-    finally:
-        if part.exists():
-            try:
-                part.unlink()
-            except OSError:
-                pass
-    report(done, done)
-    return dest
-
-
-def _reason(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
-        return "the server did not answer in time"
-    if isinstance(exc, requests.Timeout):
-        return "the download stalled"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "the connection broke during the download"
-    if isinstance(exc, requests.ConnectionError):
-        return "no connection could be made; is this machine offline?"
-    return str(exc) or type(exc).__name__
