@@ -102,8 +102,8 @@ class MemoryHolder:
 
 def measure(label: str, backend, plan: dict, runs: int, mode: str, variant: str | None = None) -> dict:
     """Load, one warm-up page, `runs` timed pages; the figures, or the reason it could not run."""
+    from core.planner import torch_bytes_budgeted
     from core.results import BackendError
-    from workers.planner import torch_bytes_budgeted
 
     image = a4_page()
     row: dict = {"backend": label}

@@ -5,9 +5,9 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from core.planner import PlanRefused
 from ocr_app import backendconfig, events, gpumanager, livestate
 from ocr_app.models import BackendSettings, GpuAction, Job
-from workers.planner import PlanRefused
 
 
 @admin.register(Job)

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 from django.conf import settings
 
+from core.planner import Plan, PlannerSettings, make_plan
 from ocr_app.backend_limits import model_problem, vllm_host_problem
 from ocr_app.models import BackendSettings
-from workers.planner import Plan, PlannerSettings, make_plan
 
 MIB = 1024**2
 # Asking the Docker engine whether it answers is cheap but not free: reuse the answer a while.
@@ -118,7 +118,7 @@ def planner_settings(cfg: BackendSettings) -> PlannerSettings:
 
 
 def plan_now(cfg: BackendSettings, snapshot) -> Plan:
-    """The plan for this worker's GPU now; raises workers.planner.PlanRefused for a forced backend
+    """The plan for this worker's GPU now; raises core.planner.PlanRefused for a forced backend
     that cannot fit."""
     devices = [d for d in getattr(snapshot, "devices", ()) if d.index == settings.GPU_INDEX]
     view = SimpleNamespace(devices=devices, error=getattr(snapshot, "error", None))

@@ -4,7 +4,7 @@
 2. A second process allocates memory: the sampler sees the device's free memory drop by that much
    and attributes it to that pid.
 3. The planner against the real card with that memory held by the other process, and whether
-   its plan still fits a moment later (workers.planner.fits_now).
+   its plan still fits a moment later (core.planner.fits_now).
 4. GpuPeak (the per-job peak measurement) while this process allocates a known amount.
 Prints one line per figure; exits 0 with a plain sentence where there is no GPU.
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.gpu import read_snapshot  # noqa: E402
 from core.gpupeak import GpuPeak  # noqa: E402
-from workers.planner import PlannerSettings, fits_now, make_plan  # noqa: E402
+from core.planner import PlannerSettings, fits_now, make_plan  # noqa: E402
 
 GiB = 1024**3
 HOLD = """

@@ -29,6 +29,7 @@ from core.dots.prompts import GROUNDING
 from core.gpu import read_snapshot
 from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused, render_page
+from core.planner import Plan, PlanRefused, replan_after_oom
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from core.results import BackendError, JobCancelled, OutOfMemory
 from ocr_app import backendconfig, delivery, events, files, livestate, recovery, retention
@@ -36,7 +37,6 @@ from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import PDF
 from workers.backends import create_backend
 from workers.backends.base import OcrBackend
-from workers.planner import Plan, PlanRefused, replan_after_oom
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from rest_framework.views import APIView
 
 from core import jobstate
 from core.dots.prompts import GROUNDING, LAYOUT_ALL
+from core.planner import PlanRefused
 from ocr_app import backendconfig, cancel, livestate, regions, retention
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
@@ -52,7 +53,6 @@ from ocr_app.files import DiskFull, check_free_space
 from ocr_app.models import BackendSettings, IdempotencyKey, Job, JobOrigin, Page, queued_jobs_in_order
 from ocr_app.queueing import commit_job, discard_staged, stage_job
 from ocr_app.validation import UploadRefused, check_upload, human_bytes, make_thumbnail
-from workers.planner import PlanRefused
 
 # A retried POST with the same Idempotency-Key within this time gets the first answer again.
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -15,12 +15,12 @@ from playwright.sync_api import expect
 
 from core import jobstate
 from core.gpu import GPU_LOST_MESSAGE, NO_GPU_MESSAGE, NvmlReader, sample_to_event
+from core.planner import make_plan
 from ocr_app import events, livestate
 from ocr_app.management.commands.gpumonitor import Monitor
 from ocr_app.models import Job
 from tests.browser.conftest import ROOT, off_the_loop
 from tests.doubles.fake_pynvml import NVML_ERROR_LIBRARY_NOT_FOUND, FakeNvml
-from workers.planner import make_plan
 
 pytestmark = pytest.mark.browser
 

@@ -221,8 +221,8 @@ def vllm_flags(compose) -> dict[str, str | None]:
 
 
 def test_the_vllm_service_runs_dots_ocr_with_the_planners_flags(compose):
+    from core.planner import Device, PlannerSettings, make_plan
     from workers.backends.vllm_backend import build_launch
-    from workers.planner import Device, PlannerSettings, make_plan
 
     gib = 1024**3
     plan = make_plan(

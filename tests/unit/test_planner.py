@@ -6,7 +6,7 @@ import pytest
 
 from core.gpu import GpuDevice, GpuSnapshot
 from core.modelfacts import A4_200DPI_PIXELS, DOTS_OCR, MIN_USEFUL_PIXELS, GiB, MiB
-from workers.planner import (
+from core.planner import (
     CUDA_CONTEXT_BYTES,
     VLLM_NON_TORCH_BYTES,
     Device,

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from core.containers import ROLE_LABEL
 from core.dots.prompts import PROMPTS
 from core.modelfacts import GiB
+from core.planner import Device, PlannerSettings, make_plan
 from core.results import BackendError, JobCancelled
 from tests.doubles.docker_engine import FakeDockerEngine, docker_refused
 from tests.doubles.openai_server import DEFAULT_ANSWERS, OpenAIServer
@@ -30,7 +31,6 @@ from workers.backends.vllm_backend import (
     parse_progress,
     stop_managed_containers,
 )
-from workers.planner import Device, PlannerSettings, make_plan
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 NEVER = lambda: False  # noqa: E731

@@ -86,7 +86,7 @@ class OutOfMemory(results.OutOfMemory):
     """CUDA ran out of memory while loading or reading a page (results.OutOfMemory, with the size).
 
     The worker may retry once with a smaller image, then fall back to the next backend of the
-    plan (workers.planner.replan_after_oom). `image_size` is the [width, height] that was sent
+    plan (core.planner.replan_after_oom). `image_size` is the [width, height] that was sent
     (None while loading) and `image_tokens` the tokens it became.
     """
 

@@ -1376,7 +1376,7 @@ class VllmBackend(OcrBackend):
 
 
 def _plan_dict(plan: Any) -> dict[str, Any]:
-    """Accept a dict, or a workers.planner.Plan (its as_json() holds every key read here)."""
+    """Accept a dict, or a core.planner.Plan (its as_json() holds every key read here)."""
     if isinstance(plan, dict):
         return dict(plan)
     if hasattr(plan, "as_json"):

@@ -14,8 +14,8 @@ from dataclasses import replace
 from django.core.management.base import BaseCommand, CommandError
 
 from core.modelfacts import GiB
+from core.planner import BACKENDS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
 from ocr_app import backendconfig
-from workers.planner import BACKENDS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
 
 
 def _size(text: str, what: str) -> int:
