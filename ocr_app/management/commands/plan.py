@@ -14,7 +14,7 @@ from dataclasses import replace
 from django.core.management.base import BaseCommand, CommandError
 
 from core.modelfacts import GiB
-from core.planner import BACKENDS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
+from core.planner import BACKEND_SETTINGS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
 from ocr_app import backendconfig
 
 
@@ -48,7 +48,9 @@ class Command(BaseCommand):
         parser.add_argument("--cc", help="Its CUDA compute capability, e.g. 8.6 (decides bf16 and fp8).")
         parser.add_argument("--name", default="hypothetical card", help="A name for that card in the text.")
         parser.add_argument(
-            "--backend", choices=BACKENDS, help="Force a backend (default: auto, or the admin's setting for this GPU)."
+            "--backend",
+            choices=BACKEND_SETTINGS,
+            help="Force a backend (default: auto, or the admin's setting for this GPU).",
         )
         parser.add_argument("--max-pixels", type=int, help="The largest image the settings allow, in pixels.")
         parser.add_argument("--max-new-tokens", type=int, help="The output budget per page, in tokens.")
