@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.backends import CPU, RAPIDOCR, TRANSFORMERS  # noqa: E402
+
 FONT = ROOT / "tests" / "data" / "DejaVuSans.ttf"
 GiB = 1024**3
 
@@ -169,7 +171,7 @@ def main() -> None:
         "--real-size", action="store_true", help="random weights at dots.ocr's real size (CUDA)"
     )
     parser.add_argument("--hold-gib", type=float, default=0, help="GiB of GPU memory another process holds")
-    parser.add_argument("--backends", default="rapidocr,cpu,transformers")
+    parser.add_argument("--backends", default=",".join(b.name for b in (RAPIDOCR, CPU, TRANSFORMERS)))
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
     wanted = set(args.backends.split(","))
@@ -209,17 +211,17 @@ def main() -> None:
 
     rows = []
     try:
-        if "rapidocr" in wanted:
-            rows.append(measure("rapidocr", RapidOcrBackend(), {"language": "multi"}, args.runs, "text"))
-        if "cpu" in wanted:
-            plan = {"backend": "cpu", "dtype": "float32", **model, **limits}
+        if RAPIDOCR.name in wanted:
+            rows.append(measure(RAPIDOCR.name, RapidOcrBackend(), {"language": "multi"}, args.runs, "text"))
+        if CPU.name in wanted:
+            plan = {"backend": CPU.name, "dtype": "float32", **model, **limits}
             rows.append(measure("cpu float32", CpuBackend(), plan, args.runs, args.mode))
-        if "transformers" in wanted:
+        if TRANSFORMERS.name in wanted:
             for quantization in ("bf16", "int8", "nf4"):
-                plan = {"backend": "transformers", "quantization": quantization, "dtype": "bfloat16",
+                plan = {"backend": TRANSFORMERS.name, "quantization": quantization, "dtype": "bfloat16",
                         "device_index": 0, **gpu_model, **limits}  # fmt: skip
-                label = f"transformers {quantization}"
-                variant = f"transformers:{quantization}"
+                label = f"{TRANSFORMERS.name} {quantization}"
+                variant = f"{TRANSFORMERS.name}:{quantization}"
                 rows.append(measure(label, TransformersBackend(), plan, args.runs, args.mode, variant))
     finally:
         if holder is not None:

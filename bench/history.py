@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.backends import RAPIDOCR, TRANSFORMERS, VLLM  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -61,7 +63,7 @@ def main() -> None:
         now = timezone.now()
         batch = []
         states = ["succeeded"] * 8 + ["failed", "queued"]
-        backends = ["rapidocr", "rapidocr", "vllm", "transformers"]
+        backends = [RAPIDOCR.name, RAPIDOCR.name, VLLM.name, TRANSFORMERS.name]
         for i in range(have, args.jobs):
             text = " ".join(words[(i * 7 + k) % len(words)] for k in range(60)) + f" number {i}"
             batch.append(

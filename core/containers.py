@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 
 # The label ocrdash puts on the containers it starts; its value is the role.
 ROLE_LABEL = "ocrdash.role"
-ROLES = frozenset({"worker", "vllm"})
+# Its values, kept on running containers: the worker, and the vLLM server ocrdash starts.
+ROLE_WORKER = "worker"
+ROLE_VLLM = "vllm"
+ROLES = frozenset({ROLE_WORKER, ROLE_VLLM})
+# How the dashboard names them.
+ROLE_LABELS = {ROLE_WORKER: "ocrdash worker", ROLE_VLLM: "ocrdash vLLM"}
 
 # A 64-hex id as a whole path part, or inside a systemd scope name (docker-<id>.scope,
 # cri-containerd-<id>.scope, libpod-<id>.scope, crio-<id>.scope).

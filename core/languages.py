@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from core.backends import RAPIDOCR
 from core.results import BackendError
 
 #: Code of the language whose model comes with the package.
@@ -93,7 +94,7 @@ class OcrLanguage:
 
 def package_dir() -> Path:
     """Folder of the installed rapidocr package (found without importing it)."""
-    spec = importlib.util.find_spec("rapidocr")
+    spec = importlib.util.find_spec(RAPIDOCR.packages[0])
     if spec is None or spec.origin is None:
         raise BackendError("The rapidocr package is not installed: pip install rapidocr")
     return Path(spec.origin).resolve().parent

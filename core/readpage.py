@@ -1,15 +1,17 @@
 """Any backend's answer for one page as a ParsedPage, the one shape results are stored, shown
 and exported in (pure: no Django).
 
-dots.ocr's answer is parsed for the job's task (`core.dots.parse.parse_output`). rapidocr finds
-text lines, not layout: for the layout tasks each line becomes a Text element with the box around
-it, for `text` the page is its plain text.
+dots.ocr's answer is parsed for the job's task (`core.dots.parse.parse_output`). rapidocr, the CPU
+text engine (the backend that does not run dots.ocr, core/backends.py), finds text lines, not
+layout: for the layout tasks each line becomes a Text element with the box around it, for `text`
+the page is its plain text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core import backends
 from core.dots.parse import Element, ParsedPage, normalize_text, parse_output
 from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 from core.results import OcrResult, TextLine
@@ -51,7 +53,7 @@ def from_lines(
 
 def parsed_page(result: OcrResult, backend: str, mode: str, original_size: Sequence[int]) -> ParsedPage:
     """The page a backend's answer stands for; boxes in the pixels of the page image."""
-    if backend == "rapidocr":
+    if not backends.get(backend).runs_dots:  # the CPU text engine: lines, not dots.ocr's answer
         region = (result.details or {}).get("bbox_sent")
         return from_lines(result.lines, result.text, mode, original_size, region)
     details = result.details or {}

@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 from django.conf import settings
 
+from core import backends
+from core.backends import RAPIDOCR, TRANSFORMERS
 from core.planner import Plan, PlannerSettings, make_plan
 from ocr_app.backend_limits import model_problem, vllm_host_problem
 from ocr_app.models import BackendSettings
@@ -28,7 +30,7 @@ def hf_cache_dir() -> Path:
 
 def in_process_unavailable(cfg: BackendSettings) -> str | None:
     """Why dots.ocr cannot run inside the worker, or None when it can."""
-    missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+    missing = [m for m in TRANSFORMERS.packages if importlib.util.find_spec(m) is None]
     if missing:
         return (
             f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed in the worker "
@@ -144,7 +146,8 @@ def devices_from_sample(sample: dict | None) -> SimpleNamespace:
 
 def load_args(plan: Plan, cfg: BackendSettings, language: str) -> dict:
     """What the chosen backend's load() receives."""
-    if plan.backend == "rapidocr":
+    spec = backends.get(plan.backend)
+    if not spec.runs_dots:
         return rapidocr_args(language)
     args = plan.as_json()
     nvml_index = plan.device_index if plan.device_index is not None else settings.GPU_INDEX
@@ -153,10 +156,10 @@ def load_args(plan: Plan, cfg: BackendSettings, language: str) -> dict:
         revision=cfg.revision,
         cache_dir=str(hf_cache_dir()),
         # Docker names host GPUs by NVML index; torch inside this process by CUDA ordinal.
-        device_index=nvml_index if plan.backend == "vllm" else cuda_ordinal(nvml_index),
+        device_index=cuda_ordinal(nvml_index) if spec.in_worker else nvml_index,
         allow_download=False,  # fetch_model downloads; a job never waits for 6 GB
     )
-    if plan.backend == "vllm" and vllm_url(cfg):
+    if spec.needs_server and vllm_url(cfg):
         args["vllm_url"] = vllm_url(cfg)
     return args
 
@@ -176,7 +179,7 @@ def cuda_ordinal(nvml_index: int, visible: str | None = None) -> int:
 
 def rapidocr_args(language: str) -> dict:
     return {
-        "backend": "rapidocr",
+        "backend": RAPIDOCR.name,
         "language": language or settings.OCRDASH_OCR_LANGUAGE,
         "model_dir": str(settings.OCRDASH_MODEL_DIR),
         "allow_download": settings.OCRDASH_ALLOW_MODEL_DOWNLOAD,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from core import languages
+from core import backends, jobstate, languages
 from core.dots import prompts
 from ocr_app.validation import ACCEPTED_EXTENSIONS
 
@@ -55,9 +55,7 @@ class HistoryFilterForm(forms.Form):
     backend = forms.ChoiceField(required=False)
     owner = forms.CharField(required=False, max_length=150)
 
-    def __init__(self, *args, backends: list[str] = (), **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from core.jobstate import STATES
-
-        self.fields["state"].choices = [("", "any state")] + [(s, s) for s in STATES]
-        self.fields["backend"].choices = [("", "any backend")] + [(b, b) for b in backends]
+        self.fields["state"].choices = [("", "any state")] + [(s, s) for s in jobstate.STATES]
+        self.fields["backend"].choices = [("", "any backend")] + [(b, b) for b in backends.names()]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.containers import ContainerNames, label_processes
+from core.containers import ROLE_VLLM, ROLE_WORKER, ContainerNames, label_processes
 from core.gpu import GpuSnapshot, read_snapshot
 from core.queues import UNLOAD_BACKEND_TASK, worker_queue
 from ocr_app import livestate
@@ -78,7 +78,7 @@ def check_staff(user, what: str) -> None:
 def free_plan(snapshot: GpuSnapshot, workers: dict[str, dict]) -> list[Step]:
     """What `free` will do, with the memory each step should give back; shown before confirming."""
     steps = []
-    worker_memory = memory_of(snapshot, role="worker")
+    worker_memory = memory_of(snapshot, role=ROLE_WORKER)
     for name, record in sorted(workers.items()):
         status = record.get("backend_status") or {}
         held = status.get("backend") or "no model"
@@ -89,7 +89,7 @@ def free_plan(snapshot: GpuSnapshot, workers: dict[str, dict]) -> list[Step]:
                 worker_memory if len(workers) == 1 else None,
             )
         )
-    vllm = sorted({p.container for d in snapshot.devices for p in d.processes if p.role == "vllm" and p.container})
+    vllm = sorted({p.container for d in snapshot.devices for p in d.processes if p.role == ROLE_VLLM and p.container})
     for container in vllm:
         steps.append(Step(f"Stop ocrdash's vLLM container {container}", memory_of(snapshot, container=container)))
     if not vllm:

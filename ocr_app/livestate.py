@@ -15,6 +15,8 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
+from core.containers import ROLE_WORKER
+
 PREFIX = "ocrdash:"
 GPU_HISTORY = PREFIX + "gpu:history"
 GPU_LATEST = PREFIX + "gpu:latest"
@@ -96,7 +98,7 @@ def own_pids(proc_root: str = "/proc") -> dict[int, str]:
     """pid → role for every process of ocrdash that may hold GPU memory: each worker
     and its pool processes (children, found in /proc: the monitor runs on the same host)."""
     roots = {int(pid) for record in live_workers().values() for pid in record.get("pids", [])}
-    return {pid: "worker" for pid in roots | descendants(roots, proc_root)}
+    return {pid: ROLE_WORKER for pid in roots | descendants(roots, proc_root)}
 
 
 def descendants(roots: set[int], proc_root: str = "/proc") -> set[int]:

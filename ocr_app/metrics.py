@@ -49,6 +49,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.utils import floatToGoString
 
 from core import jobstate
+from core.backends import AUTO
+from core.containers import ROLE_VLLM, ROLE_WORKER, ROLES
 from core.queues import GPU_QUEUE, priority_keys, worker_queue
 from ocr_app import livestate
 from ocr_app.models import Job
@@ -64,7 +66,7 @@ PAGE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 GPU_SAMPLE_STALE_SECONDS = 30
 BACKEND_STATES = ("unloaded", "loading", "ready", "failed")
 # Job.backend "" is "the server's choice", not made yet (queued) or never made (refused).
-NO_BACKEND = "auto"
+NO_BACKEND = AUTO
 
 
 def _backend(name: str | None) -> str:
@@ -230,9 +232,9 @@ class OcrdashCollector:
             for key, family in optional.items():
                 if device.get(key) is not None:
                     family.add_metric(values, device[key])
-            held = {"worker": 0, "vllm": 0, "other": 0}
+            held = {ROLE_WORKER: 0, ROLE_VLLM: 0, "other": 0}
             for process in device.get("processes") or []:
-                role = process.get("role") if process.get("role") in ("worker", "vllm") else "other"
+                role = process.get("role") if process.get("role") in ROLES else "other"
                 held[role] += process.get("used_bytes") or 0
             for role, used in held.items():
                 by_role.add_metric([str(device.get("index")), role], used)

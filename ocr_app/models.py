@@ -9,7 +9,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from core import jobstate
+from core import backends, jobstate
 from core.dots import prompts
 
 
@@ -242,14 +242,9 @@ class BackendSettings(models.Model):
     the GPU as it is then, and unloads the old backend when the plan changes.
     """
 
-    AUTO = "auto"
-    BACKEND_CHOICES = [
-        (AUTO, "auto: the best that fits the free memory"),
-        ("vllm", "vLLM server (dots.ocr)"),
-        ("transformers", "transformers in the worker (bf16 / 8-bit / 4-bit)"),
-        ("cpu", "dots.ocr on the CPU (very slow)"),
-        ("rapidocr", "rapidocr: fast CPU text, no layout"),
-    ]
+    AUTO = backends.AUTO
+    # From the registry (core/backends.py); its labels are the choices' texts of migration 0004.
+    BACKEND_CHOICES = backends.choices(with_auto=True)
 
     backend = models.CharField(max_length=20, choices=BACKEND_CHOICES, default=AUTO)
     model = models.CharField(

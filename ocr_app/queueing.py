@@ -19,7 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from core import jobstate
+from core import backends, jobstate
 from core.dots.prompts import LAYOUT_ALL
 from ocr_app import delivery, events, files, serving
 from ocr_app.models import BackendSettings, Job, Page
@@ -47,10 +47,6 @@ def send_to_worker(job: Job, announce: bool = True, first: bool = False) -> None
     transaction.on_commit(go)
 
 
-# Backends that run dots.ocr: the language (rapidocr's) does not change their result.
-DOTS_BACKENDS = {"vllm", "transformers", "cpu"}
-
-
 def cache_key(
     sha256: str, mode: str, language: str, cfg: BackendSettings | None = None, region: list[int] | None = None
 ) -> str:
@@ -63,7 +59,8 @@ def cache_key(
         "model": cfg.model,
         "revision": cfg.revision,
         "max_pixels": cfg.max_pixels,
-        "language": "" if cfg.backend in DOTS_BACKENDS else language,
+        # The language is the CPU engine's: it does not change what dots.ocr reads ("auto" may run either).
+        "language": "" if backends.runs_dots(cfg.backend) else language,
     }
     if region is not None:
         facts["region"] = list(region)

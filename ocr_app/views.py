@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_http_methods
 from PIL import Image
 
-from core import jobstate, languages, pdf
+from core import containers, jobstate, languages, pdf
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.gpu import NO_GPU_MESSAGE
 from ocr_app import layout, livestate, retention, serving
@@ -31,7 +31,6 @@ from ocr_app.validation import ACCEPTED_EXTENSIONS, PDF, UploadRefused, check_up
 
 log = logging.getLogger(__name__)
 
-KNOWN_BACKENDS = ["rapidocr", "vllm", "transformers", "cpu"]
 # Browsers cannot show these; the page gets a PNG rendition instead.
 NOT_BROWSER_FORMATS = {"TIFF"}
 
@@ -41,7 +40,6 @@ STALE_SAMPLE_SECONDS = 15
 # Queued jobs listed on the dashboard and the upload page (the dashboard counts the rest).
 QUEUE_LISTED = 100
 WAITING_FOR_MONITOR = "Waiting for the GPU monitor…"
-ROLE_LABELS = {"worker": "ocrdash worker", "vllm": "ocrdash vLLM"}
 BACKEND_STATES = ("unloaded", "loading", "ready", "failed")
 
 
@@ -86,7 +84,7 @@ def _process_view(process: dict) -> dict:
     return {
         **process,
         "memory_text": gib(process.get("used_bytes")),
-        "role_label": ROLE_LABELS.get(process.get("role") or "", ""),
+        "role_label": containers.ROLE_LABELS.get(process.get("role") or "", ""),
     }
 
 
@@ -191,6 +189,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "waiting": waiting,
             "waiting_total": waiting_total,
             "server_time": round(now, 3),
+            "role_labels": containers.ROLE_LABELS,
         },
     )
 
@@ -322,7 +321,7 @@ def _history_queryset(form: HistoryFilterForm):
 
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
-    form = HistoryFilterForm(request.GET or None, backends=KNOWN_BACKENDS)
+    form = HistoryFilterForm(request.GET or None)
     paginator = Paginator(_history_queryset(form), settings.HISTORY_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     for job in page:  # the page's rows, read once; the template goes over the same list

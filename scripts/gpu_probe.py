@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.backends import AUTO, TRANSFORMERS, VLLM  # noqa: E402
 from core.gpu import read_snapshot  # noqa: E402
 from core.gpupeak import GpuPeak  # noqa: E402
 from core.planner import PlannerSettings, fits_now, make_plan  # noqa: E402
@@ -58,7 +59,7 @@ def main() -> int:
           f"{gib(d.free_bytes - after.free_bytes)}; NVML attributes {gib(seen.get(holder.pid))} to that pid "
           f"({'seen' if holder.pid in seen else 'NOT seen'})")
 
-    for backend in ("auto", "vllm", "transformers"):
+    for backend in (AUTO, VLLM.name, TRANSFORMERS.name):
         try:
             plan = make_plan(read_snapshot(), PlannerSettings(backend=backend))
             ok, why = fits_now(plan, read_snapshot())

@@ -24,7 +24,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from PIL import Image, ImageOps
 
-from core import jobstate, readpage
+from core import backends, containers, jobstate, readpage
 from core.dots.prompts import GROUNDING
 from core.gpu import read_snapshot
 from core.gpupeak import GpuPeak
@@ -151,7 +151,7 @@ def choose(job: Job, snapshot=None) -> Choice:
     language = job.language or settings.OCRDASH_OCR_LANGUAGE
     held = HOLDER.plan_obj
     if held is not None and HOLDER.settings_stamp == stamp and HOLDER.backend and HOLDER.backend.loaded:
-        if held.backend != "rapidocr":
+        if backends.runs_dots(held.backend):
             return Choice(held, HOLDER.plan, HOLDER.key, stamp)
     plan = backendconfig.plan_now(cfg, snapshot if snapshot is not None else read_snapshot())
     return _choice_of(plan, cfg, language, stamp)
@@ -159,8 +159,8 @@ def choose(job: Job, snapshot=None) -> Choice:
 
 def _choice_of(plan: Plan, cfg: BackendSettings, language: str, stamp: str) -> Choice:
     args = backendconfig.load_args(plan, cfg, language)
-    if plan.backend == "rapidocr":
-        key = ("rapidocr", args["language"])
+    if not backends.runs_dots(plan.backend):  # the CPU engine: one engine per language
+        key = (plan.backend, args["language"])
     else:
         key = (stamp, plan.variant, plan.max_pixels, plan.oom_retried)
     return Choice(plan, args, key, stamp)
@@ -209,7 +209,7 @@ def open_page_image(job: Job) -> Image.Image:
 
 
 def _ours(pid: int, role: str | None) -> bool:
-    return role in ("worker", "vllm") or pid == os.getpid()
+    return role in containers.ROLES or pid == os.getpid()
 
 
 def _this_attempt(job: Job):

@@ -8,11 +8,11 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core import jobstate, languages
+from core import backends, jobstate, languages
 from core.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 from ocr_app.models import BackendSettings, Job
 
-KNOWN_BACKENDS = [value for value, _ in BackendSettings.BACKEND_CHOICES if value != BackendSettings.AUTO]
+KNOWN_BACKENDS = list(backends.names())
 # Task modes an upload can ask for; grounding (the text of one region) needs a box.
 AVAILABLE_MODES = [LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY]
 
@@ -241,7 +241,7 @@ class UploadOptionsSerializer(serializers.Serializer):
     language = serializers.ChoiceField(choices=(), required=False, help_text="Recognition language of the CPU "
                                        "engine (rapidocr); default: the server's OCRDASH_OCR_LANGUAGE.")
     backend = serializers.ChoiceField(
-        choices=["auto", *KNOWN_BACKENDS],
+        choices=[backends.AUTO, *KNOWN_BACKENDS],
         required=False,
         help_text="The backend you would like. Checked against the known backends and recorded on the job; "
         "the worker still runs what the admin's backend settings plan for the GPU now.",

@@ -29,6 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import jobstate
+from core.backends import AUTO
 from core.dots.prompts import GROUNDING, LAYOUT_ALL
 from core.planner import PlanRefused
 from ocr_app import backendconfig, cancel, livestate, regions, retention
@@ -411,8 +412,8 @@ def _stage_job(request, item: dict, options: dict) -> Job:
 def _commit_job(request, job: Job, options: dict) -> Job:
     mode = job.mode
     job = commit_job(job, reuse=options.get("reuse", True))
-    hint = options.get("backend", "auto")
-    if hint != "auto":
+    hint = options.get("backend", AUTO)
+    if hint != AUTO:
         # Recorded as the backend asked for; the worker overwrites it with the one that ran the job.
         Job.objects.filter(pk=job.pk).update(backend=hint)
         job.backend = hint  # the "queued" event, sent on commit, carries it too

@@ -10,7 +10,7 @@
   const STALE_SECONDS = 15; // a sample older than this: the monitor is not sending
   const CHART_HEIGHT = 170;
   const NO_GPU = "No NVIDIA GPU visible: jobs run on the CPU";
-  const ROLE_LABELS = { worker: "ocrdash worker", vllm: "ocrdash vLLM" };
+  const ROLE_LABELS = JSON.parse(document.getElementById("role-labels").textContent); // core/containers.py
   const BACKEND_STATES = ["unloaded", "loading", "ready", "failed"];
   const USED_COLOR = "#0969da";
   const UTIL_COLOR = "#e16f24";

@@ -1,27 +1,15 @@
-"""Backends by name. Each is imported only when asked for: most pull in heavy libraries."""
+"""Backends by name, built from the registry (core/backends.py). Each module is imported only when
+its backend is asked for: most pull in heavy libraries."""
 
 from __future__ import annotations
 
-from workers.backends.base import OcrBackend
+import importlib
 
-AVAILABLE = ("vllm", "transformers", "cpu", "rapidocr")
+from core import backends
+from workers.backends.base import OcrBackend
 
 
 def create_backend(name: str) -> OcrBackend:
-    if name == "rapidocr":
-        from workers.backends.rapidocr_backend import RapidOcrBackend
-
-        return RapidOcrBackend()
-    if name == "vllm":
-        from workers.backends.vllm_backend import VllmBackend
-
-        return VllmBackend()
-    if name == "transformers":
-        from workers.backends.transformers_backend import TransformersBackend
-
-        return TransformersBackend()
-    if name == "cpu":
-        from workers.backends.transformers_backend import CpuBackend
-
-        return CpuBackend()
-    raise ValueError(f"unknown backend {name!r}; known: {', '.join(AVAILABLE)}")
+    """A new, unloaded backend; ValueError naming the known ones for a name the registry lacks."""
+    module, _, cls = backends.get(name).factory.partition(":")
+    return getattr(importlib.import_module(module), cls)()

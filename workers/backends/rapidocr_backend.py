@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from core import language_download, languages
+from core.backends import RAPIDOCR
 from core.dots.prompts import GROUNDING, TEXT_ONLY
 from core.languages import OcrLanguage
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback, TextLine
@@ -30,13 +31,13 @@ FETCH_COMMAND = "python manage.py fetch_ocr_language {code}"
 
 def _rapidocr_version() -> str:
     try:
-        return metadata.version("rapidocr")
+        return metadata.version(RAPIDOCR.packages[0])
     except metadata.PackageNotFoundError:
         return "unknown"
 
 
 class RapidOcrBackend(OcrBackend):
-    name = "rapidocr"
+    name = RAPIDOCR.name
 
     def __init__(self, model_dir: str | Path | None = None) -> None:
         #: Folder for downloaded models when a plan does not name one.

@@ -62,6 +62,7 @@ from typing import Any
 from PIL import Image
 
 from core import results
+from core.backends import CPU, TRANSFORMERS
 from core.dots import prompts
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
 from core.modelfacts import DOTS_OCR
@@ -217,7 +218,7 @@ def _cancel_criteria(cancel: CancelCheck):
 class TransformersBackend(OcrBackend):
     """dots.ocr on one CUDA GPU in bf16 (fp16 on cards without bf16), bitsandbytes 8-bit or 4-bit nf4."""
 
-    name = "transformers"
+    name = TRANSFORMERS.name
 
     def __init__(self) -> None:
         self._model: Any = None
@@ -586,7 +587,7 @@ class CpuBackend(TransformersBackend):
     CPU kernels support it, at some cost in speed on processors without bf16 instructions).
     """
 
-    name = "cpu"
+    name = CPU.name
 
     def _placement(self, plan: dict[str, Any]) -> tuple[str, str, str]:
         quantization = str(plan.get("quantization") or "float32").lower()

@@ -80,7 +80,8 @@ from typing import Any
 import requests
 from PIL import Image
 
-from core.containers import ROLE_LABEL
+from core.backends import VLLM
+from core.containers import ROLE_LABEL, ROLE_VLLM
 from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, MODES, prompt_for
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
@@ -720,7 +721,7 @@ def docker_unavailable(exc: BaseException) -> BackendError:
 
 
 def _labels_filter(config_hash: str | None = None) -> list[str]:
-    labels = [f"{ROLE_LABEL}=vllm", f"{MANAGED_LABEL}=true"]
+    labels = [f"{ROLE_LABEL}={ROLE_VLLM}", f"{MANAGED_LABEL}=true"]
     if config_hash:
         labels.append(f"{CONFIG_LABEL}={config_hash}")
     return labels
@@ -728,7 +729,7 @@ def _labels_filter(config_hash: str | None = None) -> list[str]:
 
 def is_managed(container: Any) -> bool:
     labels = getattr(container, "labels", None) or {}
-    return labels.get(ROLE_LABEL) == "vllm" and labels.get(MANAGED_LABEL) == "true"
+    return labels.get(ROLE_LABEL) == ROLE_VLLM and labels.get(MANAGED_LABEL) == "true"
 
 
 def find_managed_container(client: Any, config_hash: str | None = None) -> Any | None:
@@ -926,7 +927,7 @@ class _LogFollower:
 
 
 class VllmBackend(OcrBackend):
-    name = "vllm"
+    name = VLLM.name
 
     def __init__(
         self,
@@ -1070,7 +1071,7 @@ class VllmBackend(OcrBackend):
             if launch.model_dir:
                 volumes[launch.model_dir] = {"bind": CONTAINER_MODEL_DIR, "mode": "ro"}
             labels = {
-                ROLE_LABEL: "vllm",
+                ROLE_LABEL: ROLE_VLLM,
                 MANAGED_LABEL: "true",
                 CONFIG_LABEL: config_hash,
                 PORT_LABEL: str(port),
@@ -1353,7 +1354,7 @@ class VllmBackend(OcrBackend):
             raise self._server_failed(exc) from exc
         seconds = time.monotonic() - started
         details: dict[str, Any] = {
-            "backend": "vllm",
+            "backend": self.name,
             "mode": mode,
             "server": client.base_url,
             "model": client.model_name,

@@ -13,6 +13,8 @@ from dataclasses import replace
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core import backends
+from core.backends import TRANSFORMERS, VLLM
 from core.modelfacts import GiB
 from core.planner import BACKEND_SETTINGS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
 from ocr_app import backendconfig
@@ -138,7 +140,7 @@ class Command(BaseCommand):
     def _text(self, plan: Plan) -> str:
         lines = ["Why:"] + [f"  - {r}" for r in plan.reasons] + ["", f"Plan: {plan.summary}"]
         rows: list[tuple[str, object]] = [("backend", plan.backend), ("variant", plan.variant)]
-        if plan.backend != "rapidocr":
+        if backends.runs_dots(plan.backend):
             rows += [
                 ("quantization", plan.quantization or "none"),
                 ("dtype", plan.dtype or "-"),
@@ -147,7 +149,7 @@ class Command(BaseCommand):
                 ("max_new_tokens", f"{plan.max_new_tokens:,}"),
                 ("estimated memory", f"{plan.estimated_bytes / GiB:.2f} GiB of {plan.memory.upper()}"),
             ]
-        if plan.backend == "vllm" and not plan.vllm_external:
+        if plan.backend == VLLM.name and not plan.vllm_external:
             rows += [
                 ("gpu_memory_utilization", plan.gpu_memory_utilization),
                 ("max_model_len", f"{plan.max_model_len:,}"),
@@ -157,7 +159,7 @@ class Command(BaseCommand):
                 ("kv cache", f"{plan.kv_cache_bytes / GiB:.2f} GiB"),
                 ("vllm serve flags", " ".join(_quote(a) for a in plan.vllm_args())),
             ]
-        if plan.backend == "transformers":
+        if plan.backend == TRANSFORMERS.name:
             rows.append(("max_memory", {k: f"{v / GiB:.2f}GiB" for k, v in (plan.max_memory or {}).items()}))
         rows.append(("on CUDA out of memory", " → ".join(plan.fallbacks) or "nothing further"))
         width = max(len(k) for k, _ in rows)
