@@ -78,7 +78,7 @@ VLLM = _backend(
     needs_server=True,
     packages=(),
     variants=(("bf16", "bf16", "vLLM bf16"), ("fp8", "fp8", "vLLM fp8")),
-    factory="workers.backends.vllm_backend:VllmBackend",
+    factory="workers.backends.vllm.backend:VllmBackend",
 )
 TRANSFORMERS = _backend(
     "transformers",

@@ -10,7 +10,9 @@ Pure apart from the Docker SDK (`docker`). NVML gives host pids; `container_of_p
 A sampler that runs in a container itself needs the host's pid namespace (`pid: host`) or the
 host's /proc mounted somewhere (pass that as `proc_root`).
 
-`ContainerNames` turns ids into names through the Docker engine. Without an engine (no socket,
+`ContainerNames` turns ids into names through the Docker engine. `find_managed_container` and
+`stop_managed_containers` find and stop the containers ocrdash started itself (its vLLM server):
+the worker when it starts one, the GPU memory manager when an admin frees the GPU. Without an engine (no socket,
 daemon stopped, no permission) it answers with nothing and keeps the reason in `.reason`; it
 asks the engine again at most once a minute. `label_processes` puts container names and
 ocrdash roles on a snapshot's processes.
@@ -39,6 +41,12 @@ ROLE_VLLM = "vllm"
 ROLES = frozenset({ROLE_WORKER, ROLE_VLLM})
 # How the dashboard names them.
 ROLE_LABELS = {ROLE_WORKER: "ocrdash worker", ROLE_VLLM: "ocrdash vLLM"}
+# On the containers ocrdash starts itself (its managed vLLM server): only those are ever stopped
+# or removed by ocrdash; CONFIG_LABEL holds the hash of the launch, so a worker that restarted
+# can adopt one that still runs the same configuration.
+MANAGED_LABEL = "ocrdash.managed"
+CONFIG_LABEL = "ocrdash.config"
+DEFAULT_STOP_TIMEOUT = 30
 
 # A 64-hex id as a whole path part, or inside a systemd scope name (docker-<id>.scope,
 # cri-containerd-<id>.scope, libpod-<id>.scope, crio-<id>.scope).
@@ -215,3 +223,48 @@ def label_processes(
             )
         devices.append(replace(device, processes=tuple(processes)))
     return replace(snapshot, devices=tuple(devices))
+
+
+# -- ocrdash's own containers -------------------------------------------------------------------
+
+
+def _labels_filter(config_hash: str | None = None) -> list[str]:
+    labels = [f"{ROLE_LABEL}={ROLE_VLLM}", f"{MANAGED_LABEL}=true"]
+    if config_hash:
+        labels.append(f"{CONFIG_LABEL}={config_hash}")
+    return labels
+
+
+def is_managed(container: Any) -> bool:
+    labels = getattr(container, "labels", None) or {}
+    return labels.get(ROLE_LABEL) == ROLE_VLLM and labels.get(MANAGED_LABEL) == "true"
+
+
+def find_managed_container(client: Any, config_hash: str | None = None) -> Any | None:
+    """A running vLLM container that ocrdash started (with this launch, when `config_hash` is given)."""
+    for container in client.containers.list(filters={"label": _labels_filter(config_hash)}):
+        if is_managed(container) and getattr(container, "status", "running") == "running":
+            return container
+    return None
+
+
+def stop_managed_containers(client: Any, keep: Any = None, timeout: int = DEFAULT_STOP_TIMEOUT) -> list[str]:
+    """Stop and remove every vLLM container ocrdash started (running or not), except `keep`.
+    Containers without both of ocrdash's labels are never touched. Returns the names removed."""
+    import docker.errors
+
+    keep_id = getattr(keep, "id", None)
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": _labels_filter()}):
+        if not is_managed(container) or container.id == keep_id:
+            continue
+        try:
+            if container.status in ("running", "restarting", "paused"):
+                container.stop(timeout=timeout)
+            container.remove(force=True)
+            removed.append(container.name)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            log.warning("could not remove the leftover vLLM container %s: %s", container.name, exc)
+    return removed

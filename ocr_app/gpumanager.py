@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from core.containers import ROLE_VLLM, ROLE_WORKER, ContainerNames, label_processes
+from core.containers import ROLE_VLLM, ROLE_WORKER, ContainerNames, label_processes, stop_managed_containers
 from core.gpu import GpuSnapshot, read_snapshot
 from core.queues import UNLOAD_BACKEND_TASK, worker_queue
 from ocr_app import livestate
@@ -220,8 +220,6 @@ def _wait_unloaded(worker: str, asked_at: float, seconds: float) -> tuple[str, b
 
 
 def _stop_managed(docker_factory: Callable[[], Any]) -> tuple[str, bool | None]:
-    from workers.backends.vllm_backend import stop_managed_containers
-
     try:
         removed = stop_managed_containers(docker_factory())
     except Exception as exc:

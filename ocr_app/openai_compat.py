@@ -1,7 +1,7 @@
 """An OpenAI-compatible endpoint, so that a script written for a dots.ocr vLLM server works unchanged.
 
 `POST /v1/chat/completions` accepts what dots.ocr's own client sends to vLLM (see
-workers/backends/vllm_backend.py `VllmClient.request_body`): one user message whose content is the
+workers/backends/vllm/client.py `VllmClient.request_body`): one user message whose content is the
 page as a data URL and the text `<|img|><|imgpad|><|endofimg|>` + one of dots.ocr's prompts. The
 image becomes one job in the same queue as every upload (in the history, owned by the token's
 user); the answer comes when the job ends, in the chat.completion format, or as server-sent events

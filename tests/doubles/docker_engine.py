@@ -396,7 +396,7 @@ class FakeDockerEngine:
     """One engine; ``client()`` is what ``docker.from_env()`` would return."""
 
     def __init__(self, scenario: str = "healthy", *, line_delay: float = 0.01, images: tuple[str, ...] = ()):
-        from workers.backends.vllm_backend import VLLM_IMAGE
+        from workers.backends.vllm.launcher import VLLM_IMAGE
 
         self.scenario = scenario
         self.line_delay = line_delay

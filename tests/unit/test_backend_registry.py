@@ -22,7 +22,7 @@ REGISTRY = "core/backends.py"
 NOT_BACKEND_NAMES = {
     ("core/containers.py", "vllm"): "the role label's value on running containers (ocrdash.role=vllm)",
     ("workers/backends/transformers_backend.py", "cpu"): "torch's device name",
-    ("workers/backends/vllm_backend.py", "vllm"): "the vLLM command line inside the container (vllm serve)",
+    ("workers/backends/vllm/launcher.py", "vllm"): "the vLLM command line inside the container (vllm serve)",
 }
 # Stored in Job.plan ("variant", "fallbacks") of every job that ran: renaming one breaks old jobs' pages.
 STORED_VARIANT_KEYS = [

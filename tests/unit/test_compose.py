@@ -82,7 +82,7 @@ def test_data_lives_on_named_volumes(compose):
 
 
 def test_the_images_are_the_ones_named(compose):
-    from workers.backends.vllm_backend import VLLM_IMAGE
+    from workers.backends.vllm.launcher import VLLM_IMAGE
 
     s = services(compose)
     assert s["redis"]["image"].startswith("redis:7")
@@ -222,7 +222,7 @@ def vllm_flags(compose) -> dict[str, str | None]:
 
 def test_the_vllm_service_runs_dots_ocr_with_the_planners_flags(compose):
     from core.planner import Device, PlannerSettings, make_plan
-    from workers.backends.vllm_backend import build_launch
+    from workers.backends.vllm.launcher import build_launch
 
     gib = 1024**3
     plan = make_plan(

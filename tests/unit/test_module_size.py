@@ -11,7 +11,6 @@ MAX_LINES = 800
 # Modules still over the limit, with their length now: each may only shrink, and leaves the list
 # once it is split.
 ALLOWED = {
-    "workers/backends/vllm_backend.py": 1421,
 }
 
 

@@ -12,25 +12,16 @@ import docker.types
 import pytest
 from PIL import Image, ImageDraw
 
-from core.containers import ROLE_LABEL
+from core.containers import MANAGED_LABEL, ROLE_LABEL, find_managed_container, stop_managed_containers
 from core.dots.prompts import PROMPTS
 from core.modelfacts import GiB
 from core.planner import Device, PlannerSettings, make_plan
 from core.results import BackendError, JobCancelled
 from tests.doubles.docker_engine import FakeDockerEngine, docker_refused
 from tests.doubles.openai_server import DEFAULT_ANSWERS, OpenAIServer
-from workers.backends.vllm_backend import (
-    MANAGED_LABEL,
-    VLLM_IMAGE,
-    VllmBackend,
-    VllmClient,
-    VllmServerError,
-    build_launch,
-    explain_startup_failure,
-    find_managed_container,
-    parse_progress,
-    stop_managed_containers,
-)
+from workers.backends.vllm.backend import VllmBackend
+from workers.backends.vllm.client import VllmClient, VllmServerError
+from workers.backends.vllm.launcher import VLLM_IMAGE, build_launch, explain_startup_failure, parse_progress
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 NEVER = lambda: False  # noqa: E731

@@ -19,7 +19,7 @@ from ocr_app import openai_compat
 from ocr_app.models import ApiToken, Job
 from tests.web.api_support import api_client, token_for
 from tests.web.conftest import image_bytes
-from workers.backends.vllm_backend import VllmClient
+from workers.backends.vllm.client import VllmClient
 
 pytestmark = pytest.mark.django_db
 
