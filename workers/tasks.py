@@ -510,9 +510,8 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
         if job.message:
             job.message = ""
         try:
-            if job.mode == GROUNDING:
-                return backend.ocr(page, job.mode, _CancelFlag(job.pk), bbox=job.region), choice
-            return backend.ocr(page, job.mode, _CancelFlag(job.pk)), choice
+            region = job.region if job.mode == GROUNDING else None
+            return backend.ocr(page, job.mode, _CancelFlag(job.pk), bbox=region), choice
         except BackendError as exc:
             if not _is_out_of_memory(exc) or choice.plan is None:
                 raise

@@ -51,7 +51,7 @@ class PageBackend(OcrBackend):
     def unload(self):
         self._loaded = False
 
-    def ocr(self, image, mode, cancel_check):
+    def ocr(self, image, mode, cancel_check, *, bbox=None):
         PageBackend.calls.append(image.size)
         n = len(PageBackend.calls)
         if PageBackend.on_call:
@@ -307,7 +307,7 @@ def layout_job(monkeypatch, backend, alice):
     """A three-page PDF read in the full layout task by a dots.ocr backend (its answers given)."""
 
     class DotsBackend(PageBackend):
-        def ocr(self, image, mode, cancel_check):
+        def ocr(self, image, mode, cancel_check, *, bbox=None):
             PageBackend.calls.append(image.size)
             n = len(PageBackend.calls)
             if n in PageBackend.fail:

@@ -184,7 +184,7 @@ class ShortOfMemory(OcrBackend):
     def unload(self):
         self._loaded = False
 
-    def ocr(self, image, mode, cancel):
+    def ocr(self, image, mode, cancel, *, bbox=None):
         if self.name == "transformers":
             raise OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB")
         return OcrResult(text="read", details={})

@@ -43,7 +43,7 @@ class FakeBackend(OcrBackend):
         self.unloads += 1
         self._loaded = False
 
-    def ocr(self, image, mode, cancel):
+    def ocr(self, image, mode, cancel, *, bbox=None):
         max_pixels = self.loads[-1].get("max_pixels")
         self.pages.append(max_pixels)
         if self.oom_above is not None and max_pixels and max_pixels > self.oom_above:
@@ -219,7 +219,7 @@ class AnsweringBackend(FakeBackend):
     result = None
     modes: list[str] = []
 
-    def ocr(self, image, mode, cancel):
+    def ocr(self, image, mode, cancel, *, bbox=None):
         AnsweringBackend.modes.append(mode)
         return AnsweringBackend.result
 

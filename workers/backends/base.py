@@ -8,6 +8,7 @@ shared and memory must be given back.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
@@ -16,20 +17,39 @@ from core.results import CancelCheck, OcrResult, ProgressCallback
 
 
 class OcrBackend(ABC):
-    #: Short stable name stored on each job ("rapidocr", "transformers", ...).
+    """A backend as the worker holds it (workers/holder.py): loaded once with a plan's arguments,
+    then asked to read one page at a time, then unloaded. What each backend is called, needs and
+    costs is its entry in the registry (core/backends.py)."""
+
+    #: Its registry name (core/backends.py), stored on each job.
     name: str = ""
 
     @abstractmethod
     def load(self, plan: dict[str, Any], progress: ProgressCallback | None = None) -> None:
-        """Make the backend ready to run; may download or allocate memory."""
+        """Make the backend ready to run; may download or allocate memory. `plan` is what
+        ocr_app/backendconfig.py `load_args` gives (the Plan's keys and where the model is);
+        `progress(done, total, message)` is told about long steps."""
 
     @abstractmethod
     def unload(self) -> None:
         """Give back every resource load() took."""
 
     @abstractmethod
-    def ocr(self, image: Image.Image, mode: str, cancel: CancelCheck) -> OcrResult:
-        """Recognize one page image."""
+    def ocr(
+        self,
+        image: Image.Image,
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+    ) -> OcrResult:
+        """Read one page image.
+
+        `mode` is one of core.dots.prompts.MODES. `bbox` is passed for GROUNDING only, and required
+        there: the region [x1, y1, x2, y2] to read, in the pixels of `image` (BackendError without
+        one). `cancel()` turns True once the job is cancelled: a backend asks it between its steps
+        and raises JobCancelled. Failures worded for the user are BackendError (OutOfMemory when
+        CUDA ran out of memory, so the worker can retry smaller)."""
 
     def memory_estimate(self) -> int:
         """Bytes of GPU memory this backend holds once loaded."""

@@ -10,6 +10,7 @@ import gc
 import importlib.util
 import json
 import logging
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,15 @@ class RapidOcrBackend(OcrBackend):
 
     # -- recognition -----------------------------------------------------
 
-    def ocr(self, image: Image.Image, mode: str, cancel: CancelCheck, bbox=None, *, upright=False) -> OcrResult:
+    def ocr(
+        self,
+        image: Image.Image,
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+        upright: bool = False,
+    ) -> OcrResult:
         """Read a page; for the grounding task (`bbox` = [x1, y1, x2, y2] in the page's pixels)
         only that region is read, its lines' boxes in the page's pixels. `upright` skips the
         text-direction classifier, which turns short lines of a cropped region upside down."""
@@ -207,7 +216,7 @@ class RapidOcrBackend(OcrBackend):
             details=details,
         )
 
-    def _read_region(self, image: Image.Image, bbox, cancel: CancelCheck) -> OcrResult:
+    def _read_region(self, image: Image.Image, bbox: Sequence[float] | None, cancel: CancelCheck) -> OcrResult:
         if bbox is None or len(bbox) != 4:
             raise BackendError("Reading a region needs its box: [x1, y1, x2, y2].")
         w, h = image.size
