@@ -1,18 +1,21 @@
-"""The one place that joins Job rows to backends.
+"""The one place that joins Job rows to backends: the worker's Celery tasks and signals.
 
 The worker runs with concurrency 1 and keeps the last backend loaded between jobs (loading
 dots.ocr takes minutes), until the plan changes, an admin frees the GPU, or it sat idle
-for OCRDASH_BACKEND_IDLE_UNLOAD seconds (the GPU is shared: give memory back).
+for OCRDASH_BACKEND_IDLE_UNLOAD seconds (the GPU is shared: give memory back); its
+BackendHolder (workers/holder.py) does that. This is the only module of workers/ that imports
+Django, Celery or the web app (pyproject.toml's import contracts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 from billiard.exceptions import WorkerLostError
 from celery import shared_task
@@ -26,7 +29,6 @@ from PIL import Image, ImageOps
 
 from core import backends, containers, jobstate, readpage
 from core.dots.prompts import GROUNDING
-from core.gpu import read_snapshot
 from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused, render_page
 from core.planner import Plan, PlanRefused, replan_after_oom
@@ -35,8 +37,7 @@ from core.results import BackendError, JobCancelled, OutOfMemory
 from ocr_app import backendconfig, delivery, events, files, livestate, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import PDF
-from workers.backends import create_backend
-from workers.backends.base import OcrBackend
+from workers.holder import BackendHolder, Choice
 
 log = logging.getLogger(__name__)
 
@@ -47,96 +48,55 @@ CANCEL_POLL_SECONDS = 1.0
 MAIN_PID = os.getpid()
 
 
-class BackendHolder:
-    """The backend this worker process keeps loaded, and its state as the dashboard shows it."""
-
-    def __init__(self):
-        self.backend: OcrBackend | None = None
-        self.key: tuple | None = None
-        self.plan: dict | None = None
-        # The planner's Plan behind `plan`, for replanning after CUDA runs out of memory.
-        self.plan_obj: Plan | None = None
-        # BackendSettings.updated_at when the backend was loaded: a change means plan again.
-        self.settings_stamp: str | None = None
-        self.hostname = ""
-        self.lock = threading.RLock()
-        self.idle_timer: threading.Timer | None = None
-
-    def publish(self, state: str, detail: str = "", progress: float | None = None) -> None:
-        body = {
-            "worker": self.hostname,
-            "gpu_index": settings.GPU_INDEX,
-            "state": state,
-            "backend": (self.plan or {}).get("backend", ""),
-            "detail": detail,
-            "progress": progress,
-            "memory_bytes": self.backend.memory_estimate() if self.backend and state == "ready" else 0,
-            "plan": self.plan,
-        }
-        try:
-            livestate.update_worker(self.hostname, backend_status=body)
-        except Exception:
-            log.warning("could not record the backend state in Redis", exc_info=True)
-        events.publish_backend_status(body)
-
-    def ensure(self, plan: dict, key: tuple, progress) -> OcrBackend:
-        with self.lock:
-            self._cancel_idle_timer()
-            if self.backend is not None and self.key == key and self.backend.loaded:
-                return self.backend
-            if self.backend is not None and self.plan and self.plan.get("backend") != plan.get("backend"):
-                self.unload("switching backend")
-            if self.backend is None:
-                self.backend = create_backend(plan["backend"])
-            self.plan, self.key = plan, key
-            self.publish("loading", f"Loading {plan['backend']}")
-            try:
-                self.backend.load(plan, progress=progress)
-            except Exception as exc:
-                self.publish("failed", str(exc))
-                raise
-            self.publish("ready")
-            return self.backend
-
-    def unload(self, reason: str) -> bool:
-        with self.lock:
-            self._cancel_idle_timer()
-            if self.backend is None:
-                return False
-            log.info("unloading %s: %s", self.backend.name, reason)
-            self.backend.unload()
-            self.backend, self.key, self.plan_obj, self.settings_stamp = None, None, None, None
-            self.publish("unloaded", reason)
-            return True
-
-    def start_idle_timer(self) -> None:
-        seconds = settings.BACKEND_IDLE_UNLOAD
-        if seconds <= 0 or self.backend is None:
-            return
-        with self.lock:
-            self._cancel_idle_timer()
-            self.idle_timer = threading.Timer(seconds, self.unload, args=(f"idle for {seconds} s",))
-            self.idle_timer.daemon = True
-            self.idle_timer.start()
-
-    def _cancel_idle_timer(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+def record_and_publish(body: dict) -> None:
+    """A backend state change (BackendHolder.publish): kept in Redis for pages that open later,
+    and sent to every open page."""
+    try:
+        livestate.update_worker(body["worker"], backend_status=body)
+    except Exception:
+        log.warning("could not record the backend state in Redis", exc_info=True)
+    events.publish_backend_status(body)
 
 
-HOLDER = BackendHolder()
+def worker_holder(**seams) -> BackendHolder:
+    """A backend holder as this worker process makes it; `seams` replace its parts (tests give fake
+    backends or a recorded GPU)."""
+    parts = {
+        "publish": record_and_publish,
+        "gpu_index": lambda: settings.GPU_INDEX,
+        # Read when a job ends, so a changed setting applies to the next idle time.
+        "idle_seconds": lambda: settings.BACKEND_IDLE_UNLOAD,
+        **seams,
+    }
+    return BackendHolder(**parts)
 
 
-@dataclass
-class Choice:
-    """What a job runs on: the planner's Plan (None for a plain rapidocr run), load() arguments,
-    and the key that says whether the loaded backend can be reused."""
+_holder: BackendHolder | None = None
+_holder_lock = threading.Lock()
 
-    plan: Plan | None
-    args: dict
-    key: tuple
-    stamp: str
+
+def holder() -> BackendHolder:
+    """This worker process's one backend holder, made on first use."""
+    global _holder
+    with _holder_lock:
+        if _holder is None:
+            _holder = worker_holder()
+        return _holder
+
+
+@contextlib.contextmanager
+def use_holder(replacement: BackendHolder) -> Iterator[BackendHolder]:
+    """Run this process's tasks with `replacement` as the holder (tests); the old one comes back
+    after, and the replacement's idle timer is stopped."""
+    global _holder
+    with _holder_lock:
+        previous, _holder = _holder, replacement
+    try:
+        yield replacement
+    finally:
+        replacement.close()
+        with _holder_lock:
+            _holder = previous
 
 
 def choose(job: Job, snapshot=None) -> Choice:
@@ -149,11 +109,10 @@ def choose(job: Job, snapshot=None) -> Choice:
     cfg = BackendSettings.load()
     stamp = cfg.updated_at.isoformat() if cfg.updated_at else ""
     language = job.language or settings.OCRDASH_OCR_LANGUAGE
-    held = HOLDER.plan_obj
-    if held is not None and HOLDER.settings_stamp == stamp and HOLDER.backend and HOLDER.backend.loaded:
-        if backends.runs_dots(held.backend):
-            return Choice(held, HOLDER.plan, HOLDER.key, stamp)
-    plan = backendconfig.plan_now(cfg, snapshot if snapshot is not None else read_snapshot())
+    kept = holder().kept(stamp)
+    if kept is not None:
+        return kept
+    plan = backendconfig.plan_now(cfg, snapshot if snapshot is not None else holder().read_gpu())
     return _choice_of(plan, cfg, language, stamp)
 
 
@@ -183,7 +142,7 @@ class _Progress:
         _this_attempt(self.job).update(message=message, progress=fraction)
         self.job.message, self.job.progress = message, fraction
         events.publish_job(self.job)
-        HOLDER.publish("loading", message, fraction)
+        holder().publish("loading", message, fraction)
 
 
 class _CancelFlag:
@@ -244,8 +203,9 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
         return "missing"
     if queued_at and job.queued_at and job.queued_at.isoformat() != queued_at:
         return "stale"  # the job was queued again since; the newer task runs it at its new place
-    HOLDER.hostname = self.request.hostname or HOLDER.hostname
-    me = self.request.hostname or HOLDER.hostname
+    held = holder()
+    held.hostname = self.request.hostname or held.hostname
+    me = held.hostname
     if job.state == jobstate.RUNNING:
         # The task came again (its worker died holding it, or it was sent twice): the job runs
         # on, unless the process that ran it is gone.
@@ -270,7 +230,7 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
     events.publish_job(job)
     events.publish_queue_positions()
 
-    peak = GpuPeak(read_snapshot, settings.GPU_INDEX, _ours)
+    peak = GpuPeak(held.read_gpu, settings.GPU_INDEX, _ours)
     # A job run again after its worker process died says so when it ends.
     notes: list[str] = [f"Run again after {job.last_fault}."] if job.retries and job.last_fault else []
     try:
@@ -299,7 +259,7 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
             current_page=None,
         )
     finally:
-        HOLDER.start_idle_timer()
+        held.start_idle_timer()
     return _finish(job, choice, peak, engine_peak, notes)
 
 
@@ -504,9 +464,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
     """Run the page; after CUDA runs out of memory, retry once smaller, then the next backend
     in the plan's order, each planned against the GPU as it is at that moment."""
+    held = holder()
     while True:
-        backend = HOLDER.ensure(choice.args, choice.key, _Progress(job))
-        HOLDER.plan_obj, HOLDER.settings_stamp = choice.plan, choice.stamp
+        backend = held.ensure(choice, _Progress(job))
         if job.message:
             job.message = ""
         try:
@@ -515,8 +475,8 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
         except BackendError as exc:
             if not _is_out_of_memory(exc) or choice.plan is None:
                 raise
-            HOLDER.unload("CUDA ran out of memory")
-            next_plan = replan_after_oom(choice.plan, read_snapshot())
+            held.unload("CUDA ran out of memory")
+            next_plan = replan_after_oom(choice.plan, held.read_gpu())
             notes.append(f"{choice.plan.label} ran out of GPU memory; {next_plan.reasons[0]}")
             cfg = BackendSettings.load()
             choice = _choice_of(next_plan, cfg, job.language, choice.stamp)
@@ -528,11 +488,12 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
 @shared_task(name=UNLOAD_BACKEND_TASK, bind=True)
 def unload_backend(self, reason: str = "asked to free the GPU") -> dict:
     """Sent to one worker's own queue by the GPU memory manager."""
-    HOLDER.hostname = self.request.hostname or HOLDER.hostname
-    unloaded = HOLDER.unload(reason)
+    held = holder()
+    held.hostname = self.request.hostname or held.hostname
+    unloaded = held.unload(reason)
     emptied = _empty_allocator_cache()
     if not unloaded:
-        HOLDER.publish("unloaded", reason)
+        held.publish("unloaded", reason)
     return {"unloaded": unloaded, "emptied_cache": emptied, "at": time.time()}
 
 
@@ -571,9 +532,9 @@ def watch_the_main_process(**kwargs) -> None:
 @worker_ready.connect
 def on_worker_ready(sender=None, **kwargs) -> None:
     hostname = getattr(sender, "hostname", "") or ""
-    HOLDER.hostname = hostname
+    holder().hostname = hostname
     livestate.update_worker(hostname, pids=[os.getpid()], gpu_index=settings.GPU_INDEX)
-    HOLDER.publish("unloaded", "worker started")
+    holder().publish("unloaded", "worker started")
     threading.Thread(target=_heartbeat, args=(hostname,), name="ocrdash-heartbeat", daemon=True).start()
     threading.Thread(target=_upkeep, args=(hostname,), name="ocrdash-upkeep", daemon=True).start()
 
@@ -588,9 +549,9 @@ def on_task_failure(sender=None, task_id=None, exception=None, args=None, **kwar
         return
     try:
         if isinstance(exception, TimeLimitExceeded):
-            recovery.fail_after_hard_time_limit(int(args[0]), HOLDER.hostname, settings.JOB_TIME_LIMIT)
+            recovery.fail_after_hard_time_limit(int(args[0]), holder().hostname, settings.JOB_TIME_LIMIT)
         else:
-            recovery.recover_after_worker_lost(int(args[0]), HOLDER.hostname, str(exception))
+            recovery.recover_after_worker_lost(int(args[0]), holder().hostname, str(exception))
     except Exception:  # the sweep (_upkeep) takes the job up within seconds
         log.exception("could not recover job %s after its process died", args[0])
 
@@ -600,7 +561,7 @@ def on_worker_shutdown(sender=None, **kwargs) -> None:
     """A worker that stops cleanly leaves the list at once: no job is routed to it any more. Its
     pool has stopped by now: a job still running here was cut short, and goes back in the queue
     (a stop is not the job's fault: its retries are not counted)."""
-    hostname = getattr(sender, "hostname", "") or HOLDER.hostname
+    hostname = getattr(sender, "hostname", "") or holder().hostname
     try:
         livestate.remove_worker(hostname)
     except Exception:

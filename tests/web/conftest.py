@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,8 +19,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image
 
-from ocr_app import events
+from ocr_app import backendconfig, events
 from ocr_app.models import Job
+from tests.doubles.fake_backend import FakeBackends
+from workers.holder import BackendHolder
 
 
 @pytest.fixture(autouse=True)
@@ -127,6 +131,48 @@ def make_job(alice):
         return job
 
     return make
+
+
+@dataclass
+class FakeWorker:
+    """The worker's task module running in this process on fake backends."""
+
+    fakes: FakeBackends
+    holder: BackendHolder
+
+
+@pytest.fixture
+def fake_worker(redis_client):
+    """Call it to run the worker's tasks (`tasks.run_job.apply`) in this process with a backend
+    holder whose backends are fakes (tests/doubles/fake_backend.py): fake_worker(gpu=None,
+    **behaviour) -> FakeWorker. `gpu` names a recorded card (tests/data/nvml) for the planner;
+    without it the machine's own GPU is read (none here). `behaviour` is FakeBackends's."""
+    from core.gpu import NvmlReader
+    from tests.doubles.fake_pynvml import FakeNvml
+    from workers import tasks
+
+    started = contextlib.ExitStack()
+
+    def start(gpu: str | None = None, **behaviour) -> FakeWorker:
+        fakes = FakeBackends(**behaviour)
+        seams = {"create": fakes.create}
+        if gpu:
+            seams["read_gpu"] = NvmlReader(FakeNvml(gpu)).read
+        holder = started.enter_context(tasks.use_holder(tasks.worker_holder(**seams)))
+        return FakeWorker(fakes, holder)
+
+    with started:
+        yield start
+    # Workers these tests made up must not look alive to the real worker of the integration tests.
+    for key in redis_client.scan_iter("ocrdash:*"):
+        redis_client.delete(key)
+
+
+@pytest.fixture
+def dots_installed(monkeypatch):
+    """dots.ocr installed and downloaded in this worker, and vLLM turned off: what the planner asks."""
+    monkeypatch.setattr(backendconfig, "in_process_unavailable", lambda cfg: None)
+    monkeypatch.setattr(backendconfig, "vllm_unavailable", lambda cfg: "vLLM is turned off in the backend settings")
 
 
 @pytest.fixture

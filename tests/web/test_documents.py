@@ -7,15 +7,14 @@ import json
 
 import pytest
 
-from core.results import BackendError, OcrResult
 from ocr_app import cancel, events
 from ocr_app.models import BackendSettings, Job
 from ocr_app.queueing import create_job
 from ocr_app.validation import check_upload
+from tests.doubles.fake_backend import layout_answer, numbered
 from tests.unit.test_pdf import A4, A4_LANDSCAPE, build_pdf, encrypt
 from tests.web.conftest import upload_file
 from workers import tasks
-from workers.backends.base import OcrBackend
 
 pytestmark = pytest.mark.django_db
 
@@ -28,52 +27,15 @@ def three_pages() -> bytes:
     ])
 
 
-class PageBackend(OcrBackend):
-    """Answers "text of call N" for each page; the calls listed in `fail` raise a BackendError;
-    `on_call` runs before each answer (e.g. to cancel the job)."""
-
-    name = "rapidocr"
-    calls: list[tuple[int, int]] = []
-    fail: set[int] = set()
-    on_call = None
-
-    def __init__(self, name):
-        self.name = name
-        self._loaded = False
-
-    @property
-    def loaded(self):
-        return self._loaded
-
-    def load(self, plan, progress=None):
-        self._loaded = True
-
-    def unload(self):
-        self._loaded = False
-
-    def ocr(self, image, mode, cancel_check, *, bbox=None):
-        PageBackend.calls.append(image.size)
-        n = len(PageBackend.calls)
-        if PageBackend.on_call:
-            PageBackend.on_call(n)
-        if n in PageBackend.fail:
-            raise BackendError(f"The engine could not read call {n}.")
-        return OcrResult(text=f"text of call {n}", details={"seconds": 0.01})
-
-
 @pytest.fixture
-def backend(monkeypatch, redis_client):
-    PageBackend.calls, PageBackend.fail, PageBackend.on_call = [], set(), None
-    tasks.HOLDER.__init__()
+def backend(fake_worker):
+    """The worker on the CPU engine, whose (fake) backends answer "text of call N" for each page;
+    the calls listed in `backend.fail` raise a BackendError, and `backend.on_call(n)` runs before
+    each answer (e.g. to cancel the job). Yields the fakes' shared records."""
     cfg = BackendSettings.load()
     cfg.backend = "rapidocr"
     cfg.save()
-    monkeypatch.setattr(tasks, "create_backend", PageBackend)
-    yield PageBackend
-    tasks.HOLDER._cancel_idle_timer()
-    tasks.HOLDER.__init__()
-    for key in redis_client.scan_iter("ocrdash:*"):
-        redis_client.delete(key)
+    return fake_worker(answer=numbered).fakes
 
 
 @pytest.fixture
@@ -161,7 +123,7 @@ def test_the_worker_reads_the_pages_in_turn_and_reports_each(backend, alice, sen
     pages = list(job.pages.all())
     assert [p.state for p in pages] == ["succeeded"] * 3
     assert [(p.width, p.height, p.dpi) for p in pages] == [(1654, 2339, 200), (2339, 1654, 200), (1654, 2339, 200)]
-    assert backend.calls == [(1654, 2339), (2339, 1654), (1654, 2339)]
+    assert [call.size for call in backend.calls] == [(1654, 2339), (2339, 1654), (1654, 2339)]
     assert all(p.image for p in pages) and pages[1].text == "text of call 2"
     assert pages[0].result["page"]["page_number"] == 1
     running = [b["job"] for kind, b in sent_events if kind == "job.status" and b["job"]["state"] == "running"]
@@ -303,24 +265,13 @@ LAYOUT_ANSWER = (
 
 
 @pytest.fixture
-def layout_job(monkeypatch, backend, alice):
-    """A three-page PDF read in the full layout task by a dots.ocr backend (its answers given)."""
-
-    class DotsBackend(PageBackend):
-        def ocr(self, image, mode, cancel_check, *, bbox=None):
-            PageBackend.calls.append(image.size)
-            n = len(PageBackend.calls)
-            if n in PageBackend.fail:
-                raise BackendError("broken")
-            raw = LAYOUT_ANSWER.replace("PAGE", str(n))
-            return OcrResult(text=raw, raw=raw, details={"image_size_sent": list(image.size)})
-
+def layout_job(fake_worker, dots_installed, alice):
+    """A three-page PDF read in the full layout task by a dots.ocr backend (its answers given):
+    transformers, as the planner picks it on the seed card; page 2 fails."""
     cfg = BackendSettings.load()
     cfg.backend = "transformers"
     cfg.save()
-    monkeypatch.setattr(tasks, "create_backend", DotsBackend)
-    monkeypatch.setattr(tasks, "choose", lambda job: tasks.Choice(None, {"backend": "transformers"}, ("t",), ""))
-    backend.fail = {2}
+    fake_worker(gpu="rtx3060_shared", answer=layout_answer(LAYOUT_ANSWER), fail={2})
     job = run(pdf_job(alice, mode="layout_all"))
     assert job.state == "succeeded", job.message
     return job

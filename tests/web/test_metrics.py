@@ -17,12 +17,12 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.results import OcrResult, OutOfMemory
+from core.results import OcrResult
 from dashboard.logs import ContextFilter, JsonFormatter, log_context
-from ocr_app import backendconfig, livestate
+from ocr_app import livestate
 from tests.conftest import ROOT, child_env, stop
+from tests.doubles.fake_backend import always
 from workers import tasks
-from workers.backends.base import OcrBackend
 
 pytestmark = pytest.mark.django_db
 
@@ -167,44 +167,13 @@ def test_the_histograms_count_run_wait_and_seconds_per_page_from_the_finished_jo
 # -- out-of-memory fallbacks, counted from what the worker writes, and its log lines --------------
 
 
-class ShortOfMemory(OcrBackend):
-    """transformers runs out of CUDA memory at every size; anything else reads the page."""
-
-    def __init__(self, name):
-        self.name = name
-        self._loaded = False
-
-    @property
-    def loaded(self):
-        return self._loaded
-
-    def load(self, plan, progress=None):
-        self._loaded = True
-
-    def unload(self):
-        self._loaded = False
-
-    def ocr(self, image, mode, cancel, *, bbox=None):
-        if self.name == "transformers":
-            raise OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return OcrResult(text="read", details={})
-
-
 @pytest.fixture
-def short_of_memory(monkeypatch, sent_tasks):
-    """The worker on the seed card (an RTX 3060 with 5.81 GiB free), dots.ocr installed, no vLLM."""
-    from core.gpu import NvmlReader
-    from tests.doubles.fake_pynvml import FakeNvml
-
-    reader = NvmlReader(FakeNvml("rtx3060_shared"))
-    monkeypatch.setattr(tasks, "read_snapshot", lambda: reader.read())
-    monkeypatch.setattr(backendconfig, "in_process_unavailable", lambda cfg: None)
-    monkeypatch.setattr(backendconfig, "vllm_unavailable", lambda cfg: "vLLM is turned off in the backend settings")
-    monkeypatch.setattr(tasks, "create_backend", ShortOfMemory)
-    tasks.HOLDER.__init__()
-    yield
-    tasks.HOLDER._cancel_idle_timer()
-    tasks.HOLDER.__init__()
+def short_of_memory(fake_worker, dots_installed, sent_tasks):
+    """The worker on the seed card (an RTX 3060 with 5.81 GiB free), dots.ocr installed, no vLLM;
+    transformers runs out of CUDA memory at every size, anything else reads the page."""
+    return fake_worker(
+        gpu="rtx3060_shared", answer=always(OcrResult(text="read")), oom=lambda call: call.backend == "transformers"
+    )
 
 
 @pytest.fixture

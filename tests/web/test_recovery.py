@@ -176,11 +176,18 @@ def test_a_round_keeps_its_own_live_jobs_alive_and_recovers_the_rest(make_job, s
     assert dead_worker.state == "queued" and "its worker gpu@gone stopped answering" in dead_worker.last_fault
 
 
-def test_celerys_worker_lost_report_recovers_the_job_in_the_main_process(make_job, sent_tasks, monkeypatch):
+@pytest.fixture
+def worker_named_me():
+    """This process as the worker ME (its backend holder knows the name Celery gave it)."""
+    with tasks.use_holder(tasks.worker_holder()) as holder:
+        holder.hostname = ME
+        yield holder
+
+
+def test_celerys_worker_lost_report_recovers_the_job_in_the_main_process(make_job, sent_tasks, worker_named_me):
     from billiard.exceptions import WorkerLostError
 
     job = running(make_job)
-    monkeypatch.setattr(tasks.HOLDER, "hostname", ME)
 
     tasks.on_task_failure(sender=tasks.run_job, task_id="t", args=[job.pk],
                           exception=WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL) Job: 0."))
@@ -190,12 +197,11 @@ def test_celerys_worker_lost_report_recovers_the_job_in_the_main_process(make_jo
     assert job.last_fault.startswith("the worker process was killed (SIGKILL")
 
 
-def test_a_hard_time_limit_fails_the_job_instead_of_leaving_it_running(make_job, sent_tasks, monkeypatch, settings):
+def test_a_hard_time_limit_fails_the_job_instead_of_leaving_it_running(make_job, sent_tasks, worker_named_me, settings):
     from celery.exceptions import TimeLimitExceeded
 
     settings.JOB_TIME_LIMIT = 60
     job = running(make_job)
-    monkeypatch.setattr(tasks.HOLDER, "hostname", ME)
 
     tasks.on_task_failure(sender=tasks.run_job, task_id="t", args=[job.pk], exception=TimeLimitExceeded(90))
 

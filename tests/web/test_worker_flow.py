@@ -8,75 +8,32 @@ import time
 
 import pytest
 
-from core.gpu import NvmlReader
-from core.results import OcrResult, OutOfMemory, TextLine
+from core.results import OcrResult, TextLine
 from ocr_app import backendconfig
 from ocr_app.models import BackendSettings, Job
-from tests.doubles.fake_pynvml import FakeNvml
+from tests.doubles.fake_backend import always
 from workers import tasks
-from workers.backends.base import OcrBackend
 
 pytestmark = pytest.mark.django_db
 
 
-class FakeBackend(OcrBackend):
-    """Records load/unload/ocr calls; `oom_above` pixels make ocr() raise CUDA out of memory."""
-
-    created: list[FakeBackend] = []
-
-    def __init__(self, name, oom_above=None):
-        self.name = name
-        self.oom_above = oom_above
-        self.loads, self.unloads, self.pages = [], 0, []
-        self._loaded = False
-        FakeBackend.created.append(self)
-
-    @property
-    def loaded(self):
-        return self._loaded
-
-    def load(self, plan, progress=None):
-        self.loads.append(plan)
-        self._loaded = True
-
-    def unload(self):
-        self.unloads += 1
-        self._loaded = False
-
-    def ocr(self, image, mode, cancel, *, bbox=None):
-        max_pixels = self.loads[-1].get("max_pixels")
-        self.pages.append(max_pixels)
-        if self.oom_above is not None and max_pixels and max_pixels > self.oom_above:
-            raise OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return OcrResult(text=f"read by {self.name}", details={"peak_gpu_bytes": 123})
-
-
 @pytest.fixture(autouse=True)
-def fresh_holder(monkeypatch, sent_tasks, redis_client):
-    FakeBackend.created.clear()
-    tasks.HOLDER.__init__()
+def made_up_workers_are_forgotten(sent_tasks, redis_client):
     yield
-    tasks.HOLDER._cancel_idle_timer()
-    tasks.HOLDER.__init__()
     # Workers these tests made up must not look alive to the real worker of the integration tests.
     for key in redis_client.scan_iter("ocrdash:*"):
         redis_client.delete(key)
 
 
 @pytest.fixture
-def seed_gpu(monkeypatch):
+def seed_gpu(dots_installed):
     """The RTX 3060 with 5.81 GiB free; dots.ocr installed and downloaded; no vLLM."""
-    reader = NvmlReader(FakeNvml("rtx3060_shared"))
-    monkeypatch.setattr(tasks, "read_snapshot", lambda: reader.read())
-    monkeypatch.setattr(backendconfig, "in_process_unavailable", lambda cfg: None)
-    monkeypatch.setattr(backendconfig, "vllm_unavailable", lambda cfg: "vLLM is turned off in the backend settings")
+    return "rtx3060_shared"
 
 
-def use_backends(monkeypatch, **behaviour):
-    def create(name):
-        return FakeBackend(name, **behaviour.get(name, {}))
-
-    monkeypatch.setattr(tasks, "create_backend", create)
+def transformers_short_of_memory(call) -> bool:
+    """The 4-bit model runs out of memory at every image size."""
+    return call.backend == "transformers" and bool(call.max_pixels)
 
 
 def run(job) -> Job:
@@ -84,18 +41,18 @@ def run(job) -> Job:
     return Job.objects.get(pk=job.pk)
 
 
-def test_it_keeps_the_loaded_backend_between_jobs(monkeypatch, seed_gpu, make_job):
-    use_backends(monkeypatch)
+def test_it_keeps_the_loaded_backend_between_jobs(fake_worker, seed_gpu, make_job):
+    worker = fake_worker(gpu=seed_gpu)
     first, second = run(make_job(with_file=True)), run(make_job(with_file=True))
 
     assert first.state == second.state == "succeeded"
     assert first.backend == "transformers" and first.plan["quantization"] == "nf4"
-    assert len(FakeBackend.created) == 1 and len(FakeBackend.created[0].loads) == 1
+    assert len(worker.fakes.created) == 1 and len(worker.fakes.created[0].loads) == 1
     assert "transformers 4-bit (nf4)" in " ".join(first.plan["reasons"])
 
 
-def test_a_settings_change_unloads_the_old_backend_for_the_next_job(monkeypatch, seed_gpu, make_job):
-    use_backends(monkeypatch)
+def test_a_settings_change_unloads_the_old_backend_for_the_next_job(fake_worker, seed_gpu, make_job):
+    worker = fake_worker(gpu=seed_gpu)
     run(make_job(with_file=True))
     cfg = BackendSettings.load()
     cfg.backend = "rapidocr"
@@ -103,32 +60,32 @@ def test_a_settings_change_unloads_the_old_backend_for_the_next_job(monkeypatch,
 
     job = run(make_job(with_file=True))
 
-    old, new = FakeBackend.created
+    old, new = worker.fakes.created
     assert old.name == "transformers" and old.unloads == 1
     assert new.name == "rapidocr" and job.backend == "rapidocr"
 
 
-def test_out_of_memory_retries_smaller_then_falls_back_and_the_job_says_so(monkeypatch, seed_gpu, make_job):
+def test_out_of_memory_retries_smaller_then_falls_back_and_the_job_says_so(fake_worker, seed_gpu, make_job):
     # The 4-bit model runs out of memory at every image size; rapidocr is next in the plan's order.
-    use_backends(monkeypatch, transformers={"oom_above": 0})
+    worker = fake_worker(gpu=seed_gpu, oom=transformers_short_of_memory)
 
     job = run(make_job(with_file=True))
 
     assert job.state == "succeeded", job.message
     assert job.backend == "rapidocr" and job.text == "read by rapidocr"
-    tries = [b for b in FakeBackend.created if b.name == "transformers"]
-    pages = [p for b in tries for p in b.pages]
+    tries = worker.fakes.named("transformers")
+    pages = [call.max_pixels for b in tries for call in b.calls]
     assert len(pages) == 2 and pages[1] < pages[0]  # retried once, smaller
     assert all(b.unloads == 1 for b in tries)  # memory given back before each next try
     assert job.message.count("ran out of GPU memory") == 2
     assert job.plan["backend"] == "rapidocr"
 
 
-def test_out_of_memory_with_nothing_left_fails_with_the_reasons(monkeypatch, seed_gpu, make_job):
+def test_out_of_memory_with_nothing_left_fails_with_the_reasons(fake_worker, seed_gpu, make_job):
     cfg = BackendSettings.load()
     cfg.backend = "transformers"  # forced: it may only fall back to its own variants
     cfg.save()
-    use_backends(monkeypatch, transformers={"oom_above": 0})
+    fake_worker(gpu=seed_gpu, oom=transformers_short_of_memory)
 
     job = run(make_job(with_file=True))
 
@@ -137,30 +94,32 @@ def test_out_of_memory_with_nothing_left_fails_with_the_reasons(monkeypatch, see
     assert job.upload  # the upload is kept
 
 
-def test_an_idle_backend_is_unloaded_after_the_timeout(monkeypatch, seed_gpu, make_job, settings):
+def test_an_idle_backend_is_unloaded_after_the_timeout(fake_worker, seed_gpu, make_job, settings):
     settings.BACKEND_IDLE_UNLOAD = 1
-    use_backends(monkeypatch)
+    worker = fake_worker(gpu=seed_gpu)
     run(make_job(with_file=True))
-    backend = FakeBackend.created[0]
+    backend = worker.fakes.created[0]
     assert backend.unloads == 0
 
     deadline = time.monotonic() + 5
     while backend.unloads == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
 
-    assert backend.unloads == 1 and tasks.HOLDER.backend is None
+    assert backend.unloads == 1 and worker.holder.backend is None
 
 
-def test_a_job_records_the_gpu_memory_it_started_with_and_its_peak(monkeypatch, seed_gpu, make_job):
-    use_backends(monkeypatch)
+def test_a_job_records_the_gpu_memory_it_started_with_and_its_peak(fake_worker, seed_gpu, make_job):
+    fake_worker(gpu=seed_gpu)
     job = run(make_job(with_file=True))
 
     assert round(job.gpu_free_at_start_bytes / 1024**3, 2) == 5.81
     assert job.peak_gpu_bytes is not None and job.peak_gpu_bytes > 0
 
 
-def test_a_job_this_gpu_cannot_fit_is_routed_to_another_live_worker(monkeypatch, seed_gpu, make_job, sent_tasks):
+def test_a_job_this_gpu_cannot_fit_is_routed_to_another_live_worker(fake_worker, seed_gpu, make_job, sent_tasks):
     from ocr_app import livestate
+
+    fake_worker(gpu=seed_gpu)
 
     livestate.update_worker("gpu@big-card", pids=[], gpu_index=1)
     cfg = BackendSettings.load()
@@ -177,8 +136,10 @@ def test_a_job_this_gpu_cannot_fit_is_routed_to_another_live_worker(monkeypatch,
     assert "gpu@big-card" not in routed[-1]["kwargs"]["tried"]
 
 
-def test_when_every_worker_refused_the_job_fails_with_each_ones_reason(monkeypatch, seed_gpu, make_job):
+def test_when_every_worker_refused_the_job_fails_with_each_ones_reason(fake_worker, seed_gpu, make_job):
     from ocr_app import livestate
+
+    fake_worker(gpu=seed_gpu)
 
     livestate.update_worker("gpu@big-card", pids=[], gpu_index=1)
     cfg = BackendSettings.load()
@@ -201,8 +162,8 @@ def test_the_cuda_number_follows_cuda_visible_devices():
     assert backendconfig.cuda_ordinal(0, visible="GPU-5c1f") == 0
 
 
-def test_a_task_sent_before_a_cancel_and_retry_does_not_run_the_job(monkeypatch, seed_gpu, make_job):
-    use_backends(monkeypatch)
+def test_a_task_sent_before_a_cancel_and_retry_does_not_run_the_job(fake_worker, seed_gpu, make_job):
+    fake_worker(gpu=seed_gpu)
     job = make_job(with_file=True)
     first_sent_for = job.queued_at.isoformat()
     assert job.move_to("cancelled") and job.move_to("queued")  # cancelled, then retried
@@ -213,20 +174,13 @@ def test_a_task_sent_before_a_cancel_and_retry_does_not_run_the_job(monkeypatch,
     assert stale == "stale" and fresh == "succeeded"
 
 
-class AnsweringBackend(FakeBackend):
-    """Answers every page with `result` (an OcrResult) and records the task it was asked for."""
-
-    result = None
-    modes: list[str] = []
-
-    def ocr(self, image, mode, cancel, *, bbox=None):
-        AnsweringBackend.modes.append(mode)
-        return AnsweringBackend.result
+def answer_with(fake_worker, result, gpu=None):
+    """Every page is answered with `result` (an OcrResult); the fakes record the task asked for."""
+    return fake_worker(gpu=gpu, answer=always(result)).fakes
 
 
-def answer_with(monkeypatch, result):
-    AnsweringBackend.result, AnsweringBackend.modes = result, []
-    monkeypatch.setattr(tasks, "create_backend", lambda name: AnsweringBackend(name))
+def modes(fakes) -> list[str]:
+    return [call.mode for call in fakes.calls]
 
 
 LAYOUT = (
@@ -235,14 +189,15 @@ LAYOUT = (
 )
 
 
-def test_the_worker_runs_the_jobs_task_and_stores_the_parsed_layout(monkeypatch, seed_gpu, make_job):
+def test_the_worker_runs_the_jobs_task_and_stores_the_parsed_layout(fake_worker, seed_gpu, make_job):
     # The model saw the 40x30 page at 80x60: boxes come back in the page's own pixels.
-    answer_with(monkeypatch, OcrResult(text=LAYOUT, raw=LAYOUT, details={"image_size_sent": [80, 60]}))
+    answer = OcrResult(text=LAYOUT, raw=LAYOUT, details={"image_size_sent": [80, 60]})
+    fakes = answer_with(fake_worker, answer, seed_gpu)
 
     job = run(make_job(with_file=True, mode="layout_all"))
 
     assert job.state == "succeeded", job.message
-    assert AnsweringBackend.modes == ["layout_all"]
+    assert modes(fakes) == ["layout_all"]
     page = job.result["page"]
     assert [e["category"] for e in page["elements"]] == ["Title", "Text"]
     assert page["elements"][0]["bbox"] == [5, 10, 30, 20]
@@ -250,10 +205,10 @@ def test_the_worker_runs_the_jobs_task_and_stores_the_parsed_layout(monkeypatch,
     assert "{" not in job.text and job.message == ""
 
 
-def test_a_cut_off_answer_keeps_what_was_complete_and_says_so(monkeypatch, seed_gpu, make_job):
+def test_a_cut_off_answer_keeps_what_was_complete_and_says_so(fake_worker, seed_gpu, make_job):
     cut = LAYOUT[: LAYOUT.index("First") + 5]
-    answer_with(monkeypatch, OcrResult(text=cut, raw=cut, details={"image_size_sent": [40, 30],
-                                                                      "hit_token_limit": True}))
+    answer_with(fake_worker, OcrResult(text=cut, raw=cut, details={"image_size_sent": [40, 30],
+                                                                     "hit_token_limit": True}), seed_gpu)
 
     job = run(make_job(with_file=True))
 
@@ -263,8 +218,8 @@ def test_a_cut_off_answer_keeps_what_was_complete_and_says_so(monkeypatch, seed_
     assert "output limit" in job.message
 
 
-def test_a_layout_asked_for_but_plain_text_answered_is_kept_with_a_warning(monkeypatch, seed_gpu, make_job):
-    answer_with(monkeypatch, OcrResult(text="Just some words", raw="Just some words"))
+def test_a_layout_asked_for_but_plain_text_answered_is_kept_with_a_warning(fake_worker, seed_gpu, make_job):
+    answer_with(fake_worker, OcrResult(text="Just some words", raw="Just some words"), seed_gpu)
 
     job = run(make_job(with_file=True, mode="layout_all"))
 
@@ -279,11 +234,11 @@ def rapidocr_answer():
 
 
 @pytest.mark.parametrize("mode", ["layout_all", "layout_only"])
-def test_rapidocr_gives_its_lines_as_text_boxes_for_the_layout_tasks(monkeypatch, make_job, mode):
+def test_rapidocr_gives_its_lines_as_text_boxes_for_the_layout_tasks(fake_worker, make_job, mode):
     cfg = BackendSettings.load()
     cfg.backend = "rapidocr"
     cfg.save()
-    answer_with(monkeypatch, rapidocr_answer())
+    answer_with(fake_worker, rapidocr_answer())
 
     job = run(make_job(with_file=True, mode=mode))
 
@@ -294,14 +249,14 @@ def test_rapidocr_gives_its_lines_as_text_boxes_for_the_layout_tasks(monkeypatch
     assert job.text == "Hello\nworld"
 
 
-def test_rapidocr_gives_plain_text_for_the_text_task(monkeypatch, make_job):
+def test_rapidocr_gives_plain_text_for_the_text_task(fake_worker, make_job):
     cfg = BackendSettings.load()
     cfg.backend = "rapidocr"
     cfg.save()
-    answer_with(monkeypatch, rapidocr_answer())
+    fakes = answer_with(fake_worker, rapidocr_answer())
 
     job = run(make_job(with_file=True, mode="text"))
 
-    assert AnsweringBackend.modes == ["text"]
+    assert modes(fakes) == ["text"]
     [element] = job.result["page"]["elements"]
     assert element["bbox"] is None and element["text"] == "Hello\nworld" == job.text

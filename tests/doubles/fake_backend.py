@@ -1,0 +1,152 @@
+"""Fake OCR backends for the worker: the interface of workers.backends.base.OcrBackend exactly
+(tests/unit/test_fake_backend.py holds them to it), with what each did recorded and the edges of the
+real ones on request: CUDA out of memory, an engine error, a cancel noticed between steps.
+
+    fakes = FakeBackends(answer=numbered, fail={2})
+    holder = tasks.worker_holder(create=fakes.create)   # or tests/web/conftest.py's fake_worker
+
+Every backend a FakeBackends makes shares its records: `created` (the backends, in order) and
+`calls` (every page read, numbered from 1 across them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from core import backends
+from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, OutOfMemory, ProgressCallback
+from workers.backends.base import OcrBackend
+
+
+@dataclass
+class Call:
+    """One page a fake backend was asked to read."""
+
+    number: int  # across every backend of the same FakeBackends, from 1
+    backend: str
+    size: tuple[int, int]  # the image's, in pixels
+    mode: str
+    bbox: list[float] | None
+    args: dict[str, Any] = field(default_factory=dict)  # what the backend was loaded with
+
+    @property
+    def max_pixels(self) -> int | None:
+        return self.args.get("max_pixels")
+
+
+Answer = Callable[[Call, Image.Image], OcrResult]
+
+
+def read_by_name(call: Call, image: Image.Image) -> OcrResult:
+    """ "read by <backend>", with a GPU peak the worker records."""
+    return OcrResult(text=f"read by {call.backend}", details={"peak_gpu_bytes": 123})
+
+
+def numbered(call: Call, image: Image.Image) -> OcrResult:
+    """ "text of call N": each page's text says which call read it."""
+    return OcrResult(text=f"text of call {call.number}", details={"seconds": 0.01})
+
+
+def layout_answer(template: str) -> Answer:
+    """dots.ocr's layout JSON from `template`, PAGE replaced by the call's number, sent at the page's size."""
+
+    def answer(call: Call, image: Image.Image) -> OcrResult:
+        raw = template.replace("PAGE", str(call.number))
+        return OcrResult(text=raw, raw=raw, details={"image_size_sent": list(image.size)})
+
+    return answer
+
+
+def always(result: OcrResult) -> Answer:
+    """The same result for every page."""
+    return lambda call, image: result
+
+
+class FakeBackends:
+    """Makes fake backends (`create`, for a BackendHolder) that share their records and behaviour.
+
+    answer(call, image): what a page reads as. oom(call): True makes that page run out of CUDA
+    memory. fail: the call numbers that raise a BackendError. on_call(number): run before each
+    answer (a test cancels the job there, or looks at a page meanwhile).
+    """
+
+    def __init__(
+        self,
+        *,
+        answer: Answer = read_by_name,
+        oom: Callable[[Call], bool] = lambda call: False,
+        fail: Collection[int] = (),
+        on_call: Callable[[int], None] | None = None,
+    ) -> None:
+        self.answer = answer
+        self.oom = oom
+        self.fail = set(fail)
+        self.on_call = on_call
+        self.created: list[FakeBackend] = []
+        self.calls: list[Call] = []
+
+    def create(self, name: str) -> FakeBackend:
+        backends.get(name)  # a name the registry does not know is refused, as create_backend refuses it
+        backend = FakeBackend(name, self)
+        self.created.append(backend)
+        return backend
+
+    def named(self, name: str) -> list[FakeBackend]:
+        return [b for b in self.created if b.name == name]
+
+
+class FakeBackend(OcrBackend):
+    def __init__(self, name: str, fakes: FakeBackends) -> None:
+        self.name = name
+        self._fakes = fakes
+        self._loaded = False
+        self.loads: list[dict[str, Any]] = []
+        self.unloads = 0
+        self.calls: list[Call] = []
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self, plan: dict[str, Any], progress: ProgressCallback | None = None) -> None:
+        self.loads.append(plan)
+        self._loaded = True
+
+    def unload(self) -> None:
+        self.unloads += 1
+        self._loaded = False
+
+    def ocr(
+        self,
+        image: Image.Image,
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+    ) -> OcrResult:
+        if not self._loaded:
+            raise BackendError(f"The {self.name} backend is not loaded.")
+        if cancel():
+            raise JobCancelled()
+        fakes = self._fakes
+        call = Call(
+            number=len(fakes.calls) + 1,
+            backend=self.name,
+            size=image.size,
+            mode=mode,
+            bbox=list(bbox) if bbox is not None else None,
+            args=dict(self.loads[-1]),
+        )
+        fakes.calls.append(call)
+        self.calls.append(call)
+        if fakes.on_call is not None:
+            fakes.on_call(call.number)
+        if fakes.oom(call):
+            raise OutOfMemory("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if call.number in fakes.fail:
+            raise BackendError(f"The engine could not read call {call.number}.")
+        return fakes.answer(call, image)
