@@ -13,13 +13,12 @@ import io
 import logging
 from collections.abc import Sequence
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from core.dots import render
 from core.dots.parse import ParsedPage
-from ocr_app import documents
+from ocr_app import documents, pageimages
 from ocr_app.models import Job
-from ocr_app.validation import PDF
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +27,14 @@ MAX_SIDE = 1600
 DATA_URI_PREFIX = "data:image/png;base64,"
 
 
-def page_image_field(job: Job, number: int):
-    """The stored file of page `number`'s image (the Page row's rendering of a PDF page, an image
-    job's upload), or None when there is none (yet)."""
-    if job.image_format == PDF:
-        row = job.pages.filter(number=number).first()
-        field = row.image if row else None
-    else:
-        field = job.upload if number == 1 else None
-    return field or None
-
-
-def open_page_image(job: Job, number: int) -> Image.Image | None:
-    """Page `number`'s image as RGB, in the pixels the boxes are in; None when it is missing."""
-    field = page_image_field(job, number)
-    if field is None:
-        return None
+def open_rgb(job: Job, number: int) -> Image.Image | None:
+    """Page `number`'s image as RGB, in the pixels the boxes are in; None when it is missing or
+    cannot be read (its text still exports)."""
     try:
-        with field.open("rb") as fh, Image.open(fh) as img:
-            return ImageOps.exif_transpose(img).convert("RGB")
+        with pageimages.open_page_image(job, number) as image:
+            return image.convert("RGB")
+    except pageimages.PageImageMissing:
+        return None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         log.warning("job %s page %s: no page image for pictures (%s)", job.pk, number, exc)
         return None
@@ -67,7 +55,7 @@ def page_pngs(job: Job, page: ParsedPage, only: int | None = None) -> dict[int, 
     ]
     if not wanted:
         return {}  # most pages have no picture: their image is not opened
-    image = open_page_image(job, page.page_number or 1)
+    image = open_rgb(job, page.page_number or 1)
     if image is None:
         return {}
     with image:

@@ -13,9 +13,10 @@ import math
 from pathlib import PurePath
 
 from django.conf import settings
+from PIL import Image
 
 from core.dots.prompts import GROUNDING
-from ocr_app import pictures
+from ocr_app import pageimages
 from ocr_app.delivery import require_broker
 from ocr_app.models import Job
 from ocr_app.queueing import create_job
@@ -66,7 +67,7 @@ def page_file(job: Job, number: int) -> tuple[str, bytes]:
     """(file name, bytes) of the image the page's boxes are in."""
     if not 1 <= number <= max(job.page_count, 1):
         raise RegionError(f"Page {number} does not exist: the file has {job.page_count} page(s).")
-    field = pictures.page_image_field(job, number)
+    field = pageimages.page_image_field(job, number)
     if field is None:
         raise RegionError(f"Page {number} has not been rendered yet: wait until the worker has read it.")
     with field.open("rb") as fh:
@@ -88,11 +89,12 @@ def create_region_job(source: Job, number: int, box, owner) -> Job:
     except UploadRefused as exc:
         raise RegionError(f"The page image cannot be read again: {exc}") from None
     # The box is in the pixels of the page as shown and read: turned as its EXIF says.
-    shown = pictures.open_page_image(source, number)
-    if shown is None:
-        raise RegionError(f"The image of page {number} cannot be read.")
-    with shown:
-        region = clamp_box(wanted, *shown.size)
+    try:
+        with pageimages.open_page_image(source, number) as shown:
+            size = shown.size
+    except (pageimages.PageImageMissing, OSError, ValueError, Image.DecompressionBombError):
+        raise RegionError(f"The image of page {number} cannot be read.") from None
+    region = clamp_box(wanted, *size)
     require_broker()
     try:
         return create_job(owner, name, data, checked, source.language, mode=GROUNDING, region=region)

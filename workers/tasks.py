@@ -25,7 +25,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import close_old_connections
 from django.utils import timezone
-from PIL import Image, ImageOps
+from PIL import Image
 
 from core import backends, containers, jobstate, readpage
 from core.dots.prompts import GROUNDING
@@ -34,7 +34,7 @@ from core.pdf import PdfRefused, render_page
 from core.planner import Plan, PlanRefused, replan_after_oom
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from core.results import BackendError, JobCancelled, OutOfMemory
-from ocr_app import backendconfig, delivery, events, files, livestate, recovery, retention
+from ocr_app import backendconfig, delivery, events, files, livestate, pageimages, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
 from ocr_app.validation import PDF
 from workers.holder import BackendHolder, Choice
@@ -157,14 +157,6 @@ class _CancelFlag:
             self.checked_at = now
             self.cancelled = Job.objects.filter(pk=self.job_id, state=jobstate.CANCELLED).exists()
         return self.cancelled
-
-
-def open_page_image(job: Job) -> Image.Image:
-    with job.upload.open("rb") as fh:
-        img = Image.open(fh)
-        img.load()
-    # What a person sees: camera photos carry their rotation in EXIF.
-    return ImageOps.exif_transpose(img)
 
 
 def _ours(pid: int, role: str | None) -> bool:
@@ -319,7 +311,7 @@ def _pages_of(job: Job) -> list[Page]:
 
 def _page_image(job: Job, page: Page, pdf_data: bytes | None) -> Image.Image:
     if job.image_format != PDF:
-        image = open_page_image(job)
+        image = pageimages.open_page_image(job, page.number)
         page.width, page.height = image.size
         return image
     image, dpi = render_page(pdf_data or b"", page.number - 1, name=job.original_name)

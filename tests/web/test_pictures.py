@@ -15,9 +15,9 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image, ImageDraw
 
+from ocr_app import pageimages
 from ocr_app.models import Job, Page
 from tests.web.api_support import api_client
-from workers import tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -182,7 +182,7 @@ def test_a_photo_turned_by_its_exif_is_cropped_as_the_engine_saw_it(api, alice):
     [crop] = pngs(MD_PICTURE, download(api, job, "md"))
 
     assert same_pixels(crop, shown.crop((40, 120, 140, 220)))
-    assert same_pixels(crop, tasks.open_page_image(job).crop((40, 120, 140, 220)))  # the worker's view
+    assert same_pixels(crop, pageimages.open_page_image(job, 1).crop((40, 120, 140, 220)))  # the worker's view
 
 
 def test_a_big_picture_is_scaled_down_to_1600_pixels_on_its_longer_side(api, alice):
