@@ -25,28 +25,9 @@ tests pass a double with the same interface); `close_readers()` ends its session
 The `gpu.sample` event
 ----------------------
 `sample_to_event(snapshot)` gives the body of the websocket event `gpu.sample`, sent about
-once a second. With the `type` key the publisher adds, the browser receives:
-
-    {"type": "gpu.sample",
-     "taken_at": 1718000000.25,            # Unix seconds
-     "driver_version": "550.54.15",        # null when NVML could not be read
-     "error": null,                        # or "No NVIDIA GPU visible: jobs run on the CPU", ...
-     "devices": [
-       {"index": 0, "uuid": "GPU-…", "name": "NVIDIA GeForce RTX 3060",
-        "total": 12884901888, "used": 6393692160, "free": 6238502912,   # bytes
-        "reserved": 252706816,             # bytes the driver keeps back; null when unknown
-        "utilization": 3,                  # percent of time a kernel ran; null when unknown
-        "temperature": 46,                 # degrees C; null when unknown
-        "power": 21.84, "power_limit": 170.0,   # watts; null when unknown
-        "compute_capability": "8.6",       # null when unknown
-        "processes": [
-          {"pid": 184532, "name": "/usr/bin/python3", "used_bytes": 2638217216,  # null when unknown
-           "container": null, "role": null},
-          {"pid": 186077, "name": "VLLM::EngineCore", "used_bytes": 3714056192,
-           "container": "ocrdash-vllm", "role": "vllm"}]}]}   # role: "worker" | "vllm" | null
-
-`used + free` can be less than `total`: the difference is `reserved` (or, with v1-only
-drivers, nothing: v1 counts reserved memory as used).
+once a second; its shape is core/events.py `GpuSample` (bytes, percent, degrees C, watts; null
+where the card does not say). `used + free` can be less than `total`: the difference is
+`reserved` (or, with v1-only drivers, nothing: v1 counts reserved memory as used).
 """
 
 from __future__ import annotations
@@ -59,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.events import GpuDeviceSample, GpuProcessSample, GpuSample
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +433,7 @@ def free_memory_of(snapshot: GpuSnapshot, index: int = 0) -> int:
     return 0
 
 
-def _process_event(process: GpuProcess) -> dict:
+def _process_event(process: GpuProcess) -> GpuProcessSample:
     return {
         "pid": process.pid,
         "name": process.name,
@@ -460,7 +443,7 @@ def _process_event(process: GpuProcess) -> dict:
     }
 
 
-def _device_event(device: GpuDevice) -> dict:
+def _device_event(device: GpuDevice) -> GpuDeviceSample:
     cc = device.compute_capability
     return {
         "index": device.index,
@@ -479,8 +462,8 @@ def _device_event(device: GpuDevice) -> dict:
     }
 
 
-def sample_to_event(snapshot: GpuSnapshot) -> dict:
-    """The body of the `gpu.sample` websocket event (shape in the module docstring)."""
+def sample_to_event(snapshot: GpuSnapshot) -> GpuSample:
+    """The body of the `gpu.sample` websocket event (core/events.py `GpuSample`)."""
     return {
         "taken_at": round(snapshot.taken_at, 3),
         "driver_version": snapshot.driver_version,

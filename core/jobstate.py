@@ -7,13 +7,18 @@ died (ocr_app/recovery.py). Anything else is a bug and raises.
 
 from __future__ import annotations
 
+from typing import Literal
+
+# A job's state, as the events and the API carry it (core/events.py).
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
 QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+STATES: tuple[JobState, ...] = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 ENDED = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 ALLOWED_MOVES: dict[str, frozenset[str]] = {

@@ -5,6 +5,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from core.events import BackendSettingsNotice
 from core.planner import PlanRefused
 from ocr_app import backendconfig, events, gpumanager, livestate
 from ocr_app.models import BackendSettings, GpuAction, Job
@@ -82,18 +83,17 @@ class BackendSettingsAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         obj.updated_by = request.user.get_username()
         super().save_model(request, obj, form, change)
-        events.publish_backend_status(
-            {
-                "worker": "",
-                "state": "settings",
-                "backend": obj.backend,
-                "detail": f"{obj.updated_by} changed the backend settings ({obj.get_backend_display()}); "
-                "they apply from the next job.",
-                "progress": None,
-                "memory_bytes": 0,
-                "plan": None,
-            }
-        )
+        notice: BackendSettingsNotice = {
+            "worker": "",
+            "state": "settings",
+            "backend": obj.backend,
+            "detail": f"{obj.updated_by} changed the backend settings ({obj.get_backend_display()}); "
+            "they apply from the next job.",
+            "progress": None,
+            "memory_bytes": 0,
+            "plan": None,
+        }
+        events.publish_backend_status(notice)
         messages.info(request, "Saved. The running job finishes as it is; the next job uses these settings.")
 
 

@@ -1,33 +1,14 @@
 """The one place that publishes to the websocket groups.
 
-Every event travels through the channel layer to group GROUP and reaches the
-browser as JSON of one shape:
+Every event travels through the channel layer to group GROUP and reaches the browser as JSON; the
+shapes are typed in core/events.py (JobStatus, GpuSample, BackendStatus) and shown in
+docs/architecture.md ("Events").
 
-    {"type": "job.status", "job": {
-        "id": 12, "state": "running", "progress": 0.0, "queue_position": null,
-        "message": "", "backend": "rapidocr", "owner": "alice", "name": "scan.png",
-        "text_preview": "", "url": "/jobs/12/", "mode": "layout_all",
-        "page": 7, "pages": 23, "eta_seconds": 96.0, "reused_from": null}}
-
-`job.status` is sent on every state change and progress step, by the web
-process (new job) or by the worker, which sends one as each page starts and
-ends. `page` is the page being read (1-based; null unless running), `pages`
-the job's page count (1 for an image), `progress` the share of pages done,
-and `eta_seconds` the time left for the pages not done yet, from the mean
-seconds of the pages done so far (null unless running with a page done).
-`reused_from` is the job whose result a job took instead of running (else null). When a job leaves the queue, the jobs
-still waiting get a `job.status` each with their new position.
-
-`gpu.sample` is sent about once a second by the GPU monitor; its body is
-documented in core/gpu.py (`sample_to_event`).
-
-`backend.status` is sent by a worker when its backend changes state:
-
-    {"type": "backend.status", "worker": "gpu@host", "gpu_index": 0, "state": "loading",
-     "backend": "rapidocr", "detail": "Downloading … 40%", "progress": 0.4,
-     "memory_bytes": 0, "plan": {...} | null}
-
-state is one of "unloaded", "loading", "ready", "failed".
+`job.status` is sent on every state change and progress step, by the web process (new job) or by
+the worker, which sends one as each page starts and ends. When a job leaves the queue, the jobs
+still waiting get a `job.status` each with their new position. `gpu.sample` is sent about once a
+second by the GPU monitor; `backend.status` by a worker when its backend changes state, and by the
+admin when the backend settings change.
 """
 
 from __future__ import annotations
@@ -38,6 +19,15 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from core import jobstate
+from core.events import (
+    BACKEND_STATUS,
+    GPU_SAMPLE,
+    JOB_STATUS,
+    BackendSettingsNotice,
+    BackendStatus,
+    GpuSample,
+    JobStatus,
+)
 from ocr_app.models import Job, Page, queued_jobs_in_order
 
 log = logging.getLogger(__name__)
@@ -47,7 +37,7 @@ GROUP = "ocrdash.events"
 MAX_POSITION_UPDATES = 200
 
 
-def job_payload(job: Job, queue_position: int | None = None) -> dict:
+def job_payload(job: Job, queue_position: int | None = None) -> JobStatus:
     return {
         "id": job.pk,
         "state": job.state,
@@ -112,19 +102,19 @@ def publish_session_check(user_id) -> None:
 
 def publish_job(job: Job) -> None:
     position = job.queue_position() if job.state == jobstate.QUEUED else None
-    _send("job.status", {"job": job_payload(job, position)})
+    _send(JOB_STATUS, {"job": job_payload(job, position)})
 
 
-def publish_gpu_sample(body: dict) -> None:
-    _send("gpu.sample", body)
+def publish_gpu_sample(body: GpuSample) -> None:
+    _send(GPU_SAMPLE, body)
 
 
-def publish_backend_status(body: dict) -> None:
-    _send("backend.status", body)
+def publish_backend_status(body: BackendStatus | BackendSettingsNotice) -> None:
+    _send(BACKEND_STATUS, body)
 
 
 def publish_queue_positions() -> None:
     """After a job leaves the queue, tell every waiting job its new place."""
     waiting = queued_jobs_in_order().select_related("owner")[:MAX_POSITION_UPDATES]
     for position, job in enumerate(waiting, start=1):
-        _send("job.status", {"job": job_payload(job, position)})
+        _send(JOB_STATUS, {"job": job_payload(job, position)})

@@ -51,6 +51,7 @@ from prometheus_client.utils import floatToGoString
 from core import jobstate
 from core.backends import AUTO
 from core.containers import ROLE_VLLM, ROLE_WORKER, ROLES
+from core.events import BACKEND_STATES
 from core.queues import GPU_QUEUE, priority_keys, worker_queue
 from ocr_app import livestate
 from ocr_app.models import Job
@@ -64,7 +65,6 @@ WAIT_BUCKETS = (1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400)
 PAGE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 # An older GPU sample means the monitor stopped: its figures are left out (the age is still given).
 GPU_SAMPLE_STALE_SECONDS = 30
-BACKEND_STATES = ("unloaded", "loading", "ready", "failed")
 # Job.backend "" is "the server's choice", not made yet (queued) or never made (refused).
 NO_BACKEND = AUTO
 

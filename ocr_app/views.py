@@ -18,6 +18,7 @@ from PIL import Image
 
 from core import containers, jobstate, languages, pdf
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
+from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE
 from ocr_app import layout, livestate, retention, serving
 from ocr_app.api.results import DOWNLOADS, result_document
@@ -40,7 +41,6 @@ STALE_SAMPLE_SECONDS = 15
 # Queued jobs listed on the dashboard and the upload page (the dashboard counts the rest).
 QUEUE_LISTED = 100
 WAITING_FOR_MONITOR = "Waiting for the GPU monitor…"
-BACKEND_STATES = ("unloaded", "loading", "ready", "failed")
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -1,5 +1,5 @@
 // The GPU dashboard: per GPU the memory gauge, the figures, a chart of the last ten minutes and the
-// processes holding memory, from `gpu.sample` events (about one a second, shape in core/gpu.py);
+// processes holding memory, from `gpu.sample` events (about one a second; shapes in core/events.py);
 // beside it the running job, the queue (`job.status`) and each worker's backend (`backend.status`).
 // The page starts from what the server rendered and the history it embedded (#gpu-history).
 (function () {

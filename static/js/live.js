@@ -1,5 +1,5 @@
 // The live connection every page shares: one websocket, reconnecting with backoff.
-// Pages listen for `ocrdash:job` (detail = the job payload, see ocr_app/events.py),
+// Pages listen for `ocrdash:job` (detail = the job payload, core/events.py JobStatus),
 // `ocrdash:<type>` for the other event types (`ocrdash:gpu.sample`, `ocrdash:backend.status`;
 // detail = the whole event) and `ocrdash:connected` (detail.first: false after a reconnect),
 // to re-read what they show.

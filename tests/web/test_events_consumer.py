@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
+from core.events import JobStatusEvent, problems
 from dashboard.asgi import application
 from ocr_app import consumers
 from ocr_app.events import publish_job
@@ -95,6 +96,7 @@ def test_it_relays_a_published_job_event_to_a_logged_in_user(client, alice, make
         event = await communicator.receive_json_from(timeout=5)
         await communicator.disconnect()
         assert event["type"] == "job.status"
+        assert problems(event, JobStatusEvent) == []  # the shape core/events.py declares
         assert event["job"]["id"] == job.pk
         assert event["job"]["name"] == "live.png"
         assert event["job"]["state"] == "queued"
