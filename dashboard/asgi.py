@@ -12,7 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from dashboard.bodylimit import RequestBodyLimit  # noqa: E402
-from ocr_app.routing import websocket_urlpatterns  # noqa: E402
+from ocr_app.urls import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

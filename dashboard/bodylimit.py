@@ -154,7 +154,7 @@ OPENAI_ERROR_TYPES = {401: "authentication_error", 413: "invalid_request_error",
 
 async def respond(send, status: int, message: str, code: str, location: str | None = None, path: str = ""):
     if path.startswith("/v1/"):
-        # The OpenAI-compatible endpoint answers in OpenAI's error shape (ocr_app/openai_compat.py).
+        # The OpenAI-compatible endpoint answers in OpenAI's error shape (ocr_app/api/openai.py).
         error = {"message": message, "type": OPENAI_ERROR_TYPES.get(status, "invalid_request_error"), "param": None,
                  "code": code}  # fmt: skip
         body = json.dumps({"error": error}).encode()

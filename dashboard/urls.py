@@ -6,9 +6,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("", include("ocr_app.metrics")),  # /metrics (Prometheus) and /healthz, without a login
-    path("api/", include("ocr_app.api.urls")),  # the REST API (/api/v1/), its schema and docs
-    path("v1/", include("ocr_app.openai_compat")),  # OpenAI-compatible: /v1/chat/completions, /v1/models
+    # Everything else is the app's: pages, files, actions, the API, /v1/, /metrics, /healthz.
     path("", include("ocr_app.urls")),
 ]
 

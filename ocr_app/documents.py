@@ -1,9 +1,14 @@
 """A finished job's result as a page of layout elements, so that every result can be exported
-as Markdown and HTML with the dots.ocr renderer, whichever backend read it."""
+as Markdown and HTML with the dots.ocr renderer, whichever backend read it; and one page as the job
+page's layout view shows it (`page_document`: its elements, boxes in the page image's pixels, and
+its rendered HTML)."""
 
 from __future__ import annotations
 
-from core import readpage
+from django.urls import reverse
+
+from core import jobstate, readpage
+from core.dots import render
 from core.dots.parse import ParsedPage, parse_output
 from core.dots.prompts import TEXT_ONLY
 from ocr_app.models import Job, Page
@@ -55,3 +60,49 @@ def parsed_page(job: Job) -> ParsedPage:
     page = parse_output(result.get("raw") or job.text, TEXT_ONLY, sent_size=sent, original_size=size)
     page.page_number = 1
     return page
+
+
+
+def _page_read(job: Job, number: int) -> ParsedPage | None:
+    """The page as it was parsed, or None while it has no result."""
+    if job.page_count <= 1 and job.state != jobstate.SUCCEEDED:
+        return None
+    return parsed_page_number(job, number)
+
+
+
+def page_document(job: Job, number: int) -> dict:
+    row = job.pages.filter(number=number).first()
+    page = _page_read(job, number)
+    if page is not None and page.original_size:
+        size = page.original_size
+    elif row is not None and row.width and row.height:
+        size = (row.width, row.height)
+    else:
+        size = ((job.result or {}).get("image_size") or (job.width, job.height))
+
+    def picture(_page_number, element):
+        return reverse("page-picture", args=[job.pk, number, element.index])
+
+    body = {
+        "job": job.pk,
+        "page": number,
+        "pages": job.page_count,
+        "state": row.state if row is not None else job.state,
+        "image_url": reverse("page-image", args=[job.pk, number]),
+        "width": int(size[0]),
+        "height": int(size[1]),
+        "mode": job.mode,
+        "elements": [],
+        "html": "",
+        "text": "",
+        "warnings": [],
+    }
+    if page is not None:
+        body.update(
+            elements=[e.to_dict() for e in page.elements],
+            html=render.page_html(page, pictures=picture, page_number=number),
+            text=page.text,
+            warnings=list(page.warnings),
+        )
+    return body

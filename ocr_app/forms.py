@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.conf import settings
+from django.utils import timezone
 
 from core import backends, jobstate, languages
 from core.dots import prompts
@@ -59,3 +62,28 @@ class HistoryFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["state"].choices = [("", "any state")] + [(s, s) for s in jobstate.STATES]
         self.fields["backend"].choices = [("", "any backend")] + [(b, b) for b in backends.names()]
+
+
+# Days a new token lasts; the form's choices (0: until revoked).
+EXPIRY_CHOICES = [(30, "30 days"), (90, "90 days"), (365, "1 year"), (0, "never (until revoked)")]
+# Days a new token lasts; the form's choices (0: until revoked).
+EXPIRY_CHOICES = [(30, "30 days"), (90, "90 days"), (365, "1 year"), (0, "never (until revoked)")]
+DEFAULT_EXPIRY_DAYS = 90
+
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, label="Name", help_text="What it is for, e.g. “nightly scans”.")
+    expires = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES, coerce=int, initial=DEFAULT_EXPIRY_DAYS, required=False, empty_value=DEFAULT_EXPIRY_DAYS
+    )
+
+    def expires_at(self):
+        days = self.cleaned_data.get("expires")
+        return timezone.now() + timedelta(days=days) if days else None
+
+    def clean_name(self) -> str:
+        name = " ".join(self.cleaned_data["name"].split())
+        if not name:
+            raise forms.ValidationError("Give the token a name.")
+        return name

@@ -203,7 +203,7 @@ class JobDetailSerializer(JobSerializer):
 
     @extend_schema_field(PermissionsSerializer)
     def get_permissions(self, job):
-        from ocr_app.cancel import may_change
+        from ocr_app.jobactions import may_change
 
         request = self.context.get("request")
         allowed = request is not None and may_change(request.user, job)

@@ -20,8 +20,15 @@ from django.db.models import Q
 from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import exceptions, status
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.parsers import MultiPartParser
@@ -32,7 +39,7 @@ from core import jobstate
 from core.backends import AUTO
 from core.dots.prompts import GROUNDING, LAYOUT_ALL
 from core.planner import PlanRefused
-from ocr_app import backendconfig, cancel, livestate, regions, retention
+from ocr_app import backendconfig, jobactions, livestate, regions, retention
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.errors import ApiError
@@ -559,9 +566,9 @@ class _JobChangeView(APIView):
         job = _job_or_404(pk)
         try:
             self.change(job, request.user)
-        except cancel.NotAllowed as exc:
+        except jobactions.NotAllowed as exc:
             raise ApiError(str(exc), status.HTTP_403_FORBIDDEN, "not_allowed") from None
-        except cancel.WrongState as exc:
+        except jobactions.WrongState as exc:
             raise ApiError(str(exc), status.HTTP_409_CONFLICT, "wrong_state", state=exc.state) from None
         job.refresh_from_db()
         return Response(_detail(job, request))
@@ -583,7 +590,7 @@ class JobCancelView(_JobChangeView):
         return super().post(request, pk)
 
     def change(self, job, user):
-        return cancel.cancel_job(job, user)
+        return jobactions.cancel_job(job, user)
 
 
 class JobRetryView(_JobChangeView):
@@ -600,7 +607,7 @@ class JobRetryView(_JobChangeView):
         return super().post(request, pk)
 
     def change(self, job, user):
-        return cancel.retry_job(job, user)
+        return jobactions.retry_job(job, user)
 
 
 class JobRegionView(APIView):
@@ -717,3 +724,29 @@ def _worker(hostname: str, record: dict) -> dict:
         "seen_at": record.get("seen_at"),
     }
 
+
+# -- the OpenAPI document and its pages (drf-spectacular-sidecar's files: no CDN) ---------------
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document, JSON unless YAML is asked for (Accept: application/yaml)."""
+
+    renderer_classes = [OpenApiJsonRenderer2, OpenApiJsonRenderer, OpenApiYamlRenderer, OpenApiYamlRenderer2]
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """Swagger UI from our own template: no inline script or style (the pages' CSP allows none)."""
+
+    template_name = "api/swagger_ui.html"
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response["Cross-Origin-Opener-Policy"] = "same-origin"  # no OAuth pop-ups here
+        return response
+
+
+class RedocView(SpectacularRedocView):
+    """ReDoc from our own template: no inline script, no web fonts from another site."""
+
+    template_name = "api/redoc.html"

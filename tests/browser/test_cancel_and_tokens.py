@@ -41,7 +41,7 @@ def test_a_cancel_elsewhere_hides_the_button_live(logged_in_page, make_job, wait
     expect(row.locator(".cancel-job button")).to_be_visible()
 
     def cancel_as_staff():
-        from ocr_app.cancel import cancel_job
+        from ocr_app.jobactions import cancel_job
 
         staff = make_user("carol", is_staff=True)
         cancel_job(Job.objects.select_related("owner").get(pk=job.pk), staff)

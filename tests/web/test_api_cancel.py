@@ -74,7 +74,7 @@ def test_an_ended_job_cannot_be_cancelled(alice, make_job, state):
 
 def test_cancel_wins_against_a_worker_that_starts_the_job_meanwhile(alice, make_job, monkeypatch):
     """The worker moves queued → running between our read and our move: the cancel still lands."""
-    from ocr_app import cancel
+    from ocr_app import jobactions
 
     job = make_job()
     original = Job.move_to
@@ -87,7 +87,7 @@ def test_cancel_wins_against_a_worker_that_starts_the_job_meanwhile(alice, make_
         return original(self, new_state, **fields)
 
     monkeypatch.setattr(Job, "move_to", racing_move)
-    cancel.cancel_job(job, alice)
+    jobactions.cancel_job(job, alice)
 
     assert Job.objects.get(pk=job.pk).state == "cancelled" and calls["n"] == 2
 

@@ -102,8 +102,8 @@ def test_without_events_it_still_notices_by_reading_the_row(alice, make_job, mon
 def test_the_wait_view_is_a_coroutine_so_waiting_costs_the_server_no_thread():
     import inspect
 
+    from ocr_app.api.openai import ChatCompletionsView
     from ocr_app.api.views import JobWaitView
-    from ocr_app.openai_compat import ChatCompletionsView
 
     for view in (JobWaitView, ChatCompletionsView):
         assert inspect.iscoroutinefunction(view.as_view())

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ocr_app import cancel, events
+from ocr_app import events, jobactions
 from ocr_app.models import BackendSettings, Job
 from ocr_app.queueing import create_job
 from ocr_app.validation import check_upload
@@ -199,7 +199,7 @@ def test_an_image_job_is_one_page(backend, make_job):
 def test_retrying_a_whole_job_reads_every_page_again(backend, alice):
     job = run(pdf_job(alice))
 
-    cancel.retry_job(job, alice)
+    jobactions.retry_job(job, alice)
 
     assert [p.state for p in job.pages.all()] == ["pending"] * 3
     assert run(job).text == "text of call 4\n\ntext of call 5\n\ntext of call 6"

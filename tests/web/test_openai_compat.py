@@ -15,7 +15,7 @@ from django.test import Client
 from PIL import Image
 
 from core.dots.prompts import PROMPTS
-from ocr_app import openai_compat
+from ocr_app.api import openai as openai_endpoint
 from ocr_app.models import ApiToken, Job
 from tests.web.api_support import api_client, token_for
 from tests.web.conftest import image_bytes
@@ -51,7 +51,7 @@ def worker(monkeypatch):
     async def fake_wait(job_id, timeout):
         await sync_to_async(finish)(job_id)
 
-    monkeypatch.setattr(openai_compat, "wait_until_ended", fake_wait)
+    monkeypatch.setattr(openai_endpoint, "wait_until_ended", fake_wait)
     return outcome
 
 

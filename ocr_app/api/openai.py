@@ -23,7 +23,7 @@ import re
 
 from django.conf import settings
 from django.http import HttpResponse
-from django.urls import path, re_path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -35,7 +35,7 @@ from rest_framework.views import APIView
 
 from core import jobstate
 from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS, TEXT_ONLY
-from ocr_app import cancel
+from ocr_app import jobactions
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.auth import ApiTokenAuthentication
 from ocr_app.api.errors import ApiError
@@ -249,8 +249,8 @@ def _reload(pk: int) -> Job:
 
 def _cancel_after_timeout(job: Job, user) -> Job:
     try:
-        return cancel.cancel_job(job, user)
-    except cancel.WrongState:
+        return jobactions.cancel_job(job, user)
+    except jobactions.WrongState:
         job.refresh_from_db()  # it ended just now
         return job
 
@@ -540,10 +540,3 @@ class NoSuchEndpointView(OpenAiErrorsMixin, APIView):
                           status.HTTP_404_NOT_FOUND, "not_found")
 
     post = put = patch = delete = get
-
-
-urlpatterns = [
-    path("chat/completions", ChatCompletionsView.as_view(), name="openai-chat-completions"),
-    path("models", ModelsView.as_view(), name="openai-models"),
-    re_path(r"^(?P<rest>.*)$", NoSuchEndpointView.as_view()),
-]

@@ -1,4 +1,5 @@
-"""Cancelling and retrying jobs: the one place both the pages and the API go through.
+"""Cancelling and retrying jobs: the one place the pages (views/actions.py), the API and the
+OpenAI-compatible endpoint go through.
 
 A queued job is cancelled at once: its row moves to `cancelled` (the worker's task skips a job
 that is no longer queued when it comes to it), the job's event goes out, and the jobs still
@@ -12,12 +13,6 @@ Owners cancel and retry their own jobs; staff any job.
 """
 
 from __future__ import annotations
-
-from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
 
 from core import jobstate
 from ocr_app import events, queueing, retention
@@ -108,46 +103,3 @@ def retry_job(job: Job, user, only_unfinished_pages: bool = False) -> Job:
                  finished_at=None)
     queueing.send_to_worker(job)  # announces the job (its new place) and sends the task
     return job
-
-
-def _act_from_page(request: HttpRequest, pk: int, act, done: str) -> Job:
-    """Runs one of the job page's buttons; what went wrong or right is shown as a message there."""
-    job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
-    try:
-        act(job, request.user)
-    except NotAllowed as exc:
-        messages.error(request, str(exc))
-    except WrongState as exc:
-        messages.warning(request, str(exc))
-    else:
-        messages.success(request, done.format(job=job))
-    return job
-
-
-@require_POST
-def run_again_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Run again" on the job page: every page is read afresh, whatever result was reused."""
-    job = _act_from_page(request, pk, retry_job, "Job {job.pk} is queued to run again.")
-    return redirect(job.get_absolute_url())
-
-
-@require_POST
-def retry_pages_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Retry page N" on the job page: the job is queued again and the worker reads the pages
-    that have not succeeded; the others keep their results."""
-
-    def retry_unfinished(job, user):
-        return retry_job(job, user, only_unfinished_pages=True)
-
-    job = _act_from_page(request, pk, retry_unfinished, "Job {job.pk}: the pages that failed are queued again.")
-    return redirect(job.get_absolute_url())
-
-
-@require_POST
-def cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """The Cancel button of the job page and the history rows (a plain form, CSRF-checked)."""
-    job = _act_from_page(request, pk, cancel_job, "Job {job.pk} ({job.original_name}) was cancelled.")
-    back = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        back = job.get_absolute_url()
-    return redirect(back)

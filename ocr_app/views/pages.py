@@ -1,50 +1,41 @@
+"""The pages people look at: the GPU dashboard, the upload page, the history, a job's page and its
+live parts (its status as JSON, its list of pages, one page's layout)."""
+
 from __future__ import annotations
 
-import io
-import json
 import logging
 import time
-from pathlib import PurePath
 
 from django.conf import settings
-from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_GET, require_http_methods
-from PIL import Image
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
 
-from core import containers, jobstate, languages, pdf
+from core import containers, jobstate, languages
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE
-from ocr_app import layout, livestate, retention, serving
-from ocr_app.api.results import DOWNLOADS, result_document
-from ocr_app.delivery import BrokerUnavailable, require_broker
+from ocr_app import documents, livestate, retention
+from ocr_app.api.results import DOWNLOADS
 from ocr_app.events import job_payload
-from ocr_app.files import DiskFull, check_free_space
 from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
-from ocr_app.models import Job, Page, queued_jobs_in_order
-from ocr_app.queueing import create_job
-from ocr_app.validation import ACCEPTED_EXTENSIONS, PDF, UploadRefused, check_upload, human_bytes
+from ocr_app.models import Job, queued_jobs_in_order
+from ocr_app.validation import ACCEPTED_EXTENSIONS, human_bytes
 
 log = logging.getLogger(__name__)
 
-# Browsers cannot show these; the page gets a PNG rendition instead.
-NOT_BROWSER_FORMATS = {"TIFF"}
 
 GIB = 1024**3
 # The monitor samples once a second: a newer sample than this is "now".
 STALE_SAMPLE_SECONDS = 15
 # Queued jobs listed on the dashboard and the upload page (the dashboard counts the rest).
 QUEUE_LISTED = 100
+# Queued jobs listed on the dashboard and the upload page (the dashboard counts the rest).
+QUEUE_LISTED = 100
 WAITING_FOR_MONITOR = "Waiting for the GPU monitor…"
 
-
-def _wants_json(request: HttpRequest) -> bool:
-    return "application/json" in request.headers.get("Accept", "")
 
 
 def _limits() -> dict:
@@ -55,6 +46,7 @@ def _limits() -> dict:
         "max_pdf_pages": settings.MAX_PDF_PAGES,
         "extensions": ACCEPTED_EXTENSIONS,
     }
+
 
 
 def _languages() -> list[dict]:
@@ -69,9 +61,11 @@ def _languages() -> list[dict]:
     ]
 
 
+
 def gib(n: int | float | None) -> str:
     """Bytes as the dashboard writes them: "5.81 GiB"; "—" when unknown."""
     return "—" if n is None else f"{n / GIB:.2f} GiB"
+
 
 
 def _percent(part: int | float | None, whole: int | float | None) -> float:
@@ -80,12 +74,14 @@ def _percent(part: int | float | None, whole: int | float | None) -> float:
     return round(min(100.0, max(0.0, 100.0 * part / whole)), 1)
 
 
+
 def _process_view(process: dict) -> dict:
     return {
         **process,
         "memory_text": gib(process.get("used_bytes")),
         "role_label": containers.ROLE_LABELS.get(process.get("role") or "", ""),
     }
+
 
 
 def _device_view(device: dict) -> dict:
@@ -111,6 +107,7 @@ def _device_view(device: dict) -> dict:
     }
 
 
+
 def _worker_view(hostname: str, record: dict) -> dict:
     status = record.get("backend_status") or {}
     state = status.get("state") if status.get("state") in BACKEND_STATES else "unloaded"
@@ -126,6 +123,7 @@ def _worker_view(hostname: str, record: dict) -> dict:
         "memory_text": gib(status.get("memory_bytes")) if status.get("memory_bytes") else "none",
         "gpu_index": record.get("gpu_index"),
     }
+
 
 
 def _live_state() -> dict:
@@ -147,11 +145,13 @@ def _live_state() -> dict:
         }
 
 
+
 def _queue() -> tuple[list[Job], list[Job]]:
     """(running jobs, the first QUEUE_LISTED waiting jobs in queue order)."""
     running = list(Job.objects.filter(state=jobstate.RUNNING).select_related("owner").defer("text", "result"))
     waiting = list(queued_jobs_in_order().select_related("owner").defer("text", "result")[:QUEUE_LISTED])
     return running, waiting
+
 
 
 @require_GET
@@ -194,15 +194,8 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
-def upload(request: HttpRequest) -> HttpResponse:
-    """GET: the upload page (form, team queue, the user's recent jobs). POST: the upload itself."""
-    if request.method == "POST":
-        return _receive_upload(request)
-    return _upload_page(request)
 
-
-def _upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
+def upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
     running, waiting = _queue()
     mine = list(Job.objects.filter(owner=request.user).select_related("owner").defer("text", "result")[:20])
     positions = {job.pk: n for n, job in enumerate(waiting, start=1)}
@@ -227,79 +220,6 @@ def _upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
     )
 
 
-def _refuse_upload(request: HttpRequest, message: str, status: int, retry_after: int | None = None) -> HttpResponse:
-    """503 (the queue does not answer) or 507 (the disk is full): nothing was stored."""
-    if _wants_json(request):
-        response = JsonResponse({"jobs": [], "refused": [{"name": "", "error": message}]}, status=status)
-    else:
-        messages.error(request, message)
-        response = _upload_page(request, status=status)
-    if retry_after:
-        response["Retry-After"] = str(retry_after)
-    return response
-
-
-def _receive_upload(request: HttpRequest) -> HttpResponse:
-    form = UploadForm(request.POST)
-    files = request.FILES.getlist("files")
-    errors: list[dict] = []
-    accepted: list[Job] = []
-    try:
-        require_broker()
-        check_free_space(sum(f.size or 0 for f in files))
-    except BrokerUnavailable as exc:
-        return _refuse_upload(request, str(exc), 503, exc.retry_after)
-    except DiskFull as exc:
-        return _refuse_upload(request, str(exc), 507)
-    if not form.is_valid():
-        errors.append({"name": "", "error": "; ".join(e for errs in form.errors.values() for e in errs)})
-    elif not files:
-        errors.append({"name": "", "error": "Choose at least one image to upload."})
-    elif len(files) > settings.MAX_FILES_PER_UPLOAD:
-        errors.append(
-            {
-                "name": "",
-                "error": f"{len(files)} files at once is too many: send at most "
-                f"{settings.MAX_FILES_PER_UPLOAD} per upload. Nothing was queued.",
-            }
-        )
-    else:
-        language, mode = form.cleaned_data["language"], form.cleaned_data["mode"]
-        for upload_file in files:
-            name = PurePath(upload_file.name or "upload").name
-            try:
-                if upload_file.size > settings.MAX_UPLOAD_BYTES:
-                    # Refuse by size before reading a huge file into memory.
-                    raise UploadRefused(
-                        f"{name}: the file is {human_bytes(upload_file.size)}, over the limit of "
-                        f"{human_bytes(settings.MAX_UPLOAD_BYTES)}."
-                    )
-                data = upload_file.read()
-                checked = check_upload(
-                    name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MAX_PDF_PAGES
-                )
-                accepted.append(create_job(request.user, name, data, checked, language, mode))
-            except UploadRefused as refused:
-                errors.append({"name": name, "error": str(refused)})
-            except DiskFull as exc:
-                # The files after this one are not stored either; the ones before it are queued.
-                if not accepted:
-                    return _refuse_upload(request, str(exc), 507)
-                errors.append({"name": name, "error": f"{name}: {exc}"})
-                break
-
-    if _wants_json(request):
-        positions = {j.pk: j.queue_position() for j in accepted}
-        status = 200 if accepted else 400
-        return JsonResponse(
-            {"jobs": [job_payload(j, positions[j.pk]) for j in accepted], "refused": errors}, status=status
-        )
-    for err in errors:
-        messages.error(request, err["error"])
-    if accepted:
-        messages.success(request, f"{len(accepted)} job(s) queued.")
-    return redirect("upload")
-
 
 def _history_queryset(form: HistoryFilterForm):
     jobs = Job.objects.select_related("owner").defer("text", "result")
@@ -319,6 +239,7 @@ def _history_queryset(form: HistoryFilterForm):
     return jobs
 
 
+
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     form = HistoryFilterForm(request.GET or None)
@@ -335,17 +256,19 @@ def history(request: HttpRequest) -> HttpResponse:
     )
 
 
+
 def _gpu_texts(job: Job) -> Job:
     job.peak_gpu_text = gib(job.peak_gpu_bytes)
     job.gpu_free_at_start_text = gib(job.gpu_free_at_start_bytes)
     return job
 
 
+
 @require_GET
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
     lang = _language_or_none(job.language)
-    first = layout.page_document(job, 1)
+    first = documents.page_document(job, 1)
     boxes = [
         {**e, "points": "{0},{1} {2},{1} {2},{3} {0},{3}".format(*e["bbox"])} for e in first["elements"] if e["bbox"]
     ]
@@ -369,6 +292,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+
 def _language_or_none(code: str):
     try:
         return languages.get_language(code) if code else None
@@ -376,67 +300,12 @@ def _language_or_none(code: str):
         return None
 
 
+
 @require_GET
 def job_status(request: HttpRequest, pk: int) -> JsonResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
     return JsonResponse(job_payload(job, job.queue_position()))
 
-
-def _removed(job: Job, part: str) -> HttpResponse | None:
-    """410 Gone, saying when, for a file the retention settings removed."""
-    message = retention.removed_message(job, part)
-    if message is None:
-        return None
-    return HttpResponse(message, status=410, content_type="text/plain; charset=utf-8")
-
-
-@require_GET
-def job_image(request: HttpRequest, pk: int) -> HttpResponse:
-    """The uploaded image, shown in the page: its type is the one detected at upload (never the
-    name's), and the response is sandboxed (ocr_app.serving)."""
-    job = get_object_or_404(Job, pk=pk)
-    if job.image_format == PDF:
-        return page_image(request, pk, 1)
-    if gone := _removed(job, retention.ORIGINAL):
-        return gone
-    if job.image_format in NOT_BROWSER_FORMATS:
-        with _open_stored(job.upload) as fh, Image.open(fh) as img:
-            out = io.BytesIO()
-            img.convert("RGBA" if "A" in img.getbands() else "RGB").save(out, "PNG")
-        return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))
-    response = FileResponse(_open_stored(job.upload), content_type=serving.content_type(job.image_format))
-    return serving.user_content(response)
-
-
-@require_GET
-def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    """A page as the model saw it: a PDF page as rendered (the first is rendered here while it
-    waits, for the job page's preview), an image job's one page is its image."""
-    page = get_object_or_404(Page.objects.select_related("job"), job_id=pk, number=number)
-    job = page.job
-    if job.image_format != PDF:
-        return job_image(request, pk)
-    if page.image:
-        return serving.user_content(FileResponse(_open_stored(page.image), content_type="image/png"))
-    if number != 1 or not job.upload:  # the first page is drawn from the upload while it is there
-        if gone := _removed(job, retention.PAGES) or _removed(job, retention.ORIGINAL):
-            return gone
-    if number != 1:
-        raise Http404("This page has not been rendered yet.")
-    with _open_stored(job.upload) as fh:
-        image, _dpi = pdf.render_page(fh.read(), 0, dpi=pdf.MIN_DPI, name=job.original_name)
-    out = io.BytesIO()
-    image.save(out, "PNG")
-    return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))
-
-
-@require_GET
-def page_text(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    page = get_object_or_404(Page.objects.select_related("job"), job_id=pk, number=number)
-    response = HttpResponse(page.text, content_type="text/plain; charset=utf-8")
-    name = _download_name(page.job, f"-page{number}.txt")
-    response["Content-Disposition"] = content_disposition_header(True, name)
-    return serving.user_content(response)
 
 
 @require_GET
@@ -447,57 +316,10 @@ def job_pages(request: HttpRequest, pk: int) -> HttpResponse:
                   {"job": job, "pages": list(job.pages.order_by("number")), "downloads": DOWNLOADS})
 
 
-def _open_stored(field):
-    try:
-        return field.open("rb")
-    except (FileNotFoundError, ValueError):
-        raise Http404("The stored file is missing from the server's storage.") from None
-
 
 @require_GET
-def job_original(request: HttpRequest, pk: int) -> FileResponse:
-    """The file as uploaded, as an attachment of its detected type, under the user's name with
-    the detected extension (a PNG sent as x.html downloads as x.png)."""
+def page_layout(request: HttpRequest, pk: int, number: int) -> JsonResponse:
     job = get_object_or_404(Job, pk=pk)
-    if gone := _removed(job, retention.ORIGINAL):
-        return gone
-    response = FileResponse(
-        _open_stored(job.upload),
-        as_attachment=True,
-        filename=serving.download_name(job.original_name, job.image_format),
-        content_type=serving.content_type(job.image_format),
-    )
-    return serving.user_content(response)
-
-
-@require_GET
-def job_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(Job.objects.only("thumbnail"), pk=pk)
-    if not job.thumbnail:
-        return HttpResponse(status=404)
-    response = FileResponse(_open_stored(job.thumbnail), content_type="image/jpeg")
-    response["Cache-Control"] = "private, max-age=86400"
-    return serving.user_content(response)
-
-
-def _download_name(job: Job, suffix: str) -> str:
-    return f"{PurePath(job.original_name).stem or 'job'}-{job.pk}{suffix}"
-
-
-@require_GET
-def job_text(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(Job, pk=pk)
-    response = HttpResponse(job.text, content_type="text/plain; charset=utf-8")
-    response["Content-Disposition"] = content_disposition_header(True, _download_name(job, ".txt"))
-    return serving.user_content(response)
-
-
-@require_GET
-def job_result(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
-    body = result_document(job)  # the same document as the API's ?format=json
-    response = HttpResponse(
-        json.dumps(body, ensure_ascii=False, indent=2), content_type="application/json; charset=utf-8"
-    )
-    response["Content-Disposition"] = content_disposition_header(True, _download_name(job, ".json"))
-    return serving.user_content(response)
+    if not 1 <= number <= max(job.page_count, 1):
+        return JsonResponse({"error": f"Page {number} does not exist."}, status=404)
+    return JsonResponse(documents.page_document(job, number))
