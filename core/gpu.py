@@ -462,6 +462,11 @@ def _device_event(device: GpuDevice) -> GpuDeviceSample:
     }
 
 
+def gib(n: int | float | None) -> str:
+    """Bytes as the dashboard and the `gpu` command write them: "5.81 GiB"; "—" when unknown."""
+    return "—" if n is None else f"{n / GIB:.2f} GiB"
+
+
 def sample_to_event(snapshot: GpuSnapshot) -> GpuSample:
     """The body of the `gpu.sample` websocket event (core/events.py `GpuSample`)."""
     return {

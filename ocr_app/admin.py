@@ -6,6 +6,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from core.events import BackendSettingsNotice
+from core.gpu import gib
 from core.planner import PlanRefused
 from ocr_app import backendconfig, events, gpumanager, livestate
 from ocr_app.models import BackendSettings, GpuAction, Job
@@ -124,7 +125,7 @@ class GpuActionAdmin(admin.ModelAdmin):
 
     @admin.display(description="freed")
     def freed(self, obj):
-        return gpumanager.gib(obj.freed_bytes)
+        return gib(obj.freed_bytes)
 
     def get_urls(self):
         return [
@@ -141,7 +142,7 @@ class GpuActionAdmin(admin.ModelAdmin):
             except gpumanager.NotAllowed as exc:
                 raise PermissionDenied(str(exc)) from None
             level = messages.SUCCESS if action.ok else messages.WARNING
-            messages.add_message(request, level, f"Freed {gpumanager.gib(action.freed_bytes)} of GPU memory.")
+            messages.add_message(request, level, f"Freed {gib(action.freed_bytes)} of GPU memory.")
             return redirect("admin:ocr_app_gpuaction_change", action.pk)
         try:
             workers = livestate.live_workers()
@@ -158,8 +159,8 @@ class GpuActionAdmin(admin.ModelAdmin):
             "title": "Free GPU memory",
             "snapshot": snapshot,
             "steps": steps,
-            "expected": gpumanager.gib(expected) if expected else None,
-            "others": [(name, gpumanager.gib(used)) for name, used in others],
+            "expected": gib(expected) if expected else None,
+            "others": [(name, gib(used)) for name, used in others],
             "can_stop_others": request.user.is_superuser,
             "opts": self.model._meta,
         }
@@ -179,7 +180,7 @@ class GpuActionAdmin(admin.ModelAdmin):
         messages.add_message(
             request,
             messages.SUCCESS if action.ok else messages.ERROR,
-            f"{action.steps[0]['what']}: {action.steps[0]['outcome']}; freed {gpumanager.gib(action.freed_bytes)}.",
+            f"{action.steps[0]['what']}: {action.steps[0]['outcome']}; freed {gib(action.freed_bytes)}.",
         )
         return redirect("admin:ocr_app_gpuaction_change", action.pk)
 

@@ -227,7 +227,3 @@ def _stop_managed(docker_factory: Callable[[], Any]) -> tuple[str, bool | None]:
     return ("stopped " + ", ".join(removed), True) if removed else ("none runs", None)
 
 
-def gib(n: int | None) -> str:
-    return "—" if n is None else f"{n / 1024**3:.2f} GiB"
-
-

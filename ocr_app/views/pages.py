@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET
 from core import containers, jobstate, languages
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.events import BACKEND_STATES
-from core.gpu import NO_GPU_MESSAGE
+from core.gpu import NO_GPU_MESSAGE, gib
 from ocr_app import documents, livestate, retention
 from ocr_app.api.results import DOWNLOADS
 from ocr_app.events import job_payload
@@ -27,7 +27,6 @@ from ocr_app.validation import ACCEPTED_EXTENSIONS, human_bytes
 log = logging.getLogger(__name__)
 
 
-GIB = 1024**3
 # The monitor samples once a second: a newer sample than this is "now".
 STALE_SAMPLE_SECONDS = 15
 # Queued jobs listed on the dashboard and the upload page (the dashboard counts the rest).
@@ -59,12 +58,6 @@ def _languages() -> list[dict]:
         }
         for lang in languages.all_languages()
     ]
-
-
-
-def gib(n: int | float | None) -> str:
-    """Bytes as the dashboard writes them: "5.81 GiB"; "—" when unknown."""
-    return "—" if n is None else f"{n / GIB:.2f} GiB"
 
 
 

@@ -7,7 +7,7 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from core.gpu import sample_to_event
+from core.gpu import gib, sample_to_event
 from ocr_app import gpumanager, livestate
 
 
@@ -56,8 +56,8 @@ class Command(BaseCommand):
             self.stdout.write(body["error"])
         for d in body["devices"]:
             self.stdout.write(
-                f"GPU {d['index']}: {d['name']} — {gpumanager.gib(d['used'])} used, "
-                f"{gpumanager.gib(d['free'])} free of {gpumanager.gib(d['total'])}"
+                f"GPU {d['index']}: {d['name']} — {gib(d['used'])} used, "
+                f"{gib(d['free'])} free of {gib(d['total'])}"
                 + (f", {d['utilization']}% busy" if d["utilization"] is not None else "")
                 + (f", {d['temperature']} °C" if d["temperature"] is not None else "")
                 + (f", {d['power']:.0f} W" if d["power"] is not None else "")
@@ -67,7 +67,7 @@ class Command(BaseCommand):
                     x for x in [f"[{p['container']}]" if p["container"] else "", f"(ocrdash {p['role']})"
                                 if p["role"] else ""] if x
                 )
-                self.stdout.write(f"  pid {p['pid']:>7}  {gpumanager.gib(p['used_bytes']):>10}  {p['name']} {who}")
+                self.stdout.write(f"  pid {p['pid']:>7}  {gib(p['used_bytes']):>10}  {p['name']} {who}")
             if not d["processes"]:
                 self.stdout.write("  no processes hold memory")
         for name, record in sorted(body["workers"].items()):
@@ -85,7 +85,7 @@ class Command(BaseCommand):
         steps = gpumanager.free_plan(snapshot, livestate.live_workers())
         self.stdout.write("This will:")
         for step in steps:
-            expect = f" (should free about {gpumanager.gib(step.expected_bytes)})" if step.expected_bytes else ""
+            expect = f" (should free about {gib(step.expected_bytes)})" if step.expected_bytes else ""
             self.stdout.write(f"  - {step.what}{expect}")
         self.stdout.write("  - never stop other containers or kill any process")
         if dry_run:
@@ -94,7 +94,7 @@ class Command(BaseCommand):
         for step in action.steps:
             self.stdout.write(f"{'ok' if step['ok'] else '--' if step['ok'] is None else 'FAILED'}: "
                               f"{step['what']}: {step['outcome']}")
-        self.stdout.write(f"Freed {gpumanager.gib(action.freed_bytes)} (measured before and after).")
+        self.stdout.write(f"Freed {gib(action.freed_bytes)} (measured before and after).")
 
     def stop(self, user, name: str) -> None:
         try:
@@ -102,6 +102,6 @@ class Command(BaseCommand):
         except (gpumanager.NotAllowed, ValueError) as exc:
             raise CommandError(str(exc)) from None
         step = action.steps[0]
-        self.stdout.write(f"{step['what']}: {step['outcome']}. Freed {gpumanager.gib(action.freed_bytes)}.")
+        self.stdout.write(f"{step['what']}: {step['outcome']}. Freed {gib(action.freed_bytes)}.")
         if not action.ok:
             raise CommandError("The container was not stopped.")
