@@ -13,7 +13,7 @@ check) runs. This wrapper stands in front of it:
 
 The server in front (daphne, or a reverse proxy) may already hold the body by then: daphne reads
 a request whole before it calls the application. So the reverse proxy must refuse large bodies
-too (nginx: client_max_body_size); the README's deployment section says what to set.
+too (nginx: client_max_body_size); docs/deploy.md says what to set.
 """
 
 from __future__ import annotations

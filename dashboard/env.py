@@ -1,7 +1,7 @@
 """Typed reading of OCRDASH_* environment variables.
 
 Every setting ocrdash reads from the environment goes through these helpers,
-and each one is declared in SETTINGS_DOC so the README table and .env.example
+and each one is declared in SETTINGS_DOC so the configuration table (docs/deploy.md) and .env.example
 cannot drift from the code (tests/unit/test_env.py and tests/unit/test_env_example.py
 check both directions). Any variable may instead name a file with OCRDASH_<NAME>_FILE.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 PREFIX = "OCRDASH_"
 
-# name -> (default as written in the README, meaning)
+# name -> (default as written in the configuration table, meaning)
 SETTINGS_DOC: dict[str, tuple[str, str]] = {}
 # Names whose value is a secret: best given as a file, OCRDASH_<NAME>_FILE (Docker secrets).
 SECRETS: set[str] = set()
@@ -87,7 +87,7 @@ def env_path(name: str, default: Path, doc: str, shown: str) -> Path:
 
 
 def markdown_table() -> str:
-    """The README's configuration table, made from the declarations above."""
+    """The configuration table of docs/deploy.md, made from the declarations above."""
     rows = ["| Variable | Default | What it does |", "| --- | --- | --- |"]
     for name, (default, doc) in SETTINGS_DOC.items():
         shown = f"`{default}`" if default else "(unset)"

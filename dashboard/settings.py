@@ -437,7 +437,7 @@ METRICS_ALLOW_FROM = _networks(
     )
 )
 
-# A fixed vLLM server for every worker (the compose file's `vllm` profile); see README.
+# A fixed vLLM server for every worker (the compose file's `vllm` profile); see docs/deploy.md.
 VLLM_URL = env_str(
     "VLLM_URL",
     None,

@@ -2,7 +2,7 @@
 
     .venv/bin/python .ci/deploy/stack_check.py WORK
 
-WORK is a copy of the project with .env and secrets/ made as the README says, and the image
+WORK is a copy of the project with .env and secrets/ made as docs/deploy.md says, and the image
 (CI_IMAGE) already built. This starts docker-compose.yml with .ci/deploy/compose.ci.yml and
 without GPU reservations, waits for every health check, then: reads the first admin's password
 from `migrate`'s log, logs in through the login page, makes an API token on the profile page,

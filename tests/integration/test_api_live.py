@@ -1,5 +1,5 @@
 """The API on the real server (daphne on the test database) with the real worker: schemathesis finds no
-500 and no answer outside the schema; the README's script examples run as written; cancelling a
+500 and no answer outside the schema; the API guide's script examples run as written; cancelling a
 queued and a running job ends them `cancelled` and the worker goes on with the next job."""
 
 from __future__ import annotations
@@ -132,24 +132,24 @@ def refused_by_daphne(case, response) -> bool:
     )
 
 
-# -- the README's examples ------------------------------------------------------------------------
+# -- the API guide's examples (docs/api.md) -------------------------------------------------------
 
 
-def readme_examples() -> dict[str, tuple[str, str]]:
-    text = (ROOT / "README.md").read_text()
+def guide_examples() -> dict[str, tuple[str, str]]:
+    text = (ROOT / "docs" / "api.md").read_text()
     found = re.findall(r"<!-- script-example: (\w+) -->\n```(\w+)\n(.*?)\n```", text, re.S)
     return {name: (language, code) for name, language, code in found}
 
 
-def test_the_readme_has_the_three_examples():
-    assert set(readme_examples()) == {"curl", "python", "openai"}
+def test_the_api_guide_has_the_three_examples():
+    assert set(guide_examples()) == {"curl", "python", "openai"}
 
 
 @pytest.mark.parametrize("name", ["curl", "python", "openai"])
-def test_the_readmes_script_examples_run_against_the_live_server(
+def test_the_api_guides_script_examples_run_against_the_live_server(
     name, asgi_server, celery_worker_process, django_user_model, tmp_path
 ):
-    language, code = readme_examples()[name]
+    language, code = guide_examples()[name]
     key = new_key(django_user_model, "scripter")
     (tmp_path / "scan.png").write_bytes(text_image(["Invoice number 4711", "paid in full"]))
     assert PLACEHOLDER_URL in code and PLACEHOLDER_TOKEN in code

@@ -13,7 +13,9 @@ from tests.security.test_permission_matrix import PAIRS, ROLES, ROWS
 
 def security_section() -> str:
     text = (ROOT / "README.md").read_text()
-    return text[text.index("## Security") : text.index("## Benchmarks")]
+    start = text.index("\n## Security\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
 def number(pattern: str, text: str) -> int:

@@ -21,6 +21,7 @@ REGISTRY = "core/backends.py"
 # no longer matches anything fails the test too, so the list stays exact.
 NOT_BACKEND_NAMES = {
     ("core/containers.py", "vllm"): "the role label's value on running containers (ocrdash.role=vllm)",
+    ("core/events.py", "vllm"): "that role as the GPU sample's type (a Literal, test_event_vocabulary compares it)",
     ("workers/backends/transformers_backend.py", "cpu"): "torch's device name",
     ("workers/backends/vllm/launcher.py", "vllm"): "the vLLM command line inside the container (vllm serve)",
 }

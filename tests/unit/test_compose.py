@@ -1,6 +1,6 @@
 """docker-compose.yml, its override files, the Dockerfile and the container scripts, read without
 a Docker engine: the services, volumes, GPU reservations, health checks, start order, secrets and
-the `vllm` profile are what the README promises; the files are valid against the Compose
+the `vllm` profile are what docs/deploy.md promises; the files are valid against the Compose
 Specification's schema (tests/data/compose-spec.json); and where a compose client is installed,
 `docker compose config` (or the older `docker-compose config`) accepts them."""
 

@@ -5,7 +5,7 @@ import pytest
 
 from dashboard import env
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 
 def test_it_parses_booleans_and_refuses_nonsense(monkeypatch):
@@ -45,15 +45,15 @@ def test_a_secret_can_come_from_a_file(monkeypatch, tmp_path):
     assert env.env_str("X_SECRET", None, "doc") == "s3cret"
 
 
-def test_the_readme_configuration_table_is_the_one_the_code_declares():
+def test_the_deployment_guides_configuration_table_is_the_one_the_code_declares():
     import dashboard.settings  # noqa: F401  (declares every variable)
 
     generated = "\n".join(
         line for line in env.markdown_table().splitlines() if not line.startswith("| `OCRDASH_X_")
     )
-    text = README.read_text()
+    text = GUIDE.read_text()
     match = re.search(r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", text, re.S)
-    assert match, "README.md lost its settings table markers"
+    assert match, "docs/deploy.md lost its settings table markers"
     assert match.group(1).strip() == generated.strip(), (
-        "README's configuration table is out of date: paste `python manage.py settings_table` into it"
+        "docs/deploy.md's configuration table is out of date: paste `python manage.py settings_table` into it"
     )

@@ -8,8 +8,8 @@ import json
 import re
 from typing import get_args, get_type_hints
 
-from core import jobstate
-from core.events import BACKEND_STATES, BackendSettingsNotice, BackendStatus, JobState, JobStatus
+from core import containers, jobstate
+from core.events import BACKEND_STATES, BackendSettingsNotice, BackendStatus, JobState, JobStatus, ProcessRole
 from tests.conftest import ROOT
 
 JS = ROOT / "static" / "js"
@@ -72,3 +72,4 @@ def test_the_scripts_know_the_same_states():
 
     assert set(re.findall(r"(\w+):", rank)) == set(get_args(JobState)) == set(jobstate.STATES)
     assert tuple(json.loads(states)) == BACKEND_STATES
+    assert set(get_args(ProcessRole)) == containers.ROLES

@@ -153,7 +153,7 @@ def test_with_https_on_health_checks_and_scrapes_over_http_are_not_redirected(cl
 
 
 def test_the_documented_production_values_with_the_security_settings_pass_check_deploy(tmp_path):
-    # README "Security" / "Run it on a GPU server": the allowed vLLM host, the body limit, the lock-out.
+    # SECURITY.md / docs/deploy.md "Run it on a GPU server": the allowed vLLM host, the body limit, the lock-out.
     env = production_env(
         tmp_path, OCRDASH_VLLM_ALLOWED_HOSTS="vllm", OCRDASH_MAX_REQUEST_MB="200", OCRDASH_LOGIN_FAILURE_LIMIT="10",
         OCRDASH_LOGIN_LOCKOUT_MINUTES="15",

@@ -5,7 +5,7 @@ from dashboard.env import env_file_block, markdown_table
 
 class Command(BaseCommand):
     help = (
-        "Print the README's configuration table (every OCRDASH_* variable, its default and meaning), "
+        "Print the configuration table of docs/deploy.md (every OCRDASH_* variable, its default and meaning), "
         "or with --env the OCRDASH_* block of .env.example."
     )
 
