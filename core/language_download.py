@@ -47,10 +47,7 @@ def download_language(
     if url is None:
         url = f"{mirror.rstrip('/')}/{lang.filename}" if mirror else lang.url
     expected = (sha256 if sha256 is not None else lang.sha256).strip().lower()
-    by_hand = (
-        f"To install it by hand, download {url} on a machine with internet access "
-        f"and copy the file to {dest}."
-    )
+    by_hand = f"To install it by hand, download {url} on a machine with internet access and copy the file to {dest}."
     part = dest.with_name(dest.name + ".part")
 
     try:
@@ -86,22 +83,17 @@ def download_language(
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "an error"
             raise BackendError(
-                f"Could not download the {lang.label} text model: {url} answered with HTTP "
-                f"status {status}. {by_hand}"
+                f"Could not download the {lang.label} text model: {url} answered with HTTP status {status}. {by_hand}"
             ) from exc
         except requests.RequestException as exc:
             raise BackendError(
                 f"Could not download the {lang.label} text model from {url} ({_reason(exc)}). {by_hand}"
             ) from exc
         except OSError as exc:
-            raise BackendError(
-                f"Could not save the {lang.label} text model to {part}: {exc.strerror or exc}."
-            ) from exc
+            raise BackendError(f"Could not save the {lang.label} text model to {part}: {exc.strerror or exc}.") from exc
 
         if total and done != total:
-            raise BackendError(
-                f"The download of {url} stopped after {done} of {total} bytes. Try again. {by_hand}"
-            )
+            raise BackendError(f"The download of {url} stopped after {done} of {total} bytes. Try again. {by_hand}")
         got = digest.hexdigest()
         if expected and got != expected:
             raise BackendError(

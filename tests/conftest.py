@@ -27,6 +27,18 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def project_files(*patterns: str) -> list[str]:
+    """The project's files (tracked, or new and not ignored) matching git pathspecs, as paths from ROOT."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [path for path in listed if (ROOT / path).exists()]
+
+
 def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -33,14 +33,12 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
     """GET: the upload page (form, team queue, the user's recent jobs). POST: the upload itself."""
     if request.method == "POST":
         return _receive_upload(request)
     return upload_page(request)
-
 
 
 def _refuse_upload(request: HttpRequest, message: str, status: int, retry_after: int | None = None) -> HttpResponse:
@@ -53,7 +51,6 @@ def _refuse_upload(request: HttpRequest, message: str, status: int, retry_after:
     if retry_after:
         response["Retry-After"] = str(retry_after)
     return response
-
 
 
 def _receive_upload(request: HttpRequest) -> HttpResponse:
@@ -118,7 +115,6 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
     return redirect("upload")
 
 
-
 def _act_from_page(request: HttpRequest, pk: int, act, done: str) -> Job:
     """Runs one of the job page's buttons; what went wrong or right is shown as a message there."""
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
@@ -133,18 +129,16 @@ def _act_from_page(request: HttpRequest, pk: int, act, done: str) -> Job:
     return job
 
 
-
 @require_POST
 def run_again_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Run again" on the job page: every page is read afresh, whatever result was reused."""
+    """ "Run again" on the job page: every page is read afresh, whatever result was reused."""
     job = _act_from_page(request, pk, retry_job, "Job {job.pk} is queued to run again.")
     return redirect(job.get_absolute_url())
 
 
-
 @require_POST
 def retry_pages_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """"Retry page N" on the job page: the job is queued again and the worker reads the pages
+    """ "Retry page N" on the job page: the job is queued again and the worker reads the pages
     that have not succeeded; the others keep their results."""
 
     def retry_unfinished(job, user):
@@ -152,7 +146,6 @@ def retry_pages_view(request: HttpRequest, pk: int) -> HttpResponse:
 
     job = _act_from_page(request, pk, retry_unfinished, "Job {job.pk}: the pages that failed are queued again.")
     return redirect(job.get_absolute_url())
-
 
 
 @require_POST
@@ -165,7 +158,6 @@ def cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(back)
 
 
-
 @require_POST
 def read_region(request: HttpRequest, pk: int) -> JsonResponse:
     """Body (JSON or form): page, bbox = [x1, y1, x2, y2] in the page image's pixels."""
@@ -176,7 +168,7 @@ def read_region(request: HttpRequest, pk: int) -> JsonResponse:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return JsonResponse({"error": "The body is not valid JSON."}, status=400)
         if not isinstance(data, dict):
-            return JsonResponse({"error": "Send an object: {\"page\": 1, \"bbox\": [x1, y1, x2, y2]}."}, status=400)
+            return JsonResponse({"error": 'Send an object: {"page": 1, "bbox": [x1, y1, x2, y2]}.'}, status=400)
     else:
         data = request.POST
     try:

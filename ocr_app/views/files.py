@@ -26,14 +26,12 @@ from ocr_app.validation import PDF
 NOT_BROWSER_FORMATS = {"TIFF"}
 
 
-
 def _removed(job: Job, part: str) -> HttpResponse | None:
     """410 Gone, saying when, for a file the retention settings removed."""
     message = retention.removed_message(job, part)
     if message is None:
         return None
     return HttpResponse(message, status=410, content_type="text/plain; charset=utf-8")
-
 
 
 @require_GET
@@ -52,7 +50,6 @@ def job_image(request: HttpRequest, pk: int) -> HttpResponse:
         return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))
     response = FileResponse(_open_stored(job.upload), content_type=serving.content_type(job.image_format))
     return serving.user_content(response)
-
 
 
 @require_GET
@@ -77,7 +74,6 @@ def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))
 
 
-
 @require_GET
 def page_text(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     page = get_object_or_404(Page.objects.select_related("job"), job_id=pk, number=number)
@@ -87,13 +83,11 @@ def page_text(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     return serving.user_content(response)
 
 
-
 def _open_stored(field):
     try:
         return field.open("rb")
     except (FileNotFoundError, ValueError):
         raise Http404("The stored file is missing from the server's storage.") from None
-
 
 
 @require_GET
@@ -112,7 +106,6 @@ def job_original(request: HttpRequest, pk: int) -> FileResponse:
     return serving.user_content(response)
 
 
-
 @require_GET
 def job_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.only("thumbnail"), pk=pk)
@@ -123,10 +116,8 @@ def job_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     return serving.user_content(response)
 
 
-
 def _download_name(job: Job, suffix: str) -> str:
     return f"{PurePath(job.original_name).stem or 'job'}-{job.pk}{suffix}"
-
 
 
 @require_GET
@@ -135,7 +126,6 @@ def job_text(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(job.text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = content_disposition_header(True, _download_name(job, ".txt"))
     return serving.user_content(response)
-
 
 
 @require_GET
@@ -147,7 +137,6 @@ def job_result(request: HttpRequest, pk: int) -> HttpResponse:
     )
     response["Content-Disposition"] = content_disposition_header(True, _download_name(job, ".json"))
     return serving.user_content(response)
-
 
 
 @require_GET

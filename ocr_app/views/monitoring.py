@@ -27,7 +27,6 @@ from ocr_app.metrics import OcrdashCollector
 log = logging.getLogger(__name__)
 
 
-
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     text = text.strip()
     if text.startswith("[") and "]" in text:  # [::1]:port
@@ -43,12 +42,10 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
-
 def client_addresses(request: HttpRequest) -> list[str]:
     """The peer's address and every address a proxy named in X-Forwarded-For."""
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     return [request.META.get("REMOTE_ADDR", ""), *(part for part in forwarded.split(",") if part.strip())]
-
 
 
 def from_allowed_network(request: HttpRequest) -> bool:
@@ -62,14 +59,12 @@ def from_allowed_network(request: HttpRequest) -> bool:
     return True
 
 
-
 def has_token(request: HttpRequest) -> bool:
     token = settings.METRICS_TOKEN
     if not token:
         return False
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
 
 
 @login_not_required
@@ -88,7 +83,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
-
 def _database_answers() -> bool:
     try:
         with connection.cursor() as cursor:
@@ -100,14 +94,12 @@ def _database_answers() -> bool:
         return False
 
 
-
 def _redis_answers() -> bool:
     try:
         return bool(livestate.client().ping())
     except Exception:
         log.warning("healthz: Redis does not answer", exc_info=True)
         return False
-
 
 
 @login_not_required

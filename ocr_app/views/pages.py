@@ -36,7 +36,6 @@ QUEUE_LISTED = 100
 WAITING_FOR_MONITOR = "Waiting for the GPU monitor…"
 
 
-
 def _limits() -> dict:
     return {
         "max_upload": human_bytes(settings.MAX_UPLOAD_BYTES),
@@ -45,7 +44,6 @@ def _limits() -> dict:
         "max_pdf_pages": settings.MAX_PDF_PAGES,
         "extensions": ACCEPTED_EXTENSIONS,
     }
-
 
 
 def _languages() -> list[dict]:
@@ -60,12 +58,10 @@ def _languages() -> list[dict]:
     ]
 
 
-
 def _percent(part: int | float | None, whole: int | float | None) -> float:
     if not part or not whole:
         return 0.0
     return round(min(100.0, max(0.0, 100.0 * part / whole)), 1)
-
 
 
 def _process_view(process: dict) -> dict:
@@ -74,7 +70,6 @@ def _process_view(process: dict) -> dict:
         "memory_text": gib(process.get("used_bytes")),
         "role_label": containers.ROLE_LABELS.get(process.get("role") or "", ""),
     }
-
 
 
 def _device_view(device: dict) -> dict:
@@ -100,7 +95,6 @@ def _device_view(device: dict) -> dict:
     }
 
 
-
 def _worker_view(hostname: str, record: dict) -> dict:
     status = record.get("backend_status") or {}
     state = status.get("state") if status.get("state") in BACKEND_STATES else "unloaded"
@@ -116,7 +110,6 @@ def _worker_view(hostname: str, record: dict) -> dict:
         "memory_text": gib(status.get("memory_bytes")) if status.get("memory_bytes") else "none",
         "gpu_index": record.get("gpu_index"),
     }
-
 
 
 def _live_state() -> dict:
@@ -138,13 +131,11 @@ def _live_state() -> dict:
         }
 
 
-
 def _queue() -> tuple[list[Job], list[Job]]:
     """(running jobs, the first QUEUE_LISTED waiting jobs in queue order)."""
     running = list(Job.objects.filter(state=jobstate.RUNNING).select_related("owner").defer("text", "result"))
     waiting = list(queued_jobs_in_order().select_related("owner").defer("text", "result")[:QUEUE_LISTED])
     return running, waiting
-
 
 
 @require_GET
@@ -187,7 +178,6 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
-
 def upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
     running, waiting = _queue()
     mine = list(Job.objects.filter(owner=request.user).select_related("owner").defer("text", "result")[:20])
@@ -213,7 +203,6 @@ def upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
     )
 
 
-
 def _history_queryset(form: HistoryFilterForm):
     jobs = Job.objects.select_related("owner").defer("text", "result")
     if not form.is_bound:
@@ -232,7 +221,6 @@ def _history_queryset(form: HistoryFilterForm):
     return jobs
 
 
-
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     form = HistoryFilterForm(request.GET or None)
@@ -249,12 +237,10 @@ def history(request: HttpRequest) -> HttpResponse:
     )
 
 
-
 def _gpu_texts(job: Job) -> Job:
     job.peak_gpu_text = gib(job.peak_gpu_bytes)
     job.gpu_free_at_start_text = gib(job.gpu_free_at_start_bytes)
     return job
-
 
 
 @require_GET
@@ -285,13 +271,11 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-
 def _language_or_none(code: str):
     try:
         return languages.get_language(code) if code else None
     except ValueError:
         return None
-
 
 
 @require_GET
@@ -300,14 +284,15 @@ def job_status(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse(job_payload(job, job.queue_position()))
 
 
-
 @require_GET
 def job_pages(request: HttpRequest, pk: int) -> HttpResponse:
     """The job page's list of pages, for the page to refresh while pages finish."""
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
-    return render(request, "ocr_app/_pages.html",
-                  {"job": job, "pages": list(job.pages.order_by("number")), "downloads": DOWNLOADS})
-
+    return render(
+        request,
+        "ocr_app/_pages.html",
+        {"job": job, "pages": list(job.pages.order_by("number")), "downloads": DOWNLOADS},
+    )
 
 
 @require_GET

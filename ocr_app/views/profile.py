@@ -16,7 +16,6 @@ from ocr_app.models import ApiToken
 MAX_ACTIVE_TOKENS = 50
 
 
-
 @require_http_methods(["GET", "POST"])
 def profile(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
@@ -44,7 +43,6 @@ def profile(request: HttpRequest) -> HttpResponse:
     # The page may show a new key: no cache (the browser's, a proxy's) may keep it.
     add_never_cache_headers(response)  # Cache-Control: max-age=0, no-cache, no-store, must-revalidate, private
     return response
-
 
 
 @require_POST

@@ -6,13 +6,12 @@ from __future__ import annotations
 import ast
 import importlib
 import re
-import subprocess
 
 import pytest
 
 from core import backends
 from core.planner.estimates import ESTIMATES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, project_files
 from workers.backends import create_backend
 from workers.backends.base import OcrBackend
 
@@ -37,17 +36,6 @@ STORED_VARIANT_KEYS = [
 ]
 
 
-def tracked(*patterns: str) -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", *patterns],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return [p for p in listed if (ROOT / p).exists()]
-
-
 def python_literals(path: str, names: set[str]) -> list[tuple[int, str]]:
     tree = ast.parse((ROOT / path).read_text(), path)
     return [(n.lineno, n.value) for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names]
@@ -67,12 +55,12 @@ def quoted_in_text(path: str, names: set[str]) -> list[tuple[int, str]]:
 def test_backend_names_are_written_only_in_the_registry():
     names = set(backends.names())
     found: dict[tuple[str, str], list[int]] = {}
-    for path in tracked("*.py"):
+    for path in project_files("*.py"):
         if path == REGISTRY or path.startswith("tests/") or "/migrations/" in path:
             continue
         for line, name in python_literals(path, names):
             found.setdefault((path, name), []).append(line)
-    for path in tracked("templates/*.html", "static/js/*.js"):
+    for path in project_files("templates/*.html", "static/js/*.js"):
         for line, name in quoted_in_text(path, names):
             found.setdefault((path, name), []).append(line)
 

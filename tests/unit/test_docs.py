@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from core.events import BackendStatusEvent, GpuSampleEvent, JobStatusEvent, problems
-from tests.conftest import ROOT
+from tests.conftest import ROOT, project_files
 
 README = ROOT / "README.md"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -20,17 +19,6 @@ DOCS = [README, ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
 # The folders whose every module the map names, one line each.
 CODE = ("core", "workers", "ocr_app", "dashboard")
 EVENT_SHAPES = {"job.status": JobStatusEvent, "backend.status": BackendStatusEvent, "gpu.sample": GpuSampleEvent}
-
-
-def tracked() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    return [p for p in listed if (ROOT / p).exists()]
 
 
 def slug(heading: str) -> str:
@@ -61,7 +49,7 @@ def test_every_relative_link_and_image_of_the_docs_exists(doc):
 
 def test_the_architecture_names_every_folder_and_module():
     text = ARCHITECTURE.read_text()
-    files = tracked()
+    files = project_files()
     folders = {path.split("/", 1)[0] + "/" for path in files if "/" in path}
     for path in files:
         parts = Path(path).parts
