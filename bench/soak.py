@@ -1,5 +1,5 @@
 """The soak: 300 jobs from 10 concurrent API clients while faults are injected at random times, on a
-whole ocrdash of real processes (tests/faults/stack.py: redis-server, daphne, Celery workers, SQLite),
+whole ocrdash of real processes (tests/faults/stack.py: redis-server, uvicorn, Celery workers, SQLite),
 with rapidocr reading one generated word per job. Prints the jobs, the faults injected, and how many
 jobs were lost, stuck or run twice to the end, and the time from upload to result (p50, p95).
 

@@ -7,17 +7,21 @@ check) runs. This wrapper stands in front of it:
   streamed (chunked) is counted as it comes and cut off with 413 when it passes the limit;
 - the limit is MAX_REQUEST_BYTES for the upload endpoints (the upload page, POST /api/v1/jobs,
   /v1/chat/completions) and MAX_FORM_REQUEST_BYTES for everything else;
-- an anonymous request (no logged-in session, no API token) that carries a body gets 401 (the
-  API) or a redirect to the login page (a form) without a byte of its body being read; only the
-  login and logout forms take a small body (ANONYMOUS_BYTES) from anyone.
+- an anonymous request (no logged-in session, no valid API token) that carries a body gets 401
+  (the API) or a redirect to the login page (a form) without a byte of its body being read; only
+  the login and logout forms take a small body (ANONYMOUS_BYTES) from anyone. A token is checked
+  here, as the API checks it (a wrong one counts towards the lock-out, a locked-out one gets 429):
+  an `Authorization: Bearer` header with any made-up key is no way in.
 
-The server in front (daphne, or a reverse proxy) may already hold the body by then: daphne reads
-a request whole before it calls the application. So the reverse proxy must refuse large bodies
-too (nginx: client_max_body_size); docs/deploy.md says what to set.
+The web server (uvicorn, dashboard/webserver.py) hands the body over as it arrives and reads no
+further ahead than a small buffer while nobody asks for it, so nothing here has been held whole.
+A reverse proxy in front should refuse large bodies too (nginx: client_max_body_size), so that
+they do not cross the network; docs/deploy.md says what to set.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from importlib import import_module
 from urllib.parse import quote
@@ -25,6 +29,7 @@ from urllib.parse import quote
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
+from django.core.handlers.asgi import ASGIRequest
 from django.shortcuts import resolve_url
 from django.urls import Resolver404, resolve, reverse
 
@@ -59,6 +64,13 @@ def _session_has_user(session_key: str) -> bool:
     return SESSION_KEY in store.load()
 
 
+def _token_refusal(scope) -> tuple[int, str] | None:
+    from ocr_app.api.auth import refusal_before_body  # the app's models: loaded after Django is set up
+
+    # The request as Django would see it (address, headers), with no body: none has been read.
+    return refusal_before_body(ASGIRequest(scope, io.BytesIO()))
+
+
 class RequestBodyLimit:
     def __init__(self, app):
         self.app = app
@@ -75,13 +87,17 @@ class RequestBodyLimit:
             name = resolve(path).url_name
         except Resolver404:
             return settings.MAX_FORM_REQUEST_BYTES
+        if name == "openai-chat-completions":
+            # The image comes base64-encoded in JSON: 4 bytes for every 3.
+            return settings.MAX_REQUEST_BYTES * 4 // 3
         return settings.MAX_REQUEST_BYTES if name in UPLOAD_VIEWS else settings.MAX_FORM_REQUEST_BYTES
 
-    async def signed_in(self, headers: dict[bytes, bytes]) -> bool:
-        """A token (checked, and counted when wrong, by the API itself) or a logged-in session."""
+    async def signed_in(self, scope, headers: dict[bytes, bytes]) -> bool | tuple[int, str]:
+        """True for a logged-in session or a valid API token; (status, message) for a token that is wrong
+        or locked out; False for a stranger."""
         authorization = headers.get(b"authorization", b"").split()
         if authorization and authorization[0].lower() in TOKEN_SCHEMES:
-            return True
+            return await sync_to_async(_token_refusal)(scope) or True
         session_key = _cookies(headers.get(b"cookie", b"")).get(settings.SESSION_COOKIE_NAME)
         return bool(session_key) and await sync_to_async(_session_has_user)(session_key)
 
@@ -95,7 +111,12 @@ class RequestBodyLimit:
             return await self.app(scope, receive, send)
         path = scope["path"]
         limit = self.limit_for(path)
-        if not await self.signed_in(headers):
+        signed_in = await self.signed_in(scope, headers)
+        if isinstance(signed_in, tuple):
+            status, message = signed_in
+            code = "locked_out" if status == 429 else "not_authenticated"
+            return await respond(send, status, message, code, path=path)
+        if not signed_in:
             if path not in self.anonymous_paths():
                 return await self.ask_to_log_in(scope, headers, send)
             limit = min(limit, ANONYMOUS_BYTES)
@@ -149,7 +170,9 @@ class RequestBodyLimit:
         return await respond(send, 303, "Log in first.", "not_authenticated", location=location)
 
 
-OPENAI_ERROR_TYPES = {401: "authentication_error", 413: "invalid_request_error", 400: "invalid_request_error"}
+OPENAI_ERROR_TYPES = {
+    401: "authentication_error", 413: "invalid_request_error", 400: "invalid_request_error", 429: "rate_limit_error"
+}  # fmt: skip
 
 
 async def respond(send, status: int, message: str, code: str, location: str | None = None, path: str = ""):

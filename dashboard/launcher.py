@@ -25,6 +25,8 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
+from dashboard import webserver
+
 STOP_GRACE_SECONDS = 15
 FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
@@ -209,9 +211,7 @@ def run(extra_env: dict[str, str] | None = None, host: str | None = None, port: 
 
         sup.start(
             "web",
-            # Proxy headers only behind a proxy: else any client could claim to be 127.0.0.1.
-            [python, "-m", "daphne", "-b", host, "-p", str(port),
-             *(["--proxy-headers"] if settings.BEHIND_PROXY else []), "dashboard.asgi:application"],
+            webserver.command(host, port, behind_proxy=settings.BEHIND_PROXY, python=python),
         )
         sup.start(
             "worker",

@@ -55,7 +55,7 @@ _proxy_ssl_header = env_str(
     "With HTTPS behind a TLS proxy: the header and value the proxy sets on HTTPS requests, e.g. "
     "X-Forwarded-Proto:https. Only if the proxy always sets or removes that header.",
 )
-# Read by docker/entrypoint.sh (the web role passes daphne --proxy-headers); declared here to be documented.
+# Read by docker/entrypoint.sh (the web role passes uvicorn --proxy-headers); declared here to be documented.
 BEHIND_PROXY = env_bool(
     "BEHIND_PROXY",
     False,
@@ -105,7 +105,6 @@ elif _proxy_ssl_header:
     raise ConfigError(f"{PREFIX}SECURE_PROXY_SSL_HEADER is set but {PREFIX}HTTPS is not: set {PREFIX}HTTPS=true")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -283,16 +282,25 @@ LOGIN_LOCKOUT_MINUTES = env_int(
     "Minutes failed logins are counted for, and a lock-out lasts after the last failure.",
     1,
 )
+TOKEN_ADDRESS_FAILURE_LIMIT = env_int(
+    "TOKEN_ADDRESS_FAILURE_LIMIT",
+    50,
+    "Wrong API token tries allowed from one client address before it is locked out (a key is locked out after "
+    "LOGIN_FAILURE_LIMIT). Higher than the per-key limit: a whole team may share one address.",
+    1,
+)
 AUTHENTICATION_BACKENDS = [
     "ocr_app.lockout.LoginThrottleBackend",  # first: refuses a locked-out login before the password is checked
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+# Token tries counted apart from logins, per key and (higher) per address: ocr_app/lockout.py.
+AXES_HANDLER = "ocr_app.lockout.LockoutHandler"
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 # Never reset on success: an attacker with an account of their own would log in between guesses.
 AXES_RESET_ON_SUCCESS = False
-# The address daphne gives (the proxy's X-Forwarded-For only with OCRDASH_BEHIND_PROXY), never a header
+# The address the web server gives (the proxy's X-Forwarded-For only with OCRDASH_BEHIND_PROXY), never a header
 # a client could set itself.
 AXES_CLIENT_IP_CALLABLE = "ocr_app.lockout.client_address"
 AXES_LOCKOUT_CALLABLE = "ocr_app.lockout.lockout_response"
@@ -333,13 +341,13 @@ MAX_PDF_PAGES = env_int("MAX_PDF_PAGES", 200, "Most pages in one PDF; each page 
 _max_request_mb = env_int(
     "MAX_REQUEST_MB",
     0,
-    "Largest request body an upload may send, in megabytes, refused before it is read (the reverse proxy "
-    "should refuse it first). 0: MAX_UPLOAD_MB × MAX_FILES_PER_UPLOAD + 1.",
+    "Largest request body an upload may send, in megabytes, refused (413) before it is read. 0: MAX_UPLOAD_MB + 1 "
+    "(one file and the form); the upload page sends several files in batches that fit. Raise it for scripts "
+    "that send many files in one request; the reverse proxy's limit should match.",
     0,
 )
-MAX_REQUEST_BYTES = (
-    _max_request_mb * 1024 * 1024 if _max_request_mb else MAX_UPLOAD_BYTES * MAX_FILES_PER_UPLOAD + 1024 * 1024
-)
+# One file of the largest size, its multipart headers and the form's fields.
+MAX_REQUEST_BYTES = _max_request_mb * 1024 * 1024 if _max_request_mb else MAX_UPLOAD_BYTES + 1024 * 1024
 # Every other request (forms, JSON) is small: Django's own limit for form data.
 MAX_FORM_REQUEST_BYTES = 2_621_440
 MIN_FREE_DISK_MB = env_int(

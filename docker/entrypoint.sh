@@ -1,7 +1,7 @@
 #!/bin/sh
 # The image's entrypoint: one image, one role per container.
 #
-#   web          daphne (HTTP and websockets) on OCRDASH_HOST:OCRDASH_PORT (0.0.0.0:8000 in the image)
+#   web          uvicorn (HTTP and websockets) on OCRDASH_HOST:OCRDASH_PORT (0.0.0.0:8000 in the image)
 #   worker       the Celery worker: queue gpu, concurrency 1, task events on (Flower can watch it)
 #   gpumonitor   the NVML sampler (python manage.py gpumonitor)
 #   migrate      a one-shot: database migrations, the first admin account, queued jobs the broker lost
@@ -21,12 +21,18 @@ role="${1:-web}"
 
 case "$role" in
     web)
+        # As dashboard/webserver.py: uvicorn hands bodies to the application as they arrive, so
+        # dashboard/bodylimit.py refuses one over its limit before it is read.
         # Client addresses from X-Forwarded-For only behind a proxy: otherwise any client could name
         # itself 127.0.0.1 (the metrics allow-list and the GPU action log read that address).
         if truthy "${OCRDASH_BEHIND_PROXY:-}"; then
-            set -- --proxy-headers "$@"
+            set -- --proxy-headers --forwarded-allow-ips '*' "$@"
+        else
+            set -- --no-proxy-headers "$@"
         fi
-        exec python -m daphne -b "${OCRDASH_HOST:-0.0.0.0}" -p "${OCRDASH_PORT:-8000}" "$@" dashboard.asgi:application
+        exec python -m uvicorn dashboard.asgi:application --host "${OCRDASH_HOST:-0.0.0.0}" \
+            --port "${OCRDASH_PORT:-8000}" --http h11 --ws websockets --lifespan off \
+            --timeout-graceful-shutdown 5 --no-server-header "$@"
         ;;
     worker)
         # With JSON logs, no start-up banner: every line on stdout is then one JSON object.

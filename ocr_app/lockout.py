@@ -8,9 +8,12 @@ attempts in the admin (Axes → Access attempts) or with `manage.py axes_reset_u
 `axes_reset_ip <address>`.
 
 A token is "the username" of a token try: `token ocrd_AbCdEfG` (the key's first characters, as the
-profile page shows them). A wrong token therefore counts against the address it came from, and a
-revoked or stolen key used again and again is locked out by itself, without locking its owner's
-password login.
+profile page shows them). Token tries are counted apart from logins (LockoutHandler): a key is
+locked out after LOGIN_FAILURE_LIMIT wrong tries, an address only after TOKEN_ADDRESS_FAILURE_LIMIT
+wrong token tries (higher: a whole team may sit behind one address, and one member's broken script
+must not lock out the others' tokens). Wrong tokens do not count towards an address's login lock,
+nor wrong passwords towards its token lock; a revoked or stolen key used again and again is locked
+out by itself, without locking its owner's password login.
 """
 
 from __future__ import annotations
@@ -18,11 +21,15 @@ from __future__ import annotations
 import logging
 import math
 
+from axes.attempts import get_cool_off_threshold
 from axes.backends import AxesStandaloneBackend
+from axes.handlers.database import AxesDatabaseHandler
 from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_cool_off
+from axes.helpers import get_client_username, get_cool_off, get_failure_limit
+from axes.models import AccessAttempt
 from axes.signals import user_locked_out
 from django.conf import settings
+from django.db.models import Sum
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import render
@@ -30,6 +37,7 @@ from django.shortcuts import render
 log = logging.getLogger(__name__)
 
 TOKEN_KEY_SHOWN = 12  # ApiToken.key_start's length
+TOKEN_USERNAME = "token "  # no account name has a space
 
 
 class LoginThrottleBackend(AxesStandaloneBackend):
@@ -43,7 +51,7 @@ class LoginThrottleBackend(AxesStandaloneBackend):
 
 
 def client_address(request) -> str | None:
-    # daphne puts the peer (or, with --proxy-headers behind OCRDASH_BEHIND_PROXY, the proxy's
+    # The web server puts the peer (or, with --proxy-headers behind OCRDASH_BEHIND_PROXY, the proxy's
     # X-Forwarded-For) here; headers a client sends itself are never read.
     return request.META.get("REMOTE_ADDR")
 
@@ -84,7 +92,29 @@ def log_lockout(sender, request=None, username=None, ip_address=None, **kwargs):
 
 
 def token_credentials(key: str) -> dict:
-    return {"username": f"token {key[:TOKEN_KEY_SHOWN]}"}
+    return {"username": f"{TOKEN_USERNAME}{key[:TOKEN_KEY_SHOWN]}", "api_token": True}
+
+
+def _failures(attempts) -> int:
+    return attempts.aggregate(n=Sum("failures_since_start"))["n"] or 0
+
+
+class LockoutHandler(AxesDatabaseHandler):
+    """django-axes' database handler, with token tries counted apart from logins (see the module's
+    docstring). Axes locks out at get_failures() >= LOGIN_FAILURE_LIMIT."""
+
+    def get_failures(self, request, credentials: dict | None = None) -> int:
+        if not (credentials or {}).get("api_token"):
+            return max(
+                _failures(attempts.exclude(username__startswith=TOKEN_USERNAME))
+                for attempts in self.get_user_attempts(request, credentials)
+            )
+        recent = AccessAttempt.objects.filter(attempt_time__gte=get_cool_off_threshold(request))
+        by_key = _failures(recent.filter(username=get_client_username(request, credentials)))
+        by_address = _failures(recent.filter(ip_address=request.axes_ip_address, username__startswith=TOKEN_USERNAME))
+        if by_address >= settings.TOKEN_ADDRESS_FAILURE_LIMIT:
+            return max(by_key, get_failure_limit(request, credentials))
+        return by_key
 
 
 def _bodiless(request: HttpRequest) -> HttpRequest:
@@ -115,6 +145,7 @@ class TokenAttempt:
 
     def message(self) -> str:
         return (
-            f"Too many failed API token tries ({settings.LOGIN_FAILURE_LIMIT}) with this key or from this address. "
-            f"Try again in {minutes_left(self.request)} minutes, or ask an admin to lift the lock."
+            f"Too many failed API token tries with this key ({settings.LOGIN_FAILURE_LIMIT}) or from this address "
+            f"({settings.TOKEN_ADDRESS_FAILURE_LIMIT}). Try again in {minutes_left(self.request)} minutes, or ask an "
+            "admin to lift the lock."
         )

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from dashboard import webserver
+
 ROOT = Path(__file__).resolve().parent.parent
 FONT = ROOT / "tests" / "data" / "DejaVuSans.ttf"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -156,13 +158,14 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory, 
 
 @pytest.fixture(scope="session")
 def asgi_server(django_db_setup, tmp_path_factory, redis_server):
-    """The real ASGI server (daphne) serving HTTP and websockets on the test database."""
+    """The real ASGI server (uvicorn, as the start command runs it) serving HTTP and websockets on the test
+    database."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path_factory.mktemp("web") / "web.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "dashboard.asgi:application"],
+        webserver.command("127.0.0.1", port),
         cwd=ROOT, env=child_env(), stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     wait_for_port("127.0.0.1", port, proc, 30, log)

@@ -62,7 +62,7 @@ def user_for_key(key: str, address: str | None = None) -> tuple[object, ApiToken
 
 
 def _address(request) -> str | None:
-    address = client_address(request._request)
+    address = client_address(getattr(request, "_request", request))
     try:
         return str(ipaddress.ip_address(address)) if address else None
     except ValueError:
@@ -75,6 +75,35 @@ class LockedOut(exceptions.Throttled):
     def __init__(self, message: str, wait_seconds: int):
         super().__init__(wait=wait_seconds)
         self.detail = exceptions.ErrorDetail(message, self.default_code)
+
+
+def check_key(request, key: str) -> tuple[object, ApiToken]:
+    """(user, token) for a key sent with `request`, counted by the lock-out: LockedOut while the key or the
+    address is locked out, TokenProblem (counted as a failure) when the key is wrong."""
+    attempt = TokenAttempt(request, key)
+    if not attempt.allowed():
+        raise LockedOut(attempt.message(), minutes_left(attempt.request) * 60)
+    try:
+        return user_for_key(key, _address(request))
+    except TokenProblem:
+        attempt.failed()
+        raise
+
+
+def refusal_before_body(request) -> tuple[int, str] | None:
+    """For dashboard/bodylimit.py, before a request's body is read: None when its Authorization header
+    carries a valid token, else the status (401, or 429 when locked out) and the sentence to answer with.
+    Only a valid token lets a body in; a wrong one counts as a failed try, as it does in the API."""
+    try:
+        key = key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+        if key is None:
+            return 401, "Log in first: send 'Authorization: Bearer <key>' with a token made on your profile page."
+        check_key(request, key)
+    except TokenProblem as problem:
+        return 401, str(problem)
+    except LockedOut as locked:
+        return 429, str(locked.detail)
+    return None
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -91,13 +120,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(str(problem)) from None
         if key is None:
             return None  # no token: the session (or nothing) decides
-        attempt = TokenAttempt(request._request, key)
-        if not attempt.allowed():
-            raise LockedOut(attempt.message(), minutes_left(attempt.request) * 60)
         try:
-            return user_for_key(key, _address(request))
+            return check_key(request._request, key)
         except TokenProblem as problem:
-            attempt.failed()
             raise exceptions.AuthenticationFailed(str(problem)) from None
 
     def authenticate_header(self, request) -> str:

@@ -39,6 +39,9 @@ WAITING_FOR_MONITOR = "Waiting for the GPU monitor…"
 def _limits() -> dict:
     return {
         "max_upload": human_bytes(settings.MAX_UPLOAD_BYTES),
+        "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+        # The upload page sends files in batches under this (dashboard/bodylimit.py refuses more).
+        "max_request_bytes": settings.MAX_REQUEST_BYTES,
         "max_files": settings.MAX_FILES_PER_UPLOAD,
         "max_pixels": f"{settings.MAX_IMAGE_PIXELS:,}",
         "max_pdf_pages": settings.MAX_PDF_PAGES,

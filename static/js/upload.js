@@ -1,4 +1,4 @@
-// Upload page: drag and drop or pick files, send them at once, show each job as it is queued
+// Upload page: drag and drop or pick files, send them (in batches that fit a request), show each job as it is queued
 // and follow it live; the queue panel follows every job of the team.
 (function () {
   "use strict";
@@ -75,25 +75,41 @@
     document.getElementById("queue-empty").hidden = queue.rows.length > 0;
   }
 
-  function send(files) {
-    if (!files.length) return;
-    errors.innerHTML = "";
-    const most = +form.dataset.maxFiles;
-    if (most && files.length > most) {
-      // Refused here, before sending megabytes the server would refuse as a whole anyway.
-      const li = document.createElement("li");
-      li.className = "msg-error";
-      li.textContent = files.length + " files at once is too many: send at most " + most +
-        " per upload. Nothing was queued.";
-      errors.append(li);
-      input.value = "";
-      return;
-    }
+  function showError(text) {
+    const li = document.createElement("li");
+    li.className = "msg-error";
+    li.textContent = text;
+    errors.append(li);
+  }
+
+  // A request carries at most data-max-request bytes (the server refuses more before reading it):
+  // files go in batches that fit, one request after another. A file over the upload limit is
+  // refused here, by name, and not sent.
+  const PART_OVERHEAD = 1024; // a multipart part's headers, generously
+  function batches(files) {
+    const maxRequest = +form.dataset.maxRequest || Infinity;
+    const maxUpload = +form.dataset.maxUpload || Infinity;
+    const out = [];
+    let batch = [], size = 16 * 1024; // the form's other fields
+    Array.from(files).forEach(function (f) {
+      if (f.size > maxUpload) {
+        showError(f.name + ": the file is larger than " + form.dataset.maxUploadText + ", the largest accepted. It was not sent.");
+        return;
+      }
+      const cost = f.size + PART_OVERHEAD;
+      if (batch.length && size + cost > maxRequest) { out.push(batch); batch = []; size = 16 * 1024; }
+      batch.push(f);
+      size += cost;
+    });
+    if (batch.length) out.push(batch);
+    return out;
+  }
+
+  function sendBatch(files) {
     const data = new FormData(form);
     data.delete("files");
-    Array.from(files).forEach(function (f) { data.append("files", f, f.name); });
-    zone.classList.add("busy");
-    fetch(form.action, { method: "POST", body: data, headers: { Accept: "application/json" } })
+    files.forEach(function (f) { data.append("files", f, f.name); });
+    return fetch(form.action, { method: "POST", body: data, headers: { Accept: "application/json" } })
       .then(function (r) {
         return r.json().catch(function () {
           return { jobs: [], refused: [{ name: "", error: "The server answered " + r.status + " " + r.statusText + "." }] };
@@ -102,19 +118,27 @@
       .then(function (body) {
         // The worker may have taken a job already: its events are newer than this answer.
         (body.jobs || []).forEach(OcrDash.offer);
-        (body.refused || []).forEach(function (r) {
-          const li = document.createElement("li");
-          li.className = "msg-error";
-          li.textContent = r.error;
-          errors.append(li);
-        });
+        (body.refused || []).forEach(function (r) { showError(r.error); });
       })
       .catch(function (e) {
-        const li = document.createElement("li");
-        li.className = "msg-error";
-        li.textContent = "Upload failed: " + e.message + ". Nothing was lost on the server; try again.";
-        errors.append(li);
-      })
+        showError("Upload failed: " + e.message + ". Nothing was lost on the server; try again.");
+      });
+  }
+
+  function send(files) {
+    if (!files.length) return;
+    errors.innerHTML = "";
+    const most = +form.dataset.maxFiles;
+    if (most && files.length > most) {
+      // Refused here, before sending megabytes the server would refuse as a whole anyway.
+      showError(files.length + " files at once is too many: send at most " + most + " per upload. Nothing was queued.");
+      input.value = "";
+      return;
+    }
+    zone.classList.add("busy");
+    batches(files)
+      .reduce(function (previous, batch) { return previous.then(function () { return sendBatch(batch); }); },
+        Promise.resolve())
       .finally(function () { zone.classList.remove("busy"); input.value = ""; });
   }
 

@@ -1,4 +1,4 @@
-"""Chromium, driven by Playwright, against the real web server (daphne) and worker.
+"""Chromium, driven by Playwright, against the real web server (uvicorn) and worker.
 
 Every browser test gets a fresh browser context (its own cookies) on one shared
 Chromium. The web server and the worker are started before Chromium, so the

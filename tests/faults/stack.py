@@ -1,5 +1,5 @@
 """A whole ocrdash on this machine, for fault injection: its own redis-server, data folder (SQLite),
-web server (daphne), Celery workers and GPU monitor — real processes, each in a process group of its
+web server (uvicorn), Celery workers and GPU monitor — real processes, each in a process group of its
 own, so a test can kill any of them (and whatever it started) and nothing is left behind.
 
 Used by tests/faults (pytest) and bench/soak.py; it needs no pytest.
@@ -21,6 +21,8 @@ from pathlib import Path
 
 import requests
 from PIL import Image, ImageDraw, ImageFont
+
+from dashboard import webserver
 
 ROOT = Path(__file__).resolve().parents[2]
 FONT = ROOT / "tests" / "data" / "DejaVuSans.ttf"
@@ -208,9 +210,8 @@ class Stack:
         self.start_redis(appendonly=True)
 
     def start_web(self, env: dict | None = None, wait: bool = True) -> Proc:
-        """daphne, always on the same port (a restarted web server is found where it was)."""
-        argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port),
-                "dashboard.asgi:application"]
+        """The web server (uvicorn), always on the same port (a restarted web server is found where it was)."""
+        argv = webserver.command("127.0.0.1", self.web_port)
         self.web = self._proc("web", argv, env).start()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         if wait:

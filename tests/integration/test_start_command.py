@@ -171,7 +171,7 @@ def test_start_serves_the_dashboard_restarts_a_dead_child_and_sigint_stops_every
     assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
 
     children = started.note_children()
-    assert len(children) >= 5  # redis-server, daphne, celery and its pool process, the GPU monitor
+    assert len(children) >= 5  # redis-server, uvicorn, celery and its pool process, the GPU monitor
     started.proc.send_signal(signal.SIGINT)  # ignored by inheritance: start sets its own handler
     assert started.proc.wait(timeout=60) == 0
     time.sleep(0.5)

@@ -5,8 +5,13 @@ what is read) and through the real server."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -88,6 +93,28 @@ def test_a_forged_session_cookie_is_a_stranger_too(sent_tasks):
     assert (sent.status, sent.read) == (401, 0)
 
 
+def test_only_a_valid_token_lets_a_body_in_and_a_wrong_one_counts_towards_the_lock_out(alice, settings, sent_tasks):
+    settings.LOGIN_FAILURE_LIMIT = settings.AXES_FAILURE_LIMIT = 3
+    body, headers = multipart("scan.png", png())
+    headers["content-length"] = str(len(body))
+    revoked, revoked_key = ApiToken.create_for(alice, "old")
+    revoked.revoked_at = revoked.created_at
+    revoked.save()
+    sent = Exchange("POST", "/api/v1/jobs", {**headers, "authorization": f"Bearer {revoked_key}"}, [body]).run()
+    assert (sent.status, sent.read) == (401, 0) and "revoked" in sent.json()["error"]
+    for _ in range(3):
+        sent = Exchange("POST", "/api/v1/jobs", {**headers, "authorization": "Bearer made-up"}, [body]).run()
+        assert (sent.status, sent.read) == (401, 0) and "not known" in sent.json()["error"]
+    # The third wrong try locked the made-up key out: the answer says so, still without reading the body.
+    sent = Exchange("POST", "/api/v1/jobs", {**headers, "authorization": "Bearer made-up"}, [body]).run()
+    assert (sent.status, sent.read, sent.json()["code"]) == (429, 0, "locked_out")
+    # Four wrong tries from this address do not lock out a colleague's valid token behind the same address.
+    good = ApiToken.create_for(alice, "script")[1]
+    sent = Exchange("POST", "/api/v1/jobs", {**headers, "authorization": f"Bearer {good}"}, [body]).run()
+    assert sent.status == 202 and sent.read == 1, sent.body[:300]
+    assert list(Job.objects.values_list("original_name", flat=True)) == ["scan.png"]
+
+
 def test_the_login_form_is_read_from_anyone_but_only_a_small_body(make_user):
     make_user("alice")
     csrf = "k" * 32
@@ -147,27 +174,89 @@ def test_a_body_within_the_limit_reaches_the_upload(alice, sent_tasks):
     assert Job.objects.get().original_name == "scan.png"
 
 
-@pytest.mark.integration
-def test_the_real_server_refuses_an_oversized_body_and_a_stranger(asgi_server):
-    address = urlsplit(asgi_server.url)
-    # daphne reads a body whole before it calls the application (which is why the proxy in front
-    # must cap bodies too); then the body limit answers before Django spools it again.
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
-    big = json.dumps({"page": 1, "bbox": [0, 0, 9, 9], "pad": "x" * 3_000_000})
-    connection.request("POST", "/api/v1/jobs/1/region", body=big,
-                       headers={"Authorization": "Bearer ocrd_x", "Content-Type": "application/json"})
-    response = connection.getresponse()
-    assert response.status == 413
-    assert "over the limit of 2.5 MB" in json.loads(response.read())["error"]
-    connection.close()
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
-    body, headers = multipart("scan.png", png())
-    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
-    connection.request("POST", "/api/v1/jobs", body=body, headers=headers)
-    response = connection.getresponse()
-    assert response.status == 401
-    assert json.loads(response.read())["code"] == "not_authenticated"
-    connection.close()
+
+def post_raw(url: str, path: str, headers: dict[str, str], body: Iterator[bytes]) -> tuple[int, dict, float, int]:
+    """POST to the real server over a socket, sending `body` from another thread for as long as the server
+    reads it, and reading the answer meanwhile. (status, JSON answer, seconds to the answer, bytes sent)."""
+    address = urlsplit(url)
+    sock = socket.create_connection((address.hostname, address.port), timeout=30)
+    head = f"POST {path} HTTP/1.1\r\nHost: {address.netloc}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(head.encode() + b"\r\n")
+    sent = 0
+
+    def pour():
+        nonlocal sent
+        try:
+            for chunk in body:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # the server answered and closed the connection
+
+    started = time.monotonic()
+    writer = threading.Thread(target=pour, daemon=True)
+    writer.start()
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
+        data = sock.recv(65536)
+        if not data:
+            break
+        answer += data
+    took = time.monotonic() - started
+    sock.close()
+    writer.join(10)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(payload), took, sent
+
+
+def _length(answer: bytes) -> int:
+    m = re.search(rb"content-length: *(\d+)", answer.partition(b"\r\n\r\n")[0], re.I)
+    return int(m.group(1)) if m else 1 << 40
+
+
+def zeros(total: int, chunk: int = 1 << 20, chunked: bool = False) -> Iterator[bytes]:
+    block = b"\0" * chunk
+    for _ in range(total // chunk):
+        yield (b"%x\r\n" % chunk + block + b"\r\n") if chunked else block
+
+
+@pytest.mark.integration
+def test_the_real_server_refuses_huge_bodies_at_once_without_holding_them(asgi_server, alice):
+    """An anonymous 3 GB upload, one with a made-up token, a signed-in one declared at 3 GB, and a chunked
+    one that never ends: each is answered at once, and the server's memory does not grow with the body."""
+    key = ApiToken.create_for(alice, "script")[1]
+    declared = {"Content-Type": "multipart/form-data; boundary=zzz", "Content-Length": str(3 * 1024**3)}
+    chunked = {"Content-Type": "multipart/form-data; boundary=zzz", "Transfer-Encoding": "chunked"}
+    before = rss_bytes(asgi_server.pid)
+
+    status, error, took, sent = post_raw(asgi_server.url, "/api/v1/jobs", declared, zeros(300 << 20))
+    assert (status, error["code"]) == (401, "not_authenticated") and took < 5
+    assert sent < 20 << 20, f"the server read {sent} bytes of a stranger's body"
+
+    forged = {**declared, "Authorization": "Bearer ocrd_made-up-key"}
+    status, error, took, sent = post_raw(asgi_server.url, "/api/v1/jobs", forged, zeros(300 << 20))
+    assert status == 401 and "not known" in error["error"] and sent < 20 << 20
+
+    signed = {**declared, "Authorization": f"Bearer {key}"}
+    status, error, took, sent = post_raw(asgi_server.url, "/api/v1/jobs", signed, zeros(300 << 20))
+    assert status == 413 and "over the limit of 51.0 MB" in error["error"] and took < 5
+    assert sent < 20 << 20
+
+    status, error, took, sent = post_raw(
+        asgi_server.url, "/api/v1/jobs", {**chunked, "Authorization": f"Bearer {key}"}, zeros(300 << 20, chunked=True)
+    )
+    assert status == 413 and "more than 51.0 MB so far" in error["error"] and took < 20
+    assert sent < 120 << 20, "it stops reading soon after the limit"
+
+    grown = rss_bytes(asgi_server.pid) - before
+    assert grown < 40 << 20, f"the server grew by {grown >> 20} MB"
+    assert not Job.objects.exists()
 
 
 def test_the_openai_compatible_endpoint_gets_the_answers_in_openai_s_shape():

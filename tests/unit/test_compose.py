@@ -22,6 +22,7 @@ import jsonschema
 import pytest
 import yaml
 
+from dashboard import webserver
 from tests.conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +114,13 @@ def test_the_worker_is_one_celery_worker_on_queue_gpu_with_concurrency_1():
     worker = re.search(r"^\s*worker\)\n(.*?);;", text, re.S | re.M).group(1)
     assert "worker --queues gpu --concurrency 1 --events" in worker and "celery -A dashboard" in worker
     web = re.search(r"^\s*web\)\n(.*?);;", text, re.S | re.M).group(1)
-    assert "daphne" in web and "dashboard.asgi:application" in web
+    assert "python -m uvicorn dashboard.asgi:application" in web
+    # The same server options as the start command's (dashboard/webserver.py), both sides of the proxy.
+    for behind_proxy in (False, True):
+        argv = webserver.command("HOST", 1, behind_proxy=behind_proxy)
+        options = " ".join(a if a != "*" else "'*'" for a in argv[argv.index("--http") :])
+        for option in options.split(" --"):
+            assert option.lstrip("-") in web, option
 
 
 def test_every_long_running_service_has_a_health_check(compose):
