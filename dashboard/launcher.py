@@ -115,13 +115,19 @@ class Supervisor:
         return None
 
     def stop_all(self) -> None:
+        """Every child, in two waves: first those that use Redis (the worker hands its running job back
+        to the queue as it stops, which needs Redis), then Redis itself, once they are gone. Redis is
+        never stopped while any other child still runs, nor while a child is being restarted."""
         self.stopping = True
-        running = [c for c in reversed(list(self.children.values())) if c.proc is not None]
-        # Reverse order: the worker and web server go before the Redis they use.
-        for child in running:
+        everything = [c for c in reversed(list(self.children.values())) if c.proc is not None]
+        for wave in ([c for c in everything if c.name != "redis"], [c for c in everything if c.name == "redis"]):
+            self._stop(wave)
+
+    def _stop(self, children: list[Child]) -> None:
+        for child in children:
             _signal_group(child.proc, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for child in running:
+        for child in children:
             while child.proc.poll() is None and time.monotonic() < deadline and not self.hurry:
                 time.sleep(0.1)
             if child.proc.poll() is None:

@@ -12,6 +12,7 @@ class OcrAppConfig(AppConfig):
         # Pillow's own bomb guard, set to our limit in every process (web and worker).
         Image.MAX_IMAGE_PIXELS = settings.MAX_IMAGE_PIXELS
 
-        from ocr_app import signals
+        from ocr_app import files, signals
 
         signals.connect()
+        files.connect()  # a deleted job's files go with it

@@ -2,7 +2,9 @@
 
 Jobs share files: a job that reuses another's result points at the same page images. So a file is
 deleted only once no job or page row names it (`delete_unreferenced`), and whatever replaces a
-job's file is written under a new name.
+job's file is written under a new name. A job or page row that is deleted, however (the admin, its
+bulk action, a deleted account's jobs going with it), takes its files along once the deletion is
+committed (`connect`): the same rule, so a file another job still names stays.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.db.models import Q
+from django.db.models.signals import post_delete
 
 from ocr_app.models import Job, Page
 from ocr_app.validation import human_bytes
@@ -95,3 +99,15 @@ def delete_stored(*names: str, storage=None) -> None:
                 storage.delete(name)
             except OSError:
                 log.warning("could not delete %s", name, exc_info=True)
+
+
+def _row_deleted(sender, instance, using=None, **kwargs) -> None:
+    names = [instance.image.name] if sender is Page else [instance.upload.name, instance.thumbnail.name]
+    names = [n for n in names if n]
+    if names:
+        transaction.on_commit(lambda: delete_unreferenced(*names), using=using)
+
+
+def connect() -> None:
+    post_delete.connect(_row_deleted, sender=Job, dispatch_uid="ocrdash-job-files")
+    post_delete.connect(_row_deleted, sender=Page, dispatch_uid="ocrdash-page-files")

@@ -163,12 +163,16 @@ def test_start_serves_the_dashboard_restarts_a_dead_child_and_sigint_stops_every
     # The worker dies (the out-of-memory killer): it is started again, and the log says so.
     mark = len(started.text())
     worker = started.child("celery")
+    redis_server = started.child("redis-server")
     os.kill(worker, signal.SIGKILL)
     started.wait_for(r"ocrdash: worker was killed by SIGKILL; starting it again in 1 s", 20, mark)
     started.wait_for(r"ocrdash: starting worker again \(restart 1\)", 20, mark)
     started.wait_for(r"ready\.", 90, mark)
     assert started.child("celery") != worker
     assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok
+    # Redis stayed up all along: the same process, never stopped nor started again.
+    assert started.child("redis-server") == redis_server
+    assert "redis" not in " ".join(re.findall(r"ocrdash: (.*)", started.text()[mark:])).replace("worker", "")
 
     children = started.note_children()
     assert len(children) >= 5  # redis-server, uvicorn, celery and its pool process, the GPU monitor

@@ -140,3 +140,27 @@ def _ppid(pid: int) -> int | None:
         return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
     except OSError:
         return None
+
+
+def test_redis_is_stopped_last_once_the_worker_has_handed_its_job_back(supervisor, tmp_path):
+    """The worker needs Redis while it stops (it queues its running job again): Redis gets SIGTERM
+    only after every other child has ended."""
+    supervisor.start("redis", py("import time; time.sleep(60)"))
+    redis_pid = supervisor.children["redis"].proc.pid
+    seen = tmp_path / "seen"
+    supervisor.start("worker", py(
+        "import os, signal, sys, time\n"
+        "def stop(*_):\n"
+        "    time.sleep(1.0)  # handing the job back\n"
+        f"    open({str(seen)!r}, 'w').write(open('/proc/{redis_pid}/stat').read().rsplit(')', 1)[1].split()[0])\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    ))
+    time.sleep(0.5)
+
+    supervisor.stop_all()
+
+    assert seen.read_text() in ("S", "R"), "Redis was still running while the worker stopped"
+    assert not alive(redis_pid) and not alive(supervisor.children["worker"].proc.pid)

@@ -67,3 +67,30 @@ def test_a_file_is_deleted_only_when_no_job_or_page_names_it(make_job, media_roo
     assert files.delete_unreferenced(job.upload.name, job.thumbnail.name, stray) == [stray]
     assert default_storage.exists(job.upload.name) and default_storage.exists(job.thumbnail.name)
     assert not default_storage.exists(stray)
+
+
+@pytest.mark.usefixtures("backend")
+def test_deleting_jobs_in_the_admin_takes_their_files_but_not_the_ones_another_job_shares(
+    alice, admin_client, sent_tasks, media_root, django_capture_on_commit_callbacks
+):
+    first = document(alice)
+    tasks.run_job.apply(args=[first.pk])
+    second = document(alice)
+    first_own = [first.upload.name, first.thumbnail.name]
+    shared = page_files(first)
+    assert second.reused_from_id == first.pk and page_files(second) == shared and all(shared)
+    assert all(default_storage.exists(name) for name in first_own + shared)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin_client.post(f"/admin/ocr_app/job/{first.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302 and not Job.objects.filter(pk=first.pk).exists()
+    assert not any(default_storage.exists(name) for name in first_own)
+    assert all(default_storage.exists(name) for name in shared), "the second job still shows these pages"
+
+    second_own = [second.upload.name, second.thumbnail.name]
+    with django_capture_on_commit_callbacks(execute=True):  # the bulk action, as on the list
+        answer = admin_client.post(
+            "/admin/ocr_app/job/", {"action": "delete_selected", "_selected_action": [second.pk], "post": "yes"}
+        )
+    assert answer.status_code == 302 and not Job.objects.exists()
+    assert not any(default_storage.exists(name) for name in second_own + shared)
