@@ -31,7 +31,8 @@ def _removed(job: Job, part: str) -> HttpResponse | None:
     message = retention.removed_message(job, part)
     if message is None:
         return None
-    return HttpResponse(message, status=410, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(message, status=410, content_type="text/plain; charset=utf-8")
+    return serving.user_content(response)
 
 
 @require_GET
@@ -77,6 +78,8 @@ def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
 @require_GET
 def page_text(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     page = get_object_or_404(Page.objects.select_related("job"), job_id=pk, number=number)
+    if gone := _removed(page.job, retention.RESULT):
+        return gone
     response = HttpResponse(page.text, content_type="text/plain; charset=utf-8")
     name = _download_name(page.job, f"-page{number}.txt")
     response["Content-Disposition"] = content_disposition_header(True, name)
@@ -108,9 +111,9 @@ def job_original(request: HttpRequest, pk: int) -> FileResponse:
 
 @require_GET
 def job_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(Job.objects.only("thumbnail"), pk=pk)
+    job = get_object_or_404(Job.objects.only("thumbnail", "pruned"), pk=pk)
     if not job.thumbnail:
-        return HttpResponse(status=404)
+        return _removed(job, retention.THUMBNAIL) or HttpResponse(status=404)
     response = FileResponse(_open_stored(job.thumbnail), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=86400"
     return serving.user_content(response)
@@ -123,6 +126,8 @@ def _download_name(job: Job, suffix: str) -> str:
 @require_GET
 def job_text(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
+    if gone := _removed(job, retention.RESULT):
+        return gone
     response = HttpResponse(job.text, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = content_disposition_header(True, _download_name(job, ".txt"))
     return serving.user_content(response)
@@ -131,6 +136,8 @@ def job_text(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def job_result(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
+    if gone := _removed(job, retention.RESULT):
+        return gone
     body = result_document(job)  # the same document as the API's ?format=json
     response = HttpResponse(
         json.dumps(body, ensure_ascii=False, indent=2), content_type="application/json; charset=utf-8"
@@ -142,6 +149,8 @@ def job_result(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def page_picture(request: HttpRequest, pk: int, number: int, index: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
+    if gone := _removed(job, retention.RESULT) or _removed(job, retention.PAGES):
+        return gone
     png = pictures.picture_png(job, number, index)
     if png is None:
         raise Http404("This page has no picture with that index, or its page image is missing.")

@@ -270,6 +270,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "pages": list(job.pages.order_by("number")) if job.page_count > 1 else [],
             "downloads": DOWNLOADS,
             "pruned": retention.describe(job),
+            "result_pruned": bool(retention.removed_message(job, retention.RESULT)),
+            "original_pruned": bool(retention.removed_message(job, retention.ORIGINAL)),
         },
     )
 

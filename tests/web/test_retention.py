@@ -147,8 +147,25 @@ def test_the_job_page_and_the_api_say_what_was_removed(make_job, keep_30_days, a
 
     original = alice_client.get(f"/jobs/{job.pk}/original")
     assert original.status_code == 410 and b"the uploaded file was removed on" in original.content
-    assert alice_client.get(f"/jobs/{job.pk}/pages/2/image").status_code == 410
-    assert alice_client.get(f"/jobs/{job.pk}/thumbnail.jpg").status_code == 404
+    # Every download of what went answers 410 with the sentence, never an empty 200 (nor a 404).
+    for url, what in (
+        ("pages/2/image", "the rendered page images"),
+        ("thumbnail.jpg", "the thumbnail"),
+        ("text.txt", "the recognized text and layout"),
+        ("result.json", "the recognized text and layout"),
+        ("pages/1/text.txt", "the recognized text and layout"),
+        ("pages/1/pictures/1.png", "the recognized text and layout"),
+    ):
+        gone = alice_client.get(f"/jobs/{job.pk}/{url}")
+        assert gone.status_code == 410, url
+        assert f"Job {job.pk}: {what} was removed on" in gone.content.decode(), url
+        assert gone["Content-Type"].startswith("text/plain") and gone["X-Content-Type-Options"] == "nosniff"
+    for fmt in ("md", "html", "json"):
+        assert api.get(f"/api/v1/jobs/{job.pk}/result?format={fmt}").status_code == 410
+    # The job page offers no dead links: it says why they are not there.
+    assert f"/jobs/{job.pk}/text.txt" not in page and f"/jobs/{job.pk}/original" not in page
+    assert "No downloads of the result: it was removed by the retention settings." in page
+    assert "The original file was removed by the retention settings." in page
 
 
 def test_run_again_says_the_upload_was_removed(make_job, settings, alice_client):
