@@ -17,6 +17,7 @@ from pathlib import PurePath
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from core import backends, jobstate
@@ -149,9 +150,13 @@ def create_job(
 
 
 def reusable_job(key: str) -> Job | None:
+    """The latest job with this file and settings whose every page was read: a job that succeeded with
+    some pages failed is no result to hand on (its failures would be copied as if they were this job's)."""
+    unread_page = Page.objects.filter(job=OuterRef("pk")).exclude(state=Page.SUCCEEDED)
     return (
         Job.objects.filter(cache_key=key, state=jobstate.SUCCEEDED, pruned={})
         .exclude(cache_key="")
+        .exclude(Exists(unread_page))
         .order_by("-finished_at", "-id")
         .first()
     )
@@ -162,8 +167,11 @@ def _take_result(job: Job, source: Job) -> None:
     now = timezone.now()
     job.state = jobstate.SUCCEEDED
     job.reused_from_id = source.reused_from_id or source.pk  # the job that really ran it
-    for name in ("backend", "plan", "text", "text_preview", "result", "message", "progress", "page_count"):
+    # The result only: never the source's message (faults it met, memory fallbacks, retries), which
+    # tells its own run's story, not this job's.
+    for name in ("backend", "plan", "text", "text_preview", "result", "progress", "page_count"):
         setattr(job, name, getattr(source, name))
+    job.message = f"The result of job {job.reused_from_id}, which read the same file with the same settings."
     job.queued_at = job.started_at = job.finished_at = now
     job.save()
     Page.objects.bulk_create(

@@ -76,6 +76,30 @@ def test_a_failed_job_is_not_reused(post_upload, sent_tasks):
     assert again.state == "queued" and again.reused_from_id is None
 
 
+def test_reuse_takes_only_a_clean_result_never_the_faults_of_the_earlier_run(post_upload, sent_tasks, alice_client):
+    first = Job.objects.get(pk=post_upload(png()).json()["jobs"][0]["id"])
+    fault = "The worker process was killed (SIGKILL) while reading page 1; it was queued again."
+    finish(first)
+    Job.objects.filter(pk=first.pk).update(message=fault, retries=1, last_fault=fault)
+
+    again = Job.objects.get(pk=post_upload(png()).json()["jobs"][0]["id"])
+
+    assert again.reused_from_id == first.pk and again.text == "stored text"
+    assert "killed" not in again.message and again.retries == 0 and again.last_fault == ""
+    assert again.message == f"The result of job {first.pk}, which read the same file with the same settings."
+    assert "SIGKILL" not in alice_client.get(f"/jobs/{again.pk}/").content.decode()
+
+
+def test_a_job_that_succeeded_with_a_failed_page_is_not_reused(post_upload, sent_tasks):
+    first = finish(Job.objects.get(pk=post_upload(png()).json()["jobs"][0]["id"]))
+    first.pages.update(state=Page.FAILED, message="CUDA ran out of memory")
+    Job.objects.filter(pk=first.pk).update(message="Page 1 of 1 failed (CUDA ran out of memory); retry to read it.")
+
+    again = Job.objects.get(pk=post_upload(png()).json()["jobs"][0]["id"])
+
+    assert again.state == "queued" and again.reused_from_id is None and again.message == ""
+
+
 def test_the_api_reuses_unless_told_not_to(alice, sent_tasks, django_capture_on_commit_callbacks):
     api = api_client(alice)
     with django_capture_on_commit_callbacks(execute=True):
