@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+from markdown_it import MarkdownIt
 from PIL import Image
 
 from core.dots.parse import HEADER_FOOTER, Element, ParsedPage, plain_text
@@ -41,6 +42,13 @@ _MARKUP_START = re.compile(r"<(?=[A-Za-z/!?])")
 # A Markdown link or image destination, inline ("](dest") or a reference definition ("[x]: dest").
 _LINK_DESTINATION = re.compile(r"(\]\(|^[ ]{0,3}\[[^\]\n]+\]:)([ \t]*\n?[ \t]*)(<[^>\n]*>?|[^)\s]*)", re.M)
 _URL_IGNORED = re.compile(r"[\x00-\x20\x7f]+")  # browsers drop tabs and newlines inside a URL
+# A "[" or "]" no backslash escapes (one after an even number of backslashes).
+_UNESCAPED_BRACKET = re.compile(r"(?<!\\)((?:\\\\)*)([\[\]])")
+_TEX_LINK = re.compile(r"\](?=[(:])")
+# CommonMark as a viewer reads it, every link kept (markdown-it drops javascript: links itself; a viewer
+# may not): what unsafe_links() looks through.
+_COMMONMARK = MarkdownIt("commonmark")
+_COMMONMARK.validateLink = lambda url: True
 
 STYLE = """
 body { font-family: system-ui, sans-serif; line-height: 1.5; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
@@ -105,6 +113,12 @@ def formula_tex(text: str) -> str:
 # written "&lt;" (the viewer shows "<"), and a link or image to anything but http(s), mailto or a
 # relative address is written so that it stays text. Tables are the sanitized table HTML, as in
 # the HTML export.
+#
+# Then the whole document is read as a CommonMark viewer reads it (markdown-it-py): every link, image
+# and reference definition it finds, wherever its parts lie (a definition in a quote or a list, a label
+# split over lines or elements, a backslash-escaped "javascript\:"), must go to an allowed scheme.
+# If one does not, the document is written again with every bracket of the model's text escaped, so
+# that no link, image or definition can form at all (the viewer still shows the brackets).
 
 
 def _safe_link(destination: str) -> bool:
@@ -125,17 +139,23 @@ def _inert_links(text: str) -> str:
     return _LINK_DESTINATION.sub(check, text)
 
 
-def _markdown_plain(text: str) -> str:
-    return _MARKUP_START.sub("&lt;", _inert_links(text))
+def _escape_brackets(text: str) -> str:
+    return _UNESCAPED_BRACKET.sub(r"\1\\\2", text)
 
 
-def markdown_text(text: str) -> str:
+def _markdown_plain(text: str, strict: bool = False) -> str:
+    text = _escape_brackets(text) if strict else _inert_links(text)
+    return _MARKUP_START.sub("&lt;", text)
+
+
+def markdown_text(text: str, strict: bool = False) -> str:
     """Model text for a Markdown file: shown as written, never run or followed to a script. Tables
-    and $$ display math in it (text-mode answers hold both) stay tables and math."""
+    and $$ display math in it (text-mode answers hold both) stay tables and math. `strict`: no
+    bracket of it can open a link (see above)."""
     out = []
     for i, segment in enumerate(_RICH_SPLIT.split(text)):
         if not i % 2:
-            out.append(_markdown_plain(segment))
+            out.append(_markdown_plain(segment, strict))
         elif segment.startswith("$$"):
             out.append(_markdown_tex(segment))
         else:
@@ -144,11 +164,26 @@ def markdown_text(text: str) -> str:
 
 
 def _markdown_tex(tex: str) -> str:
-    # Inside $$ a "<" is TeX's relation sign: a space after it keeps the formula and ends any tag.
-    return _MARKUP_START.sub("< ", _inert_links(tex))
+    # Inside $$ a "<" is TeX's relation sign: a space after it keeps the formula and ends any tag. A
+    # space after "]" does the same for a link or a definition ("](" and "]:" must touch), and TeX
+    # ignores it in math.
+    return _TEX_LINK.sub("] ", _MARKUP_START.sub("< ", _inert_links(tex)))
 
 
-def element_markdown(element: Element, picture_src: str | None = None) -> str:
+def unsafe_links(markdown: str) -> list[str]:
+    """The destinations of links, images and reference definitions a CommonMark viewer finds in
+    `markdown` that go to a scheme other than http(s), mailto or an embedded PNG/JPEG."""
+    env: dict = {}
+    found = []
+    for token in _COMMONMARK.parse(markdown, env):
+        for child in token.children or ():
+            if child.type in ("link_open", "image"):
+                found.append(str(child.attrGet("href") or child.attrGet("src") or ""))
+    found += [str(ref.get("href", "")) for ref in env.get("references", {}).values()]
+    return [url for url in found if not _safe_link(url)]
+
+
+def element_markdown(element: Element, picture_src: str | None = None, strict: bool = False) -> str:
     text = element.text.strip()
     category = element.category
     if category == "Picture":
@@ -157,23 +192,23 @@ def element_markdown(element: Element, picture_src: str | None = None) -> str:
         return ""
     if category in ("Title", "Section-header"):
         heading = " ".join(_HEADING_MARKS.sub("", text).split())
-        return ("# " if category == "Title" else "## ") + markdown_text(heading) if heading else ""
+        return ("# " if category == "Title" else "## ") + markdown_text(heading, strict) if heading else ""
     if category == "Formula":
         tex = formula_tex(text)
         return f"$$\n{_markdown_tex(tex)}\n$$" if tex else ""
     if category == "Table" and looks_like_html(text):
         # An HTML block in Markdown ends at a blank line: keep the table in one block.
         return _BLANK_LINES.sub("\n", sanitize_table_html(text))
-    return markdown_text(text)
+    return markdown_text(text, strict)
 
 
 def page_markdown(page: ParsedPage, include_headers_footers: bool = True, pictures: PictureNames | None = None,
-                  page_number: int = 1) -> str:
+                  page_number: int = 1, strict: bool = False) -> str:
     out = ""
     previous = None
     for e in _visible(page, include_headers_footers):
         src = _picture_src(pictures, page_number, e) if e.category == "Picture" else None
-        md = element_markdown(e, src)
+        md = element_markdown(e, src, strict)
         if not md:
             continue
         if out:  # list items in a row make one list; everything else is its own block
@@ -188,13 +223,22 @@ def to_markdown(pages: Pages, include_headers_footers: bool = True, pictures: Pi
     function (page_number, element) -> name, or a mapping {(page_number, index): name} (or
     {index: name} for one page); pictures without a name are left out. Pages of a document are
     marked with an HTML comment, ``<!-- page 2 -->``, which Markdown viewers do not show."""
+    out = _document_markdown(pages, include_headers_footers, pictures, strict=False)
+    if unsafe_links(out):
+        out = _document_markdown(pages, include_headers_footers, pictures, strict=True)
+    return out
+
+
+def _document_markdown(pages: Pages, include_headers_footers: bool, pictures: PictureNames | None,
+                       strict: bool) -> str:
     numbered = _numbered(pages)
     if len(numbered) == 1:
         number, page = numbered[0]
-        out = page_markdown(page, include_headers_footers, pictures, number)
+        out = page_markdown(page, include_headers_footers, pictures, number, strict)
     else:
         out = "\n\n".join(
-            f"<!-- page {number} -->\n\n{page_markdown(page, include_headers_footers, pictures, number)}".rstrip()
+            f"<!-- page {number} -->\n\n{page_markdown(page, include_headers_footers, pictures, number, strict)}"
+            .rstrip()
             for number, page in numbered
         )
     return out + "\n" if out else ""

@@ -5,7 +5,9 @@ used, a token page no cache keeps."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -18,12 +20,14 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
+from markdown_it import MarkdownIt
 
 from core.dots.parse import parse_output
-from core.dots.render import markdown_text, to_markdown
+from core.dots.render import markdown_text, to_markdown, unsafe_links
 from dashboard.private_files import create_private_file, write_private_file
 from ocr_app import backendconfig
 from ocr_app.models import ApiToken, BackendSettings, Job, Page
+from tests.security.browser.test_hostile_output import HOSTILE_OUTPUT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,6 +77,58 @@ def test_no_spelling_of_a_script_link_survives(text):
     assert "](javascript" not in out.lower() and "](&#x6a;" not in out.lower()
     assert "](<" not in out and "<javascript" not in out and "](data:image/svg" not in out
     assert not out.lstrip().startswith("[x]:"), out
+
+
+def links_a_viewer_follows(markdown: str) -> list[str]:
+    """Every href and src of the HTML a CommonMark viewer (one that follows any link) makes of it."""
+    viewer = MarkdownIt("commonmark", {"html": True})
+    viewer.validateLink = lambda url: True
+    return re.findall(r'(?:href|src)="([^"]*)"', viewer.render(markdown))
+
+
+def script_links(urls: list[str]) -> list[str]:
+    allowed = ("http:", "https:", "mailto:", "data:image/png;base64,", "data:image/jpeg;base64,")
+    return [u for u in urls if re.match(r"[a-z][a-z0-9+.-]*:", u.lower()) and not u.lower().startswith(allowed)]
+
+
+def hostile_document():
+    elements = [
+        {"bbox": [0, 10 * n, 10, 10 * n + 10], "category": category, "text": text}
+        for n, (_key, category, text) in enumerate(HOSTILE_OUTPUT)
+        if category != "Picture"
+    ]
+    return parse_output(json.dumps(elements), "layout_all", sent_size=(10, 900), original_size=(10, 900))
+
+
+def test_no_hostile_output_leaves_a_link_a_markdown_viewer_would_follow_to_a_script():
+    md = to_markdown(hostile_document())
+    assert script_links(links_a_viewer_follows(md)) == []
+    assert unsafe_links(md) == []
+    # Each hostile output alone too: a definition and its use, split over elements or not.
+    for key, category, text in HOSTILE_OUTPUT:
+        element = {"bbox": [0, 0, 10, 10], "category": category, "text": text}
+        page = parse_output(json.dumps([element]), "layout_all", sent_size=(10, 10), original_size=(10, 10))
+        assert script_links(links_a_viewer_follows(to_markdown(page))) == [], key
+
+
+def test_a_definition_split_over_two_elements_is_caught_in_the_whole_document():
+    elements = [
+        {"bbox": [0, 0, 10, 10], "category": "List-item", "text": "[x"},
+        {"bbox": [0, 10, 10, 20], "category": "List-item", "text": "]: javascript:alert(1)"},
+        {"bbox": [0, 20, 10, 30], "category": "Text", "text": "[x] and [ok](https://example.org/)"},
+    ]
+    page = parse_output(json.dumps(elements), "layout_all", sent_size=(10, 30), original_size=(10, 30))
+    md = to_markdown(page)
+    assert script_links(links_a_viewer_follows(md)) == []
+    assert "\\[x" in md and "\\]: javascript" in md  # written out, every bracket escaped
+
+
+def test_a_clean_document_keeps_its_links():
+    elements = [{"bbox": [0, 0, 10, 10], "category": "Text", "text": "See [the guide](https://example.org/g) [1]."}]
+    page = parse_output(json.dumps(elements), "layout_all", sent_size=(10, 10), original_size=(10, 10))
+    md = to_markdown(page)
+    assert md == "See [the guide](https://example.org/g) [1].\n"
+    assert links_a_viewer_follows(md) == ["https://example.org/g"]
 
 
 @pytest.mark.django_db

@@ -47,6 +47,13 @@ HOSTILE_OUTPUT = [
     ("katex-url-and-graphics", "Formula",
      f"$$\\url{{javascript:alert(2)}} \\includegraphics[height=1em]{{{EVIL}/k.png}}$$"),
     ("inline-katex-href", "Text", "Inline $\\href{javascript:alert('inline')}{math}$ and $x<y$ text"),
+    # Markdown that a regular expression misses but a CommonMark viewer reads as a script link.
+    ("markdown-definition-in-quote", "Text", "> [q]: javascript:alert('quote')\n\n[q]"),
+    ("markdown-definition-in-list", "Text", "- [l]: javascript:alert('list')\n\n[l]"),
+    ("markdown-label-over-two-lines", "Text", "[split\nlabel]: javascript:alert('split')\n\n[split label]"),
+    ("markdown-escaped-colon", "Text", "[esc](javascript\\:alert('escaped'))"),
+    ("markdown-reference-image", "Text", "![ref][img]\n\n[img]: javascript:alert('img')"),
+    ("markdown-definition-after-a-list-item", "List-item", "[x\n]: javascript:alert('lazy')\n\n[x]"),
     ("picture", "Picture", ""),
 ]  # fmt: skip
 
@@ -143,7 +150,7 @@ def test_hostile_model_output_runs_nothing_and_loads_nothing_on_any_page(logged_
 
         page.goto("/upload/")
         page.set_input_files("#id_files", files=[
-            {"name": "report.png", "mimeType": "image/png", "buffer": text_image(["Report"], size=(900, 600))}
+            {"name": "report.png", "mimeType": "image/png", "buffer": text_image(["Report"], size=(900, 800))}
         ])  # fmt: skip
         row = page.locator("#my-jobs tbody tr[data-job-id]")
         expect(row).to_have_count(1)
