@@ -18,11 +18,12 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+import nh3
 from markdown_it import MarkdownIt
 from PIL import Image
 
 from core.dots.parse import HEADER_FOOTER, Element, ParsedPage, plain_text
-from core.dots.tables import looks_like_html, sanitize_table_html
+from core.dots.tables import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, looks_like_html, sanitize_table_html
 
 # picture_name(page_number, element) -> file name or URL of the element's crop, or None.
 PictureNames = Callable[[int, Element], "str | None"] | Mapping
@@ -345,7 +346,36 @@ def page_html(page: ParsedPage, include_headers_footers: bool = True, pictures: 
 
 def to_html_fragment(pages: Pages, include_headers_footers: bool = True, pictures: PictureNames | None = None) -> str:
     """The pages as HTML to put inside a page of the dashboard (one <section> per page)."""
-    return "\n".join(page_html(p, include_headers_footers, pictures, n) for n, p in _numbered(pages))
+    return final_html("\n".join(page_html(p, include_headers_footers, pictures, n) for n, p in _numbered(pages)))
+
+
+# What the HTML above is made of, and nothing else: the last pass (nh3, the Rust ammonia sanitizer)
+# keeps these tags and attributes, and URLs of these schemes only, whatever a bug above let through.
+HTML_TAGS = ALLOWED_TAGS | {"section", "div", "p", "h1", "h2", "h3", "h4", "h5", "h6", "span", "figure", "img", "pre",
+                            "ul", "li"}  # fmt: skip
+HTML_ATTRIBUTES = {
+    "*": {"class", "id", "title", "dir", "data-index", "data-category", "data-page"},
+    "img": {"src", "alt"},
+    **{tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+}
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> str | None:
+    if tag == "img" and name == "src":
+        return value if _safe_src(value) is not None else None
+    return value
+
+
+def final_html(fragment: str) -> str:
+    return nh3.clean(
+        fragment,
+        tags=set(HTML_TAGS),
+        attributes=HTML_ATTRIBUTES,
+        attribute_filter=_allowed_attribute,
+        url_schemes={"http", "https", "data"},
+        link_rel=None,
+        strip_comments=True,
+    )
 
 
 def to_html(pages: Pages, include_headers_footers: bool = True, pictures: PictureNames | None = None,

@@ -130,8 +130,9 @@ def hostile_page():
 def test_html_escapes_script_in_text():
     out = to_html(hostile_page(), pictures={5: "javascript:alert(3)"})
     assert "<script" not in out.lower()
-    assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in out
-    assert "a &lt;img src=x onerror=alert(1)&gt; &amp; &quot;b&quot;" in out
+    # Written by the last pass (nh3): quotes in text need no escaping there.
+    assert "&lt;script&gt;alert('title')&lt;/script&gt;" in out
+    assert 'a &lt;img src=x onerror=alert(1)&gt; &amp; "b"' in out
     assert "onerror" not in tags_in(out).attributes
     assert "javascript:" not in out  # the picture source was refused, the table link dropped
     assert '<span class="math">\\[&lt;/span&gt;&lt;script&gt;alert(2)&lt;/script&gt; x &lt; y\\]</span>' in out
@@ -141,12 +142,24 @@ def test_html_tables_keep_only_allowed_tags_and_attributes():
     out = to_html_fragment(hostile_page())
     table = re.search(r"<table>.*</table>", out, re.S).group()
     assert table == (
-        '<table><tr><td colspan="2">A</td><td>link</td></tr>'
-        "<tr><td>B &lt;script&gt;</td><td><b>bold</b></td></tr></table>"
+        '<table><tbody><tr><td colspan="2">A</td><td>link</td></tr>'
+        "<tr><td>B &lt;script&gt;</td><td><b>bold</b></td></tr></tbody></table>"
     )
     seen = tags_in(out)
     assert seen.tags <= OWN_TAGS | ALLOWED_TAGS
     assert seen.attributes <= OWN_ATTRIBUTES
+
+
+def test_the_last_html_pass_drops_whatever_the_builders_above_let_through():
+    from core.dots.render import final_html
+
+    leaked = (
+        '<div class="el" onclick="alert(1)"><a href="javascript:alert(2)">x</a><img src="javascript:alert(3)">'
+        '<img src="data:image/svg+xml;base64,PHN2Zz4="><img src="page-001-picture-001.png" alt="Picture">'
+        "<script>alert(4)</script><style>*{}</style><iframe src=//evil.example></iframe></div>"
+    )
+    out = final_html(leaked)
+    assert out == '<div class="el">x<img><img><img src="page-001-picture-001.png" alt="Picture"></div>'
 
 
 def test_the_html_document_stands_alone():
