@@ -12,7 +12,7 @@ from django.test import Client
 from ocr_app import serving
 from ocr_app.models import ApiToken, Job, Page
 from tests.security.hostile import HTML_PAGE, png
-from tests.security.test_hostile_files import browser_multipart
+from tests.security.test_hostile_files import body_of, browser_multipart
 
 pytestmark = pytest.mark.django_db
 
@@ -28,13 +28,17 @@ def test_a_png_uploaded_as_x_html_is_served_as_a_png_never_as_html(alice_client,
     job = polyglot_upload(alice_client)
 
     assert job.upload.name.endswith(".png") and ".html" not in job.upload.name
+    sent = job.upload.open("rb").read()
+    assert sent.startswith(b"\x89PNG\r\n\x1a\n") and HTML_PAGE in sent  # the polyglot, as uploaded
     for url in (f"/jobs/{job.pk}/image", f"/jobs/{job.pk}/pages/1/image"):
         response = alice_client.get(url)
+        assert response.status_code == 200 and body_of(response) == sent, url  # its bytes, unchanged
         assert response["Content-Type"] == "image/png", url
         assert response["X-Content-Type-Options"] == "nosniff"
         assert "sandbox" in response["Content-Security-Policy"]
         assert "attachment" not in response.get("Content-Disposition", "")
     original = alice_client.get(f"/jobs/{job.pk}/original")
+    assert original.status_code == 200 and body_of(original) == sent
     assert original["Content-Type"] == "image/png"
     assert original["Content-Disposition"] == 'attachment; filename="x.png"'
     assert original["X-Content-Type-Options"] == "nosniff"
@@ -52,8 +56,10 @@ def test_a_file_stored_under_an_old_style_name_is_served_by_its_detected_type(al
 
     for url in (f"/jobs/{job.pk}/image", f"/jobs/{job.pk}/original", f"/jobs/{job.pk}/pages/1/image"):
         response = alice_client.get(url)
+        assert response.status_code == 200 and body_of(response) == png(), url
         assert response["Content-Type"] == "image/png", url
         assert "sandbox" in response["Content-Security-Policy"]
+    assert alice_client.get(f"/jobs/{job.pk}/original")["Content-Disposition"] == 'attachment; filename="x.png"'
 
 
 def test_the_api_upload_of_the_polyglot_is_served_the_same_way(alice, sent_tasks):
@@ -111,11 +117,16 @@ def test_the_model_output_downloads_are_sandboxed(alice, alice_client):
                              height=48, sha256="b" * 64, state="succeeded", text="hi", result={"page": page})
     Page.objects.create(job=job, number=1, state=Page.SUCCEEDED, text="hi", result={"page": page})
 
+    # The model's "<b>" is shown as written in every format a viewer might render, never as markup.
+    shown = {"md": "&lt;b>hi&lt;/b>", "md_nohf": "&lt;b>hi&lt;/b>", "html": "&lt;b&gt;hi&lt;/b&gt;"}
     for fmt in ("txt", "md", "md_nohf", "html", "json", "layout"):
         response = alice_client.get(f"/api/v1/jobs/{job.pk}/result?format={fmt}")
         assert response.status_code == 200, fmt
         assert response["Content-Security-Policy"] == serving.USER_CONTENT_CSP, fmt
         assert response["X-Content-Type-Options"] == "nosniff"
+        body = response.content.decode()
+        if fmt in shown:
+            assert shown[fmt] in body and "<b>" not in body, (fmt, body[:300])
     for url in (f"/jobs/{job.pk}/text.txt", f"/jobs/{job.pk}/result.json", f"/jobs/{job.pk}/pages/1/text.txt"):
         assert alice_client.get(url)["Content-Security-Policy"] == serving.USER_CONTENT_CSP, url
     assert json.loads(alice_client.get(f"/jobs/{job.pk}/result.json").content)["job"]["id"] == job.pk
