@@ -64,7 +64,7 @@ def _session_has_user(session_key: str) -> bool:
     return SESSION_KEY in store.load()
 
 
-def _token_refusal(scope) -> tuple[int, str] | None:
+def _token_refusal(scope) -> tuple[int, str, int | None] | None:
     from ocr_app.api.auth import refusal_before_body  # the app's models: loaded after Django is set up
 
     # The request as Django would see it (address, headers), with no body: none has been read.
@@ -92,9 +92,9 @@ class RequestBodyLimit:
             return settings.MAX_REQUEST_BYTES * 4 // 3
         return settings.MAX_REQUEST_BYTES if name in UPLOAD_VIEWS else settings.MAX_FORM_REQUEST_BYTES
 
-    async def signed_in(self, scope, headers: dict[bytes, bytes]) -> bool | tuple[int, str]:
-        """True for a logged-in session or a valid API token; (status, message) for a token that is wrong
-        or locked out; False for a stranger."""
+    async def signed_in(self, scope, headers: dict[bytes, bytes]) -> bool | tuple[int, str, int | None]:
+        """True for a logged-in session or a valid API token; (status, message, seconds to wait) for a
+        token that is wrong or locked out; False for a stranger."""
         authorization = headers.get(b"authorization", b"").split()
         if authorization and authorization[0].lower() in TOKEN_SCHEMES:
             return await sync_to_async(_token_refusal)(scope) or True
@@ -113,9 +113,9 @@ class RequestBodyLimit:
         limit = self.limit_for(path)
         signed_in = await self.signed_in(scope, headers)
         if isinstance(signed_in, tuple):
-            status, message = signed_in
+            status, message, wait = signed_in
             code = "locked_out" if status == 429 else "not_authenticated"
-            return await respond(send, status, message, code, path=path)
+            return await respond(send, status, message, code, path=path, retry_after=wait)
         if not signed_in:
             if path not in self.anonymous_paths():
                 return await self.ask_to_log_in(scope, headers, send)
@@ -175,7 +175,9 @@ OPENAI_ERROR_TYPES = {
 }  # fmt: skip
 
 
-async def respond(send, status: int, message: str, code: str, location: str | None = None, path: str = ""):
+async def respond(
+    send, status: int, message: str, code: str, location: str | None = None, path: str = "", retry_after=None
+):
     if path.startswith("/v1/"):
         # The OpenAI-compatible endpoint answers in OpenAI's error shape (ocr_app/api/openai.py).
         error = {"message": message, "type": OPENAI_ERROR_TYPES.get(status, "invalid_request_error"), "param": None,
@@ -195,5 +197,7 @@ async def respond(send, status: int, message: str, code: str, location: str | No
     ]
     if location:
         headers.append((b"location", location.encode("latin-1")))
+    if retry_after:
+        headers.append((b"retry-after", str(int(retry_after)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

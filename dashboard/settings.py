@@ -417,6 +417,12 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO", "Log level.")},
+    # The web server (uvicorn) sets up its own handlers before Django starts; these replace them, so
+    # its start-up and access lines come out in LOG_FORMAT like every other line.
+    "loggers": {
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # Monitoring: GET /metrics (Prometheus) answers a right bearer token, or a client in these networks.

@@ -21,7 +21,7 @@ def command(host: str, port: int, behind_proxy: bool = False, python: str | None
     return [
         python or sys.executable, "-m", "uvicorn", "dashboard.asgi:application",
         "--host", host, "--port", str(port),
-        "--http", "h11", "--ws", "websockets",
+        "--http", "h11", "--ws", "websockets-sansio",
         # Django's ASGI application has no lifespan events.
         "--lifespan", "off",
         "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS),

@@ -31,7 +31,7 @@ case "$role" in
             set -- --no-proxy-headers "$@"
         fi
         exec python -m uvicorn dashboard.asgi:application --host "${OCRDASH_HOST:-0.0.0.0}" \
-            --port "${OCRDASH_PORT:-8000}" --http h11 --ws websockets --lifespan off \
+            --port "${OCRDASH_PORT:-8000}" --http h11 --ws websockets-sansio --lifespan off \
             --timeout-graceful-shutdown 5 --no-server-header "$@"
         ;;
     worker)

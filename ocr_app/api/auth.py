@@ -90,19 +90,20 @@ def check_key(request, key: str) -> tuple[object, ApiToken]:
         raise
 
 
-def refusal_before_body(request) -> tuple[int, str] | None:
+def refusal_before_body(request) -> tuple[int, str, int | None] | None:
     """For dashboard/bodylimit.py, before a request's body is read: None when its Authorization header
-    carries a valid token, else the status (401, or 429 when locked out) and the sentence to answer with.
+    carries a valid token, else the status (401, or 429 when locked out), the sentence to answer with and,
+    when locked out, the seconds to wait.
     Only a valid token lets a body in; a wrong one counts as a failed try, as it does in the API."""
     try:
         key = key_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
         if key is None:
-            return 401, "Log in first: send 'Authorization: Bearer <key>' with a token made on your profile page."
+            return 401, "Log in first: send 'Authorization: Bearer <key>' with a token made on your profile page.", None
         check_key(request, key)
     except TokenProblem as problem:
-        return 401, str(problem)
+        return 401, str(problem), None
     except LockedOut as locked:
-        return 429, str(locked.detail)
+        return 429, str(locked.detail), locked.wait
     return None
 
 

@@ -108,6 +108,7 @@ def test_only_a_valid_token_lets_a_body_in_and_a_wrong_one_counts_towards_the_lo
     # The third wrong try locked the made-up key out: the answer says so, still without reading the body.
     sent = Exchange("POST", "/api/v1/jobs", {**headers, "authorization": "Bearer made-up"}, [body]).run()
     assert (sent.status, sent.read, sent.json()["code"]) == (429, 0, "locked_out")
+    assert sent.headers["retry-after"] == "900"
     # Four wrong tries from this address do not lock out a colleague's valid token behind the same address.
     good = ApiToken.create_for(alice, "script")[1]
     sent = Exchange("POST", "/api/v1/jobs", {**headers, "authorization": f"Bearer {good}"}, [body]).run()

@@ -8,19 +8,22 @@ import io
 import ipaddress
 import json
 import logging
+import socket
 import subprocess
 import sys
 import time
 from datetime import timedelta
 
 import pytest
+import requests
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.results import OcrResult
+from dashboard import webserver
 from dashboard.logs import ContextFilter, JsonFormatter, log_context
 from ocr_app import livestate
-from tests.conftest import ROOT, child_env, stop
+from tests.conftest import ROOT, child_env, stop, wait_for_port
 from tests.doubles.fake_backend import always
 from workers import tasks
 
@@ -254,6 +257,33 @@ def test_the_celery_worker_writes_json_lines_when_asked(tmp_path, own_live_state
     logged = [line for line in log_path.read_text().splitlines() if line.startswith("{")]
     ready = [json.loads(line) for line in logged if "ready." in line]
     assert ready and ready[0]["logger"].startswith("celery") and ready[0]["level"] == "INFO"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.integration
+def test_the_web_server_writes_json_lines_when_asked(tmp_path, redis_server):
+    """A real web server process: uvicorn's own start-up and access lines are JSON too."""
+    log_path = tmp_path / "web.log"
+    port = free_port()
+    proc = subprocess.Popen(
+        webserver.command("127.0.0.1", port), cwd=ROOT, env=dict(child_env(), OCRDASH_LOG_FORMAT="json"),
+        stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, proc, 30, log_path)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code in (200, 503)
+    finally:
+        stop(proc)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    assert all(line.startswith("{") for line in lines), [line for line in lines if not line.startswith("{")][:5]
+    records = [json.loads(line) for line in lines]
+    assert any(r["logger"].startswith("uvicorn") and "Started server process" in r["message"] for r in records)
+    assert any(r["logger"] == "uvicorn.access" and "/healthz" in r["message"] for r in records), lines
 
 
 # -- the GPU and the workers, from Redis ---------------------------------------------------------
