@@ -164,3 +164,39 @@ def test_it_refuses_too_many_files_before_sending_any(logged_in_page):
 
     expect(page.locator("#upload-errors li")).to_contain_text(f"{most + 1} files at once is too many")
     assert uploads == [] and Job.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_many_files_go_in_requests_that_fit_the_limit_and_one_too_large_is_refused_by_name(
+    logged_in_page, wait_until_live, worker_held
+):
+    page, user = logged_in_page("alice")
+    page.goto("/upload/")
+    wait_until_live(page)
+    small = [text_image([f"Batch {n}"], size=(240, 60)) for n in range(3)]
+    big = text_image(["Too big"], size=(900, 900))
+    # Limits of this page: a request holds one small file (and its form), no file may be as big as `big`.
+    page.evaluate(
+        "([request, upload]) => { const f = document.getElementById('upload-form');"
+        " f.dataset.maxRequest = request; f.dataset.maxUpload = upload; }",
+        [max(map(len, small)) + 20_000, len(big) - 1],
+    )
+    posts: list[str] = []
+    page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
+
+    with worker_held():
+        page.set_input_files("#id_files", files=[
+            *({"name": f"batch-{n}.png", "mimeType": "image/png", "buffer": data} for n, data in enumerate(small)),
+            {"name": "huge.png", "mimeType": "image/png", "buffer": big},
+        ])  # fmt: skip
+        expect(page.locator("#my-jobs tbody tr[data-job-id]")).to_have_count(3)
+        refusal = page.locator("#upload-errors li")
+        expect(refusal).to_have_count(1)
+        expect(refusal).to_contain_text("huge.png")
+        expect(refusal).to_contain_text("It was not sent.")
+    assert len(posts) == 3, posts  # one request per file that fits, none for the one too large
+    assert sorted(Job.objects.filter(owner=user).values_list("original_name", flat=True)) == [
+        "batch-0.png", "batch-1.png", "batch-2.png"
+    ]  # fmt: skip
+    for state in page.locator('#my-jobs [data-field="state"]').all():
+        expect(state).to_have_text("succeeded", timeout=60_000)
