@@ -273,7 +273,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_FAILURE_LIMIT = env_int(
     "LOGIN_FAILURE_LIMIT",
     10,
-    "Failed logins (or API token tries) allowed per username and per client address before both are locked out.",
+    "Failed logins allowed per username and per client address before both are locked out; also the wrong tries "
+    "allowed per API token key.",
     1,
 )
 LOGIN_LOCKOUT_MINUTES = env_int(
