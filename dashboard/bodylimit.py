@@ -192,6 +192,10 @@ async def respond(
         (b"x-content-type-options", b"nosniff"),
         (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; sandbox"),
         (b"cache-control", b"no-store"),
+        # What Django's middleware adds to every other answer (these never reach it).
+        (b"referrer-policy", b"same-origin"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+        (b"x-frame-options", b"DENY"),
         # The body was not read: the connection cannot carry another request.
         (b"connection", b"close"),
     ]

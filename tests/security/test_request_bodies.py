@@ -138,6 +138,10 @@ def test_a_declared_body_over_the_limit_is_refused_before_it_is_read(alice, sett
 
     assert (sent.status, sent.read) == (413, 0)
     assert sent.headers["content-type"] == "application/json"
+    # The same security headers as every answer Django makes.
+    assert sent.headers["x-content-type-options"] == "nosniff" and "sandbox" in sent.headers["content-security-policy"]
+    assert sent.headers["referrer-policy"] == "same-origin" and sent.headers["x-frame-options"] == "DENY"
+    assert sent.headers["cross-origin-opener-policy"] == "same-origin"
     error = sent.json()["error"]
     assert "over the limit of 195.3 KB" in error and "nothing was stored" in error
     assert sent.json()["refused"][0]["error"] == error  # the upload page lists it like any refusal
@@ -156,6 +160,17 @@ def test_a_streamed_body_is_cut_off_when_it_passes_the_limit(alice, settings, se
     assert sent.status == 413
     assert sent.read == 4, "it stops reading at the chunk that passes the limit"
     assert "more than 195.3 KB so far" in sent.json()["error"]
+
+
+def test_the_openai_compatible_endpoint_takes_a_third_more_for_base64(alice, settings):
+    settings.MAX_REQUEST_BYTES = 300_000
+    key = ApiToken.create_for(alice, "script")[1]
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    within = Exchange("POST", "/v1/chat/completions", {**headers, "content-length": "390000"}, [b"{" * 390_000]).run()
+    assert within.status != 413 and within.read == 1  # read, then refused by the endpoint as bad JSON
+    over = Exchange("POST", "/v1/chat/completions", {**headers, "content-length": "410000"}, [b"{" * 410_000]).run()
+    assert (over.status, over.read) == (413, 0)
+    assert over.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_every_other_address_takes_a_form_sized_body_only(alice, sent_tasks):
