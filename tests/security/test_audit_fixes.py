@@ -142,8 +142,12 @@ def test_the_markdown_downloads_of_the_api_are_the_safe_ones(alice):
     client = Client()
     client.force_login(alice)
     for fmt in ("md", "md_nohf"):
-        body = client.get(f"/api/v1/jobs/{job.pk}/result?format={fmt}").content.decode()
-        assert "<script" not in body and "](javascript:" not in body, fmt
+        response = client.get(f"/api/v1/jobs/{job.pk}/result?format={fmt}")
+        body = response.content.decode()
+        assert response.status_code == 200 and response["Content-Type"].startswith("text/markdown"), fmt
+        assert "<script" not in body and "Hi &lt;script>alert(1)&lt;/script>" in body, fmt  # shown, as text
+        assert script_links(links_a_viewer_follows(body)) == [], fmt
+        assert "https://example.org/doc" in links_a_viewer_follows(body), "the ordinary link still works"
 
 
 # -- the backend settings --------------------------------------------------------------------------
