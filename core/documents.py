@@ -22,12 +22,15 @@ def is_document(image_format: str, page_count: int) -> bool:
     return image_format == PDF or (image_format in frames.PAGED_FORMATS and page_count > 1)
 
 
-def render_page(image_format: str, data: bytes, index: int, name: str | None = None) -> tuple[Image.Image, int | None]:
+def render_page(
+    image_format: str, data: bytes, index: int, name: str | None = None, preview: bool = False
+) -> tuple[Image.Image, int | None]:
     """Page `index` (0-based) as an RGB image and the dpi it was rendered at (None for an image's
-    frame, which has pixels of its own). Raises PageRefused, or IndexError for no such page."""
+    frame, which has pixels of its own); `preview`: a PDF page at the lowest dpi, for a quick look.
+    Raises PageRefused, or IndexError for no such page."""
     try:
         if image_format == PDF:
-            return pdf.render_page(data, index, name=name)
+            return pdf.render_page(data, index, dpi=pdf.MIN_DPI if preview else pdf.DEFAULT_DPI, name=name)
         return frames.render_frame(data, index, name or "The image"), None
     except (pdf.PdfRefused, frames.FramesRefused) as exc:
         raise PageRefused(str(exc)) from None

@@ -32,6 +32,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from core import pdf
+from core.results import OcrResult, TextLine
 
 AUTO, OCR, TEXT_LAYER = "auto", "ocr", "text-layer"
 CHOICES = (AUTO, OCR, TEXT_LAYER)
@@ -224,3 +225,16 @@ def _page_to_pixels(page: pdfium.PdfPage, image_size: tuple[int, int]):
 
     return convert
 
+
+
+def as_result(lines: list[Line]) -> OcrResult:
+    """The lines as an engine's answer (the shape rapidocr gives: lines with four-corner boxes)."""
+    return OcrResult(
+        text="\n".join(line.text for line in lines),
+        lines=[
+            TextLine(text=line.text, box=[[x1, y1], [x2, y1], [x2, y2], [x1, y2]], score=1.0)
+            for line in lines
+            for x1, y1, x2, y2 in [line.box]
+        ],
+        details={"source": TEXT_LAYER},
+    )

@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from core import backends, jobstate, languages
+from core import backends, jobstate, languages, textlayer
 from core.dots import prompts
 from ocr_app.validation import ACCEPTED_EXTENSIONS
 
@@ -39,6 +39,15 @@ class UploadForm(forms.Form):
     )
     language = forms.ChoiceField(choices=(), required=False)
     mode = forms.ChoiceField(choices=[(value, label) for value, label, _help in UPLOAD_MODES], required=False)
+    text_layer = forms.ChoiceField(
+        choices=[
+            (textlayer.AUTO, "Auto: its own text for Text only, OCR for layouts"),
+            (textlayer.OCR, "Always OCR"),
+            (textlayer.TEXT_LAYER, "Its own text wherever it has one"),
+        ],
+        required=False,
+        label="A PDF's own text",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -50,6 +59,9 @@ class UploadForm(forms.Form):
 
     def clean_mode(self) -> str:
         return self.cleaned_data.get("mode") or prompts.LAYOUT_ALL
+
+    def clean_text_layer(self) -> str:
+        return self.cleaned_data.get("text_layer") or settings.PDF_TEXT_LAYER
 
 
 class HistoryFilterForm(forms.Form):

@@ -9,7 +9,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from core import backends, jobstate
+from core import backends, documents, jobstate, textlayer
 from core.dots import prompts
 
 
@@ -23,6 +23,12 @@ MODE_CHOICES = [
     (prompts.LAYOUT_ONLY, "Layout only: boxes and categories, no text"),
     (prompts.TEXT_ONLY, "Text only: the page's plain text"),
     (prompts.GROUNDING, "Text of one region"),
+]
+
+TEXT_LAYER_CHOICES = [
+    (textlayer.AUTO, "Auto: a PDF page's own text for the text task, OCR for layouts"),
+    (textlayer.OCR, "OCR every page"),
+    (textlayer.TEXT_LAYER, "A PDF page's own text wherever it has one"),
 ]
 
 

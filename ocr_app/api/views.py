@@ -70,7 +70,7 @@ WAIT_MAX_SECONDS = 300.0
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Form fields POST /api/v1/jobs understands; anything else is refused by name.
-UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse"}
+UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse", "text_layer"}
 
 
 def errors(*codes: int, **described: str) -> dict:
@@ -209,8 +209,9 @@ class JobsView(APIView):
         summary="Upload one or more images or PDFs; each becomes a queued job",
         description=(
             "Send `multipart/form-data` with one or more files in `file` or `files` (PNG, JPEG, WebP, TIFF, "
-            "BMP, or PDF: checked by their bytes; a PDF is one job whose pages are read in turn, up to "
-            "OCRDASH_MAX_PDF_PAGES pages). Files that are refused are listed in `refused` and the others are "
+            "BMP, GIF (its first frame), HEIC/HEIF, AVIF, JPEG 2000, or PDF: checked by their bytes; a PDF or a "
+            "multi-page TIFF is one job whose pages are read in turn, up to OCRDASH_MAX_PDF_PAGES pages). "
+            "`text_layer` says how a born-digital PDF's own text is used (`auto`, `ocr`, `text-layer`). Files that are refused are listed in `refused` and the others are "
             "queued; when every file is refused, nothing is queued and the answer is 400 (413 when every file "
             "is over the size limit).\n\n"
             "Send an `Idempotency-Key` header (any unique string, e.g. a UUID) to make a retry safe: the same "
@@ -263,7 +264,7 @@ class JobsView(APIView):
                 f"Unknown field(s): {', '.join(unknown)}. Known: {', '.join(sorted(UPLOAD_FIELDS))}.",
                 code="invalid", field_errors={name: ["unknown field"] for name in unknown},
             )
-        strings = {k: data.get(k) for k in ("language", "backend", "mode", "reuse") if isinstance(data.get(k), str)}
+        strings = {k: data.get(k) for k in ("language", "backend", "mode", "reuse", "text_layer") if isinstance(data.get(k), str)}
         options_in = UploadOptionsSerializer(data=strings)
         if strings.get("mode") == GROUNDING:
             raise ApiError(
@@ -413,7 +414,7 @@ def _replay(request, key: str, request_hash: str) -> Response | None:
 def _stage_job(request, item: dict, options: dict) -> Job:
     mode = options.get("mode", LAYOUT_ALL)
     return stage_job(request.user, item["name"], item["data"], item["checked"], options["language"], mode,
-                     thumbnail=item["thumbnail"])
+                     thumbnail=item["thumbnail"], text_layer=options.get("text_layer"))
 
 
 def _commit_job(request, job: Job, options: dict) -> Job:

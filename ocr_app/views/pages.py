@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from core import containers, jobstate, languages
+from core import containers, imageformats, jobstate, languages
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE, gib
@@ -43,6 +43,7 @@ def _limits() -> dict:
         "max_pixels": f"{settings.MAX_IMAGE_PIXELS:,}",
         "max_pdf_pages": settings.MAX_PDF_PAGES,
         "extensions": ACCEPTED_EXTENSIONS,
+        "formats": imageformats.NAMES,
     }
 
 
