@@ -226,7 +226,6 @@ def _page_to_pixels(page: pdfium.PdfPage, image_size: tuple[int, int]):
     return convert
 
 
-
 def as_result(lines: list[Line]) -> OcrResult:
     """The lines as an engine's answer (the shape rapidocr gives: lines with four-corner boxes)."""
     return OcrResult(

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from core import pdf
+from core import frames, imageformats, pdf, textlayer
+from core.documents import PDF
 
-# Pillow format name -> what we call it on pages.
-ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP"}
-ACCEPTED_EXTENSIONS = ".png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp, .pdf"
-PDF = "PDF"
+# Pillow format name -> what we call it on pages (core/imageformats.py: those this install reads).
+ACCEPTED_FORMATS = imageformats.ACCEPTED
+ACCEPTED_EXTENSIONS = imageformats.EXTENSIONS
+# Animations: only the first frame is read (the job says so). Other multi-frame images are refused,
+# but TIFF, whose frames are pages (core/frames.py).
+FIRST_FRAME_FORMATS = {"GIF"}
 
 
 class UploadRefused(ValueError):

@@ -211,7 +211,8 @@ class JobsView(APIView):
             "Send `multipart/form-data` with one or more files in `file` or `files` (PNG, JPEG, WebP, TIFF, "
             "BMP, GIF (its first frame), HEIC/HEIF, AVIF, JPEG 2000, or PDF: checked by their bytes; a PDF or a "
             "multi-page TIFF is one job whose pages are read in turn, up to OCRDASH_MAX_PDF_PAGES pages). "
-            "`text_layer` says how a born-digital PDF's own text is used (`auto`, `ocr`, `text-layer`). Files that are refused are listed in `refused` and the others are "
+            "`text_layer` says how a born-digital PDF's own text is used (`auto`, `ocr`, `text-layer`). "
+            "Files that are refused are listed in `refused` and the others are "
             "queued; when every file is refused, nothing is queued and the answer is 400 (413 when every file "
             "is over the size limit).\n\n"
             "Send an `Idempotency-Key` header (any unique string, e.g. a UUID) to make a retry safe: the same "
@@ -264,7 +265,8 @@ class JobsView(APIView):
                 f"Unknown field(s): {', '.join(unknown)}. Known: {', '.join(sorted(UPLOAD_FIELDS))}.",
                 code="invalid", field_errors={name: ["unknown field"] for name in unknown},
             )
-        strings = {k: data.get(k) for k in ("language", "backend", "mode", "reuse", "text_layer") if isinstance(data.get(k), str)}
+        named = ("language", "backend", "mode", "reuse", "text_layer")
+        strings = {k: data.get(k) for k in named if isinstance(data.get(k), str)}
         options_in = UploadOptionsSerializer(data=strings)
         if strings.get("mode") == GROUNDING:
             raise ApiError(
