@@ -105,7 +105,7 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pag
         ) from None
     except UnidentifiedImageError:
         raise UploadRefused(
-            f"{name}: this is not an image or PDF ocrdash can read; {_formats_sentence()}."
+            f"{name}: this is not an image ocrdash can read; {_formats_sentence()}."
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncation and corrupt data as OSError/SyntaxError.

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from core import containers, imageformats, jobstate, languages
+from core import containers, imageformats, jobstate, languages, textlayer
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE, gib
@@ -268,6 +268,9 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "pages": list(job.pages.order_by("number")) if job.page_count > 1 else [],
             "downloads": DOWNLOADS,
             "pruned": retention.describe(job),
+            "text_layer_pages": list(
+                job.pages.filter(source=textlayer.TEXT_LAYER).order_by("number").values_list("number", flat=True)
+            ),
         },
     )
 
