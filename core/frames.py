@@ -62,5 +62,5 @@ def render_frame(data: bytes, index: int, name: str = "The image") -> Image.Imag
                 img.load()
                 frame = ImageOps.exif_transpose(img)
                 return frame.convert("RGB") if frame.mode != "RGB" else frame.copy()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        except (OSError, SyntaxError, ValueError, TypeError, KeyError, Image.DecompressionBombError) as exc:
             raise FramesRefused(f"{name}: page {index + 1} is damaged and cannot be read ({exc}).") from None

@@ -107,8 +107,9 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pag
         raise UploadRefused(
             f"{name}: this is not an image ocrdash can read; {_formats_sentence()}."
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Pillow reports truncation and corrupt data as OSError/SyntaxError.
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError) as exc:
+        # Pillow reports truncation and corrupt data as OSError/SyntaxError; a TIFF directory cut
+        # short as TypeError ("Missing dimensions") or KeyError.
         raise UploadRefused(f"{name}: the image is damaged or incomplete ({exc}).") from None
     if width < 1 or height < 1:
         raise UploadRefused(f"{name}: the image has no pixels.")
