@@ -105,6 +105,10 @@ def as_html(job: Job, page: int | None = None) -> HttpResponse:
 
 def as_pdf(job: Job, page: int | None = None) -> HttpResponse:
     """The searchable PDF (ocr_app/searchablepdf.py), streamed."""
+    from rest_framework import status
+
+    from ocr_app.api.errors import ApiError  # here: the job page's views import this module first
+
     try:
         response = searchablepdf.response(job, page, download_name(job, ".pdf", page))
     except searchablepdf.SourceGone as gone:
