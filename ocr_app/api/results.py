@@ -17,12 +17,10 @@ from pathlib import PurePath
 
 from django.http import HttpResponse
 from django.utils.http import content_disposition_header
-from rest_framework import status
 
 from core.dots import render
 from core.dots.parse import ParsedPage
 from ocr_app import documents, pictures, searchablepdf, serving
-from ocr_app.api.errors import ApiError
 from ocr_app.events import job_payload
 from ocr_app.models import Job, Page
 
