@@ -11,8 +11,8 @@ The text layer follows what OCR engines write (Tesseract's and OCRmyPDF's "glyph
 Type0 font with Identity-H encoding, so each character code is its Unicode code point, with a
 ToUnicode map saying so, one width for every glyph, and text render mode 3 (neither filled nor
 stroked: invisible). Right-to-left lines are written in visual order, as PDFs hold them. Each
-line's text is stretched (Tz) to its box's width and sized to its height, so selecting
-a word selects it where it stands on the page.
+line's text is stretched (Tz) to its box's width and sized to its height (see _line_ops), so
+selecting a word selects it where it stands on the page.
 """
 
 from __future__ import annotations
@@ -124,8 +124,15 @@ def _add_text(document: pikepdf.Pdf, page: pikepdf.Page, text: PageText, to_page
 
 
 def _line_ops(line: str, box: tuple[float, float, float, float], to_page) -> str:
-    """One line of invisible text over `box` (pixels), its baseline at the box's bottom."""
+    """One line of invisible text over `box` (pixels). The font is not embedded, so readers measure
+    glyphs with a stand-in font whose descenders reach ~0.25 em below the baseline and whose glyphs
+    overhang their advance a little: the text is sized to 0.8 of the box's height with its baseline
+    a fifth of the height up, and stretched to a little less than its width, so that every glyph
+    stays inside the box."""
     x1, y1, x2, y2 = box
+    glyphs = [ch for ch in _visual(line) if ord(ch) <= 0xFFFF]
+    if not glyphs:
+        return ""
     origin = to_page(x1, y2)
     right = to_page(x2, y2)
     top = to_page(x1, y1)
@@ -135,13 +142,14 @@ def _line_ops(line: str, box: tuple[float, float, float, float], to_page) -> str
         return ""
     ux, uy = (right[0] - origin[0]) / width, (right[1] - origin[1]) / width
     vx, vy = (top[0] - origin[0]) / height, (top[1] - origin[1]) / height
-    codes = "".join(f"{ord(ch):04X}" for ch in _visual(line) if ord(ch) <= 0xFFFF)
-    if not codes:
-        return ""
-    size = height
-    stretch = 100 * width / (len(codes) // 4 * GLYPH_WIDTH / 1000 * size)
+    size = 0.8 * height
+    lift = 0.2 * height
+    base_x, base_y = origin[0] + vx * lift, origin[1] + vy * lift
+    used = width * len(glyphs) / (len(glyphs) + 0.3)  # room for the last glyph's overhang
+    stretch = 100 * used / (len(glyphs) * GLYPH_WIDTH / 1000 * size)
+    codes = "".join(f"{ord(ch):04X}" for ch in glyphs)
     return (
-        f"{ux:.5f} {uy:.5f} {vx:.5f} {vy:.5f} {origin[0]:.3f} {origin[1]:.3f} Tm "
+        f"{ux:.5f} {uy:.5f} {vx:.5f} {vy:.5f} {base_x:.3f} {base_y:.3f} Tm "
         f"/{FONT_KEY} {size:.3f} Tf {stretch:.3f} Tz <{codes}> Tj"
     )
 

@@ -216,11 +216,11 @@ def _fold_presentation_forms(text: str) -> str:
 def _page_to_pixels(page: pdfium.PdfPage, image_size: tuple[int, int]):
     """Page space (points) to the rendered image's pixels, /Rotate and the crop box's origin applied."""
     width, height = image_size
-    rotate = (page.get_rotation() // 90) % 4
     dx, dy = ctypes.c_int(), ctypes.c_int()
 
     def convert(x: float, y: float) -> tuple[int, int]:
-        pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, rotate, x, y, dx, dy)
+        # rotate 0: as in rendering, PDFium applies the page's own /Rotate; the argument adds to it.
+        pdfium_c.FPDF_PageToDevice(page.raw, 0, 0, width, height, 0, x, y, dx, dy)
         return (min(max(dx.value, 0), width), min(max(dy.value, 0), height))
 
     return convert
