@@ -405,10 +405,13 @@ def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, no
     text = "\n\n".join(p.text for p in good if p.text)
     from_layer = [p.number for p in good if p.source == textlayer.TEXT_LAYER]
     if from_layer:
-        pages_read = "The page was" if len(pages) == 1 else f"Page{'s' if len(from_layer) > 1 else ''} " + ", ".join(
-            map(str, from_layer)
-        ) + (" was" if len(from_layer) == 1 else " were")
-        notes = [*notes, f"{pages_read} read from the PDF's own text layer, without OCR."]
+        if len(pages) == 1:
+            which = "The page was"
+        elif len(from_layer) == 1:
+            which = f"Page {from_layer[0]} was"
+        else:
+            which = f"Pages {', '.join(map(str, from_layer))} were"
+        notes = [*notes, f"{which} read from the PDF's own text layer, without OCR."]
     if len(pages) == 1:
         message = " ".join([*notes, good[0].message]).strip()
         result = good[0].result

@@ -5,7 +5,6 @@ text layer holds the recognized text."""
 
 from __future__ import annotations
 
-import io
 import re
 
 import pypdfium2 as pdfium

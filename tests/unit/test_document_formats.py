@@ -83,10 +83,11 @@ def test_a_format_that_cannot_be_read_is_refused_naming_the_file_and_the_formats
 
 
 def test_count_frames_stops_at_the_limit_instead_of_walking_every_frame():
+    import io
+
     from PIL import Image
 
     from tests.security.hostile import tiff_frames
-    import io
 
     with Image.open(io.BytesIO(tiff_frames(5000))) as img:
         with pytest.raises(frames.FramesRefused, match="more than 10 pages"):
