@@ -32,9 +32,10 @@ def count_frames(img: Image.Image, name: str, max_pages: int, max_pixels: int) -
             break
         count += 1
         if count > max_pages:
+            pages = f"{max_pages} page{'s' if max_pages != 1 else ''}"
             raise FramesRefused(
-                f"{name}: the image has more than {max_pages} pages (frames); the limit is {max_pages} "
-                "per document. Split it into smaller files."
+                f"{name}: the image has more than {pages} (frames); the limit is {pages} per document"
+                ". Split it into smaller files."
             )
         width, height = img.size
         if width < 1 or height < 1:

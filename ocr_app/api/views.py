@@ -466,7 +466,9 @@ class JobResultView(APIView):
         "`md_nohf`: the same without page headers and footers. `html`: a page to show in a browser. "
         "`layout`: every element with its category, text and box `[x1, y1, x2, y2]` in the pixels of the "
         "page image. `json` (the default): everything — text, the engine's answer, file facts, timings, "
-        "GPU memory. `page=N` gives one page of a document (1-based); without it, the whole document. "
+        "GPU memory. `pdf`: a searchable PDF (the original pages, or the images as pages, with an invisible "
+        "text layer on each recognized line or element). `page=N` gives one page of a document (1-based); "
+        "without it, the whole document. "
         "An unknown format is a 400 that lists the available ones.",
         parameters=[
             OpenApiParameter("format", OpenApiTypes.STR, enum=list(results.FORMATS), required=False,
@@ -479,6 +481,8 @@ class JobResultView(APIView):
             (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="format=md or md_nohf"),
             (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="format=html"),
             (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json or layout"),
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="format=pdf: a searchable "
+                                                      "PDF, the pages with an invisible text layer"),
             **errors(400, 401, 404, 409, 410, e409="The job (or the page asked for) has not succeeded: the body "
                      "says its state.", e410="The result was removed by the retention settings."),
         },
