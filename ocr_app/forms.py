@@ -53,6 +53,7 @@ class UploadForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["language"].choices = language_choices()
         self.fields["language"].initial = settings.OCRDASH_OCR_LANGUAGE
+        self.fields["text_layer"].initial = settings.PDF_TEXT_LAYER
 
     def clean_language(self) -> str:
         return self.cleaned_data.get("language") or settings.OCRDASH_OCR_LANGUAGE

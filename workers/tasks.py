@@ -30,6 +30,7 @@ from PIL import Image
 from core import backends, containers, documents, jobstate, readpage, textlayer
 from core.dots.prompts import GROUNDING, TEXT_ONLY
 from core.gpupeak import GpuPeak
+from core.pdf import PdfRefused
 from core.planner import Plan, PlanRefused, replan_after_oom
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from core.results import BackendError, JobCancelled, OutOfMemory
@@ -339,7 +340,10 @@ def _text_layer_page(job: Job, page: Page, doc_data: bytes | None, image: Image.
         job.text_layer, page.kind, job.mode == TEXT_ONLY
     ):
         return None
-    lines = textlayer.read_lines(doc_data or b"", page.number - 1, image.size, name=job.original_name)
+    try:
+        lines = textlayer.read_lines(doc_data or b"", page.number - 1, image.size, name=job.original_name)
+    except PdfRefused:
+        lines = []  # the page rendered, so OCR can still read it
     if not lines:
         return None
     result = textlayer.as_result(lines)
