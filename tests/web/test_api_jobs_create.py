@@ -121,7 +121,7 @@ def test_no_file_is_a_400_that_says_which_field(api, sent_tasks):
     [
         ("notes.png", b"just some text", "not an image ocrdash can read"),
         ("empty.png", b"", "the file is empty"),
-        ("anim.gif", image_bytes("GIF"), "GIF images are not accepted"),
+        ("scan.ppm", image_bytes("PPM"), "PPM images are not accepted"),
         ("cut.png", image_bytes("PNG", (300, 300))[:200], "damaged or incomplete"),
     ],
 )
