@@ -255,13 +255,13 @@ def test_it_shows_each_refusal_as_a_message_after_a_form_post(post_upload, sent_
     response = post_upload(
         upload_file("good.png", image_bytes()),
         upload_file("empty.png", b""),
-        upload_file("anim.gif", image_bytes("GIF")),
+        upload_file("scan.ppm", image_bytes("PPM")),
         json=False,
     )
 
     assert response.status_code == 302
     page = alice_client.get(response["Location"]).content.decode()
     assert "empty.png: the file is empty." in page
-    assert "anim.gif: GIF images are not accepted" in page
+    assert "scan.ppm: PPM images are not accepted" in page
     assert "1 job(s) queued." in page
     assert Job.objects.count() == 1
