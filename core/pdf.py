@@ -244,6 +244,15 @@ def iter_pages(
             pdf.close()
 
 
+def open_document(data: bytes, name: str | None = None) -> pdfium.PdfDocument:
+    """An open document for the other PDF readers of the core (core/textlayer.py); the caller holds
+    LOCK around it and every use, keeps `data` referenced, and closes it. PdfRefused as _open."""
+    return _open(data, _label(name))
+
+
+LOCK = _LOCK
+
+
 # -- internals -------------------------------------------------------------------------------
 
 

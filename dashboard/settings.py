@@ -338,7 +338,17 @@ MAX_IMAGE_PIXELS = env_int(
     "Largest image accepted, in pixels (width × height); guards against decompression bombs.",
     1,
 )
-MAX_PDF_PAGES = env_int("MAX_PDF_PAGES", 200, "Most pages in one PDF; each page is rendered and read in turn.", 1)
+MAX_PDF_PAGES = env_int(
+    "MAX_PDF_PAGES", 200, "Most pages in one PDF or multi-page TIFF; each page is rendered and read in turn.", 1
+)
+PDF_TEXT_LAYER = env_str(
+    "PDF_TEXT_LAYER",
+    "auto",
+    "How a PDF page's own text is used, unless an upload says: auto (text pages read from it for the text "
+    "task, OCR for layouts), ocr (always OCR) or text-layer (read from it wherever there is text).",
+)
+if PDF_TEXT_LAYER not in ("auto", "ocr", "text-layer"):
+    raise ConfigError(f"{PREFIX}PDF_TEXT_LAYER={PDF_TEXT_LAYER!r} is none of auto, ocr, text-layer")
 _max_request_mb = env_int(
     "MAX_REQUEST_MB",
     0,

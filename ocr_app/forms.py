@@ -6,7 +6,7 @@ from django import forms
 from django.conf import settings
 from django.utils import timezone
 
-from core import backends, jobstate, languages
+from core import backends, jobstate, languages, textlayer
 from core.dots import prompts
 from ocr_app.validation import ACCEPTED_EXTENSIONS
 
@@ -39,17 +39,30 @@ class UploadForm(forms.Form):
     )
     language = forms.ChoiceField(choices=(), required=False)
     mode = forms.ChoiceField(choices=[(value, label) for value, label, _help in UPLOAD_MODES], required=False)
+    text_layer = forms.ChoiceField(
+        choices=[
+            (textlayer.AUTO, "Auto: its own text for Text only, OCR for layouts"),
+            (textlayer.OCR, "Always OCR"),
+            (textlayer.TEXT_LAYER, "Its own text wherever it has one"),
+        ],
+        required=False,
+        label="A PDF's own text",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["language"].choices = language_choices()
         self.fields["language"].initial = settings.OCRDASH_OCR_LANGUAGE
+        self.fields["text_layer"].initial = settings.PDF_TEXT_LAYER
 
     def clean_language(self) -> str:
         return self.cleaned_data.get("language") or settings.OCRDASH_OCR_LANGUAGE
 
     def clean_mode(self) -> str:
         return self.cleaned_data.get("mode") or prompts.LAYOUT_ALL
+
+    def clean_text_layer(self) -> str:
+        return self.cleaned_data.get("text_layer") or settings.PDF_TEXT_LAYER
 
 
 class HistoryFilterForm(forms.Form):

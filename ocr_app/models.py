@@ -9,7 +9,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from core import backends, jobstate
+from core import backends, documents, jobstate, textlayer
 from core.dots import prompts
 
 
@@ -23,6 +23,12 @@ MODE_CHOICES = [
     (prompts.LAYOUT_ONLY, "Layout only: boxes and categories, no text"),
     (prompts.TEXT_ONLY, "Text only: the page's plain text"),
     (prompts.GROUNDING, "Text of one region"),
+]
+
+TEXT_LAYER_CHOICES = [
+    (textlayer.AUTO, "Auto: a PDF page's own text for the text task, OCR for layouts"),
+    (textlayer.OCR, "OCR every page"),
+    (textlayer.TEXT_LAYER, "A PDF page's own text wherever it has one"),
 ]
 
 
@@ -79,6 +85,8 @@ class Job(models.Model):
     # Pages to read (1 for an image) and the one being read now (1-based; null when none is).
     page_count = models.PositiveIntegerField(default=1)
     current_page = models.PositiveIntegerField(null=True, blank=True)
+    # How a PDF's text layer is used (core/textlayer.py): auto, ocr or text-layer.
+    text_layer = models.CharField(max_length=12, choices=TEXT_LAYER_CHOICES, default=textlayer.AUTO)
 
     # The plan the worker chose for it: backend, launch parameters, and the reasons in words.
     plan = models.JSONField(null=True, blank=True)
@@ -117,6 +125,11 @@ class Job(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("job-detail", args=[self.pk])
+
+    @property
+    def is_document(self) -> bool:
+        """A PDF or a multi-frame TIFF: its pages are rendered one by one (core/documents.py)."""
+        return documents.is_document(self.image_format, self.page_count)
 
     @property
     def ended(self) -> bool:
@@ -185,8 +198,12 @@ class Page(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="pages")
     number = models.PositiveIntegerField(help_text="1-based, in the document's order.")
     state = models.CharField(max_length=10, choices=[(s, s) for s in STATES], default=PENDING)
-    # A PDF page as rendered for the model; empty for an image (the upload is the page).
+    # A document's page as rendered for the model; empty for an image (the upload is the page).
     image = models.FileField(upload_to=page_image_path, max_length=300, blank=True)
+    # A PDF page's text layer as classified at upload (core/textlayer.py: text, image, mixed; empty
+    # for images), and where its text came from: "text-layer" or "ocr" (empty until read).
+    kind = models.CharField(max_length=8, blank=True, default="")
+    source = models.CharField(max_length=12, blank=True, default="")
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     dpi = models.PositiveIntegerField(null=True, blank=True)

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from core import backends, jobstate
+from core import backends, jobstate, textlayer
 from core.dots.prompts import LAYOUT_ALL
 from ocr_app import delivery, events, files, serving
 from ocr_app.models import BackendSettings, Job, Page
@@ -49,7 +49,12 @@ def send_to_worker(job: Job, announce: bool = True, first: bool = False) -> None
 
 
 def cache_key(
-    sha256: str, mode: str, language: str, cfg: BackendSettings | None = None, region: list[int] | None = None
+    sha256: str,
+    mode: str,
+    language: str,
+    cfg: BackendSettings | None = None,
+    region: list[int] | None = None,
+    text_layer: str = textlayer.AUTO,
 ) -> str:
     """What decides a result: the same file read with the same settings gives the same text."""
     cfg = cfg or BackendSettings.load()
@@ -65,6 +70,8 @@ def cache_key(
     }
     if region is not None:
         facts["region"] = list(region)
+    if text_layer != textlayer.AUTO:  # so keys made before the option stay the same for auto
+        facts["text_layer"] = text_layer
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -77,10 +84,13 @@ def stage_job(
     mode: str = LAYOUT_ALL,
     region: list[int] | None = None,
     thumbnail: bytes | None = None,
+    text_layer: str | None = None,
 ) -> Job:
     """A new, unsaved job for an upload, with its file and thumbnail stored. Raises UploadRefused
     (the file cannot be previewed) or files.DiskFull, with nothing left on disk. `thumbnail`: one
-    made already (validation.make_thumbnail)."""
+    made already (validation.make_thumbnail). `text_layer`: how a PDF's own text is used
+    (core/textlayer.py; default OCRDASH_PDF_TEXT_LAYER)."""
+    text_layer = text_layer or settings.PDF_TEXT_LAYER
     if thumbnail is None:
         thumbnail = make_thumbnail(data, name)
     files.check_free_space(len(data) + len(thumbnail))
@@ -96,8 +106,10 @@ def stage_job(
         mode=mode,
         region=list(region) if region is not None else None,
         page_count=checked.pages,
-        cache_key=cache_key(checked.sha256, mode, language, region=region),
+        text_layer=text_layer,
+        cache_key=cache_key(checked.sha256, mode, language, region=region, text_layer=text_layer),
     )
+    job.staged_page_kinds = list(checked.page_kinds)  # for commit_job's Page rows
     try:
         job.upload.save(stored_name(name, checked.image_format), ContentFile(data), save=False)
         job.thumbnail.save(f"{checked.sha256[:16]}.jpg", ContentFile(thumbnail), save=False)
@@ -125,7 +137,10 @@ def commit_job(job: Job, reuse: bool = True) -> Job:
             transaction.on_commit(lambda: events.publish_job(job))
             return job
         job.save()
-        Page.objects.bulk_create(Page(job=job, number=n) for n in range(1, job.page_count + 1))
+        kinds = getattr(job, "staged_page_kinds", [])
+        Page.objects.bulk_create(
+            Page(job=job, number=n, kind=kinds[n - 1] if n <= len(kinds) else "") for n in range(1, job.page_count + 1)
+        )
         send_to_worker(job)
     return job
 
@@ -139,9 +154,10 @@ def create_job(
     mode: str = LAYOUT_ALL,
     reuse: bool = True,
     region: list[int] | None = None,
+    text_layer: str | None = None,
 ) -> Job:
     """A new job for an upload (see stage_job and commit_job). `region` is the box a grounding job reads."""
-    job = stage_job(owner, name, data, checked, language, mode, region)
+    job = stage_job(owner, name, data, checked, language, mode, region, text_layer=text_layer)
     try:
         return commit_job(job, reuse)
     except BaseException:
@@ -183,6 +199,8 @@ def _take_result(job: Job, source: Job) -> None:
             width=p.width,
             height=p.height,
             dpi=p.dpi,
+            kind=p.kind,
+            source=p.source,
             result=p.result,
             text=p.text,
             message=p.message,

@@ -67,7 +67,7 @@ def where(job: Job) -> str:
         return ""
     if job.page_count > 1:
         return f" while reading page {job.current_page} of {job.page_count}"
-    return " while reading the page" if job.image_format == "PDF" else " while reading the image"
+    return " while reading the page" if job.is_document else " while reading the image"
 
 
 def recover(job: Job, cause: str, counts: bool = True) -> str:

@@ -1,7 +1,7 @@
 """Reading one region of a page: a grounding job on that page's image.
 
 The box comes from the job page (drawn on the page image) or the API, in the pixels of the page
-image the layout view shows: an image job's own image, or a PDF page as the worker rendered it.
+image the layout view shows: an image job's own image, or a document's page as the worker rendered it.
 The new job reads that image (dots.ocr's grounding prompt; rapidocr reads the cropped region) and
 belongs to whoever asked; the source job is left as it is.
 """
@@ -20,7 +20,7 @@ from ocr_app import pageimages
 from ocr_app.delivery import require_broker
 from ocr_app.models import Job
 from ocr_app.queueing import create_job
-from ocr_app.validation import PDF, UploadRefused, check_upload
+from ocr_app.validation import UploadRefused, check_upload
 
 # A box thinner than this holds no readable glyph.
 MIN_SIDE = 4
@@ -72,7 +72,7 @@ def page_file(job: Job, number: int) -> tuple[str, bytes]:
         raise RegionError(f"Page {number} has not been rendered yet: wait until the worker has read it.")
     with field.open("rb") as fh:
         data = fh.read()
-    if job.image_format != PDF:
+    if not job.is_document:
         return job.original_name, data
     return f"{PurePath(job.original_name).stem or 'page'}-page{number}.png", data
 

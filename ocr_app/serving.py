@@ -22,11 +22,18 @@ CONTENT_TYPES = {
     "WebP": "image/webp",
     "TIFF": "image/tiff",
     "BMP": "image/bmp",
+    "GIF": "image/gif",
+    "HEIF": "image/heif",
+    "AVIF": "image/avif",
+    "JPEG2000": "image/jp2",
     "PDF": "application/pdf",
 }
-EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WebP": "webp", "TIFF": "tif", "BMP": "bmp", "PDF": "pdf"}
+EXTENSIONS = {
+    "PNG": "png", "JPEG": "jpg", "WebP": "webp", "TIFF": "tif", "BMP": "bmp", "GIF": "gif", "HEIF": "heic",
+    "AVIF": "avif", "JPEG2000": "jp2", "PDF": "pdf",
+}  # fmt: skip
 # Other extensions that name the same format (a user's "scan.jpeg" keeps its name).
-SAME_FORMAT = {"JPEG": {"jpeg", "jpe"}, "TIFF": {"tiff"}}
+SAME_FORMAT = {"JPEG": {"jpeg", "jpe"}, "TIFF": {"tiff"}, "HEIF": {"heif"}, "JPEG2000": {"j2k", "jpf", "jpx"}}
 # What nobody can take for anything that runs.
 UNKNOWN_TYPE = "application/octet-stream"
 

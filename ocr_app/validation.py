@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from core import pdf
+from core import frames, imageformats, pdf, textlayer
+from core.documents import PDF
 
-# Pillow format name -> what we call it on pages.
-ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP"}
-ACCEPTED_EXTENSIONS = ".png, .jpg, .jpeg, .webp, .tif, .tiff, .bmp, .pdf"
-PDF = "PDF"
+# Pillow format name -> what we call it on pages (core/imageformats.py: those this install reads).
+ACCEPTED_FORMATS = imageformats.ACCEPTED
+ACCEPTED_EXTENSIONS = imageformats.EXTENSIONS
+# Animations: only the first frame is read (the job says so). Other multi-frame images are refused,
+# but TIFF, whose frames are pages (core/frames.py).
+FIRST_FRAME_FORMATS = {"GIF"}
 
 
 class UploadRefused(ValueError):
@@ -34,8 +37,10 @@ class CheckedImage:
     sha256: str
     size_bytes: int
     # Pages to read: 1 for an image. For a PDF, width and height are its first page's at the dpi
-    # it is rendered at.
+    # it is rendered at; for a multi-frame TIFF, its first frame's.
     pages: int = 1
+    # A PDF's pages as core/textlayer.py classifies them (text, mixed, image); empty otherwise.
+    page_kinds: tuple[str, ...] = ()
 
 
 def human_bytes(n: int) -> str:
@@ -47,7 +52,13 @@ def human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> CheckedImage:
+def _formats_sentence() -> str:
+    return f"send {imageformats.NAMES}, or a PDF"
+
+
+def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pages: int = 1) -> CheckedImage:
+    """An image checked by its bytes; a TIFF of several frames is a document of up to `max_pages`
+    pages, each frame checked and decoded."""
     if not data:
         raise UploadRefused(f"{name}: the file is empty.")
     if len(data) > max_bytes:
@@ -63,22 +74,29 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Chec
                 fmt = img.format or ""
                 width, height = img.size
                 if fmt not in ACCEPTED_FORMATS:
-                    raise UploadRefused(
-                        f"{name}: {fmt or 'this'} images are not accepted; "
-                        f"send PNG, JPEG, WebP, TIFF or BMP."
-                    )
+                    raise UploadRefused(f"{name}: {fmt or 'this'} images are not accepted; {_formats_sentence()}.")
                 if width * height > max_pixels:
                     raise _too_big(name, width, height, max_pixels)
-                if getattr(img, "is_animated", False):
-                    # Only the first frame would be read, silently; and thousands of frames are a
-                    # way to make every reader walk them all.
+                pages = 1
+                if fmt in frames.PAGED_FORMATS:
+                    # Every frame's header is read (counted up to the limit), then every frame decoded:
+                    # a truncated page fails here, not in the worker.
+                    pages = frames.count_frames(img, name, max_pages, max_pixels)
+                    for index in range(pages):
+                        img.seek(index)
+                        img.load()
+                    img.seek(0)
+                elif fmt not in FIRST_FRAME_FORMATS and getattr(img, "is_animated", False):
+                    # Only the first frame would be read, silently.
                     raise UploadRefused(
-                        f"{name}: the image holds more than one frame (pages or an animation); ocrdash reads "
-                        "one image per file. Send each page as its own file, or the document as a PDF."
+                        f"{name}: the image holds more than one frame (an animation or a burst); ocrdash reads "
+                        "one image per file. Send each image as its own file, or the document as a PDF or TIFF."
                     )
                 img.load()  # decode every byte: a truncated file fails here, not in the worker
     except UploadRefused:
         raise
+    except frames.FramesRefused as refused:
+        raise UploadRefused(str(refused)) from None
     except Image.DecompressionBombError:
         # Pillow refuses at twice its own limit, which may be below ours.
         limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
@@ -87,10 +105,11 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Chec
         ) from None
     except UnidentifiedImageError:
         raise UploadRefused(
-            f"{name}: this is not an image ocrdash can read; send PNG, JPEG, WebP, TIFF or BMP, or a PDF."
+            f"{name}: this is not an image ocrdash can read; {_formats_sentence()}."
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Pillow reports truncation and corrupt data as OSError/SyntaxError.
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError) as exc:
+        # Pillow reports truncation and corrupt data as OSError/SyntaxError; a TIFF directory cut
+        # short as TypeError ("Missing dimensions") or KeyError.
         raise UploadRefused(f"{name}: the image is damaged or incomplete ({exc}).") from None
     if width < 1 or height < 1:
         raise UploadRefused(f"{name}: the image has no pixels.")
@@ -100,15 +119,18 @@ def check_image(name: str, data: bytes, max_bytes: int, max_pixels: int) -> Chec
         height=height,
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
+        pages=pages,
     )
 
 
 def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pdf_pages: int) -> CheckedImage:
-    """An image (check_image) or a PDF (core.pdf.inspect_pdf: page limit, encryption, damage)."""
+    """An image (check_image; a multi-frame TIFF is a document under the same page limit) or a PDF
+    (core.pdf.inspect_pdf: page limit, encryption, damage; each page's text layer classified)."""
     if not pdf.looks_like_pdf(data):
-        return check_image(name, data, max_bytes, max_pixels)
+        return check_image(name, data, max_bytes, max_pixels, max_pdf_pages)
     try:
         info = pdf.inspect_pdf(data, name, max_pdf_pages, max_bytes, max_image_pixels=max_pixels)
+        kinds = textlayer.classify_pages(data, name)
     except pdf.PdfRefused as refused:
         raise UploadRefused(str(refused)) from None
     width_pt, height_pt = info.page_sizes_pt[0]
@@ -120,6 +142,7 @@ def check_upload(name: str, data: bytes, max_bytes: int, max_pixels: int, max_pd
         sha256=info.sha256,
         size_bytes=info.size_bytes,
         pages=info.page_count,
+        page_kinds=tuple(kinds),
     )
 
 

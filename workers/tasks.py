@@ -27,16 +27,15 @@ from django.db import close_old_connections
 from django.utils import timezone
 from PIL import Image
 
-from core import backends, containers, jobstate, readpage
-from core.dots.prompts import GROUNDING
+from core import backends, containers, documents, jobstate, readpage, textlayer
+from core.dots.prompts import GROUNDING, TEXT_ONLY
 from core.gpupeak import GpuPeak
-from core.pdf import PdfRefused, render_page
+from core.pdf import PdfRefused
 from core.planner import Plan, PlanRefused, replan_after_oom
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from core.results import BackendError, JobCancelled, OutOfMemory
 from ocr_app import backendconfig, delivery, events, files, livestate, pageimages, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
-from ocr_app.validation import PDF
 from workers.holder import BackendHolder, Choice
 
 log = logging.getLogger(__name__)
@@ -261,8 +260,10 @@ def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int 
     Returns the choice the last page ran on and the highest GPU peak a backend reported."""
     pages = _pages_of(job)
     total = len(pages)
-    pdf_data: bytes | None = None
+    doc_data: bytes | None = None
     engine_peak: int | None = None
+    if pageimages.first_frame_only(job):
+        notes.append("Only the first frame of this animated GIF was read.")
     for page in pages:
         if page.state == Page.SUCCEEDED:
             continue
@@ -272,16 +273,20 @@ def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int 
         started = time.monotonic()
         page_notes = len(notes)
         try:
-            if job.image_format == PDF and pdf_data is None:
+            if job.is_document and doc_data is None:
                 with job.upload.open("rb") as fh:
-                    pdf_data = fh.read()
-            image = _page_image(job, page, pdf_data)
-            result, choice = _run_with_fallback(job, choice, image, notes)
+                    doc_data = fh.read()
+            image = _page_image(job, page, doc_data)
+            from_layer = _text_layer_page(job, page, doc_data, image)
+            if from_layer is None:
+                result, choice = _run_with_fallback(job, choice, image, notes)
+            else:
+                result = from_layer[0]
         except (JobCancelled, SoftTimeLimitExceeded):
             raise
         except PlanRefused as refused:
             _page_failed(page, " ".join([*notes[page_notes:], *refused.reasons]), started)
-        except (BackendError, PdfRefused) as exc:
+        except (BackendError, documents.PageRefused) as exc:
             _page_failed(page, " ".join([*notes[page_notes:], str(exc)]), started)
         except Exception as exc:  # the next page (and the worker) must go on, whatever happened
             log.exception("job %s page %s failed", job.pk, page.number)
@@ -292,7 +297,7 @@ def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int 
                 started,
             )
         else:
-            _page_succeeded(job, page, result, choice, image, started, total)
+            _page_succeeded(job, page, result, choice, image, started, total, from_layer)
             reported = (result.details or {}).get("peak_gpu_bytes")
             if isinstance(reported, int):
                 engine_peak = max(engine_peak or 0, reported)
@@ -309,12 +314,12 @@ def _pages_of(job: Job) -> list[Page]:
     return pages
 
 
-def _page_image(job: Job, page: Page, pdf_data: bytes | None) -> Image.Image:
-    if job.image_format != PDF:
+def _page_image(job: Job, page: Page, doc_data: bytes | None) -> Image.Image:
+    if not job.is_document:
         image = pageimages.open_page_image(job, page.number)
         page.width, page.height = image.size
         return image
-    image, dpi = render_page(pdf_data or b"", page.number - 1, name=job.original_name)
+    image, dpi = documents.render_page(job.image_format, doc_data or b"", page.number - 1, name=job.original_name)
     out = io.BytesIO()
     image.save(out, "PNG")
     # A new file each time: the old one may be another job's too (a reused result); it is deleted
@@ -326,6 +331,23 @@ def _page_image(job: Job, page: Page, pdf_data: bytes | None) -> Image.Image:
     if old and old != page.image.name:
         files.delete_unreferenced(old, storage=page.image.storage)
     return image
+
+
+def _text_layer_page(job: Job, page: Page, doc_data: bytes | None, image: Image.Image):
+    """A PDF page read from its own text layer, as (result, parsed page), when the job's choice and
+    the page's kind say so (core/textlayer.py); None: the page is OCR'd."""
+    if job.image_format != documents.PDF or not textlayer.reads_text_layer(
+        job.text_layer, page.kind, job.mode == TEXT_ONLY
+    ):
+        return None
+    try:
+        lines = textlayer.read_lines(doc_data or b"", page.number - 1, image.size, name=job.original_name)
+    except PdfRefused:
+        lines = []  # the page rendered, so OCR can still read it
+    if not lines:
+        return None
+    result = textlayer.as_result(lines)
+    return result, readpage.from_lines(result.lines, result.text, job.mode, image.size)
 
 
 def _page_started(job: Job, page: Page, total: int) -> None:
@@ -343,11 +365,16 @@ def _page_failed(page: Page, message: str, started: float) -> None:
 
 
 def _page_succeeded(
-    job: Job, page: Page, result, choice: Choice, image: Image.Image, started: float, total: int
+    job: Job, page: Page, result, choice: Choice, image: Image.Image, started: float, total: int, text_layer=None
 ) -> None:
+    if text_layer is not None:
+        result, parsed = text_layer
+        page.source = textlayer.TEXT_LAYER
+    else:
+        parsed = readpage.parsed_page(result, choice.args["backend"], job.mode, image.size)
+        page.source = textlayer.OCR
     data = result.as_json()
     data["image_size"] = list(image.size)
-    parsed = readpage.parsed_page(result, choice.args["backend"], job.mode, image.size)
     parsed.page_number = page.number
     data["page"] = parsed.to_dict()
     message = " ".join(parsed.warnings)
@@ -356,7 +383,9 @@ def _page_succeeded(
     page.state, page.result, page.text, page.message = Page.SUCCEEDED, data, parsed.text, message
     page.seconds, page.finished_at = round(time.monotonic() - started, 3), timezone.now()
     page.width, page.height = image.size
-    page.save(update_fields=["state", "result", "text", "message", "seconds", "finished_at", "width", "height"])
+    page.save(
+        update_fields=["state", "result", "text", "message", "seconds", "finished_at", "width", "height", "source"]
+    )
 
 
 def _publish_progress(job: Job, pages: list[Page], total: int) -> None:
@@ -378,6 +407,15 @@ def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, no
             message = f"Every page failed. Page {failed[0].number}: {failed[0].message}"
         return _fail(job, message, peak, current_page=None)
     text = "\n\n".join(p.text for p in good if p.text)
+    from_layer = [p.number for p in good if p.source == textlayer.TEXT_LAYER]
+    if from_layer:
+        if len(pages) == 1:
+            which = "The page was"
+        elif len(from_layer) == 1:
+            which = f"Page {from_layer[0]} was"
+        else:
+            which = f"Pages {', '.join(map(str, from_layer))} were"
+        notes = [*notes, f"{which} read from the PDF's own text layer, without OCR."]
     if len(pages) == 1:
         message = " ".join([*notes, good[0].message]).strip()
         result = good[0].result

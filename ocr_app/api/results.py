@@ -4,8 +4,9 @@
 headers and footers), `html` (rendered by the same renderer: text escaped, tables sanitized),
 `layout` (every element with its category and box in original-image pixels) and `json`
 (everything: text, the engine's answer, file facts, timings, GPU memory — the same document as
-the job page's download). Markdown and HTML carry each Picture element cropped from the page image,
-as a data: URI. A format is added by adding an entry to FORMATS.
+the job page's download), `pdf` (a searchable PDF: the pages with an invisible text layer).
+Markdown and HTML carry each Picture element cropped from the page image, as a
+data: URI. A format is added by adding an entry to FORMATS.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.utils.http import content_disposition_header
 
 from core.dots import render
 from core.dots.parse import ParsedPage
-from ocr_app import documents, pictures, serving
+from ocr_app import documents, pictures, searchablepdf, serving
 from ocr_app.events import job_payload
 from ocr_app.models import Job, Page
 
@@ -100,6 +101,19 @@ def as_html(job: Job, page: int | None = None) -> HttpResponse:
     return _answer(body, "text/html; charset=utf-8", job, ".html", page)
 
 
+def as_pdf(job: Job, page: int | None = None) -> HttpResponse:
+    """The searchable PDF (ocr_app/searchablepdf.py), streamed."""
+    from rest_framework import status
+
+    from ocr_app.api.errors import ApiError  # here: the job page's views import this module first
+
+    try:
+        response = searchablepdf.response(job, page, download_name(job, ".pdf", page))
+    except searchablepdf.SourceGone as gone:
+        raise ApiError(str(gone), status.HTTP_410_GONE, "pruned", state=job.state) from None
+    return serving.user_content(response)
+
+
 def as_layout(job: Job, page: int | None = None) -> HttpResponse:
     body = render.to_layout_json(_pages(job, page))
     return _answer(body, "application/json", job, "-layout.json", page)
@@ -112,6 +126,7 @@ FORMATS: dict[str, Callable[[Job, int | None], HttpResponse]] = {
     "html": as_html,
     "json": as_json,
     "layout": as_layout,
+    "pdf": as_pdf,
 }
 DEFAULT_FORMAT = "json"
 # What the job page offers to download, in this order.
@@ -122,6 +137,7 @@ DOWNLOADS = [
     ("txt", "Plain text"),
     ("layout", "Layout JSON (boxes in image pixels)"),
     ("json", "Everything (JSON)"),
+    ("pdf", "Searchable PDF"),
 ]
 
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from core import backends, jobstate, languages
+from core import backends, jobstate, languages, textlayer
 from core.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
 from ocr_app.models import BackendSettings, Job
 
@@ -109,7 +109,10 @@ class JobSerializer(serializers.Serializer):
         child=serializers.IntegerField(), min_length=4, max_length=4, allow_null=True,
         help_text="grounding: the region read, [x1, y1, x2, y2] in the image's pixels; null otherwise.",
     )
-    pages = serializers.IntegerField(source="page_count", help_text="Pages to read: 1 for an image.")
+    pages = serializers.IntegerField(source="page_count", help_text="Pages to read: 1 for an image; a PDF's "
+                                     "pages or a multi-page TIFF's frames.")
+    text_layer = serializers.ChoiceField(choices=textlayer.CHOICES, help_text="How a PDF's own text is used "
+                                         "(see POST /api/v1/jobs).")
     page = serializers.SerializerMethodField(help_text="The page being read now (1-based); null unless running.")
     reused_from = serializers.IntegerField(source="reused_from_id", allow_null=True,
                                            help_text="The job whose result this one reused instead of running.")
@@ -183,6 +186,13 @@ class JobDetailSerializer(JobSerializer):
     eta = serializers.SerializerMethodField()
     origin = serializers.SerializerMethodField()
     permissions = serializers.SerializerMethodField()
+    text_layer_pages = serializers.SerializerMethodField(
+        help_text="The pages read from the PDF's own text layer (no OCR), 1-based."
+    )
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField(min_value=1)))
+    def get_text_layer_pages(self, job) -> list[int]:
+        return list(job.pages.filter(source=textlayer.TEXT_LAYER).order_by("number").values_list("number", flat=True))
 
     @extend_schema_field(EtaSerializer)
     def get_eta(self, job):
@@ -255,6 +265,13 @@ class UploadOptionsSerializer(serializers.Serializer):
         choices=AVAILABLE_MODES, required=False,
         help_text="The task: `layout_all` (default; boxes, categories and text), `layout_only` (boxes and "
         "categories) or `text` (plain text). rapidocr gives its text lines as boxes for the layout tasks.",
+    )
+    text_layer = serializers.ChoiceField(
+        choices=textlayer.CHOICES, required=False,
+        help_text="How a PDF page's own text (a born-digital PDF's text layer) is used: `auto` (pages with a "
+        "usable text layer are read from it for `text`, OCR'd for the layout tasks), `ocr` (every page is "
+        "OCR'd) or `text-layer` (read from it wherever a page has one). Default: the server's "
+        "OCRDASH_PDF_TEXT_LAYER.",
     )
 
     def __init__(self, *args, **kwargs):

@@ -70,7 +70,7 @@ WAIT_MAX_SECONDS = 300.0
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Form fields POST /api/v1/jobs understands; anything else is refused by name.
-UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse"}
+UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse", "text_layer"}
 
 
 def errors(*codes: int, **described: str) -> dict:
@@ -209,8 +209,10 @@ class JobsView(APIView):
         summary="Upload one or more images or PDFs; each becomes a queued job",
         description=(
             "Send `multipart/form-data` with one or more files in `file` or `files` (PNG, JPEG, WebP, TIFF, "
-            "BMP, or PDF: checked by their bytes; a PDF is one job whose pages are read in turn, up to "
-            "OCRDASH_MAX_PDF_PAGES pages). Files that are refused are listed in `refused` and the others are "
+            "BMP, GIF (its first frame), HEIC/HEIF, AVIF, JPEG 2000, or PDF: checked by their bytes; a PDF or a "
+            "multi-page TIFF is one job whose pages are read in turn, up to OCRDASH_MAX_PDF_PAGES pages). "
+            "`text_layer` says how a born-digital PDF's own text is used (`auto`, `ocr`, `text-layer`). "
+            "Files that are refused are listed in `refused` and the others are "
             "queued; when every file is refused, nothing is queued and the answer is 400 (413 when every file "
             "is over the size limit).\n\n"
             "Send an `Idempotency-Key` header (any unique string, e.g. a UUID) to make a retry safe: the same "
@@ -263,7 +265,8 @@ class JobsView(APIView):
                 f"Unknown field(s): {', '.join(unknown)}. Known: {', '.join(sorted(UPLOAD_FIELDS))}.",
                 code="invalid", field_errors={name: ["unknown field"] for name in unknown},
             )
-        strings = {k: data.get(k) for k in ("language", "backend", "mode", "reuse") if isinstance(data.get(k), str)}
+        named = ("language", "backend", "mode", "reuse", "text_layer")
+        strings = {k: data.get(k) for k in named if isinstance(data.get(k), str)}
         options_in = UploadOptionsSerializer(data=strings)
         if strings.get("mode") == GROUNDING:
             raise ApiError(
@@ -413,7 +416,7 @@ def _replay(request, key: str, request_hash: str) -> Response | None:
 def _stage_job(request, item: dict, options: dict) -> Job:
     mode = options.get("mode", LAYOUT_ALL)
     return stage_job(request.user, item["name"], item["data"], item["checked"], options["language"], mode,
-                     thumbnail=item["thumbnail"])
+                     thumbnail=item["thumbnail"], text_layer=options.get("text_layer"))
 
 
 def _commit_job(request, job: Job, options: dict) -> Job:
@@ -463,7 +466,9 @@ class JobResultView(APIView):
         "`md_nohf`: the same without page headers and footers. `html`: a page to show in a browser. "
         "`layout`: every element with its category, text and box `[x1, y1, x2, y2]` in the pixels of the "
         "page image. `json` (the default): everything — text, the engine's answer, file facts, timings, "
-        "GPU memory. `page=N` gives one page of a document (1-based); without it, the whole document. "
+        "GPU memory. `pdf`: a searchable PDF (the original pages, or the images as pages, with an invisible "
+        "text layer on each recognized line or element). `page=N` gives one page of a document (1-based); "
+        "without it, the whole document. "
         "An unknown format is a 400 that lists the available ones.",
         parameters=[
             OpenApiParameter("format", OpenApiTypes.STR, enum=list(results.FORMATS), required=False,
@@ -476,6 +481,8 @@ class JobResultView(APIView):
             (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="format=md or md_nohf"),
             (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="format=html"),
             (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json or layout"),
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="format=pdf: a searchable "
+                                                      "PDF, the pages with an invisible text layer"),
             **errors(400, 401, 404, 409, 410, e409="The job (or the page asked for) has not succeeded: the body "
                      "says its state.", e410="The result was removed by the retention settings."),
         },

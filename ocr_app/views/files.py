@@ -14,16 +14,15 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
-from PIL import Image
+from PIL import Image, ImageOps
 
-from core import pdf
+from core import documents, imageformats
 from ocr_app import pictures, retention, serving
 from ocr_app.api.results import result_document
 from ocr_app.models import Job, Page
-from ocr_app.validation import PDF
 
 # Browsers cannot show these; the page gets a PNG rendition instead.
-NOT_BROWSER_FORMATS = {"TIFF"}
+NOT_BROWSER_FORMATS = imageformats.NOT_BROWSER
 
 
 def _removed(job: Job, part: str) -> HttpResponse | None:
@@ -40,13 +39,14 @@ def job_image(request: HttpRequest, pk: int) -> HttpResponse:
     """The uploaded image, shown in the page: its type is the one detected at upload (never the
     name's), and the response is sandboxed (ocr_app.serving)."""
     job = get_object_or_404(Job, pk=pk)
-    if job.image_format == PDF:
+    if job.is_document:
         return page_image(request, pk, 1)
     if gone := _removed(job, retention.ORIGINAL):
         return gone
     if job.image_format in NOT_BROWSER_FORMATS:
         with _open_stored(job.upload) as fh, Image.open(fh) as img:
             out = io.BytesIO()
+            img = ImageOps.exif_transpose(img)
             img.convert("RGBA" if "A" in img.getbands() else "RGB").save(out, "PNG")
         return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))
     response = FileResponse(_open_stored(job.upload), content_type=serving.content_type(job.image_format))
@@ -55,11 +55,11 @@ def job_image(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    """A page as the model saw it: a PDF page as rendered (the first is rendered here while it
-    waits, for the job page's preview), an image job's one page is its image."""
+    """A page as the model saw it: a document's page as rendered (the first is rendered here while
+    it waits, for the job page's preview), an image job's one page is its image."""
     page = get_object_or_404(Page.objects.select_related("job"), job_id=pk, number=number)
     job = page.job
-    if job.image_format != PDF:
+    if not job.is_document:
         return job_image(request, pk)
     if page.image:
         return serving.user_content(FileResponse(_open_stored(page.image), content_type="image/png"))
@@ -69,7 +69,10 @@ def page_image(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     if number != 1:
         raise Http404("This page has not been rendered yet.")
     with _open_stored(job.upload) as fh:
-        image, _dpi = pdf.render_page(fh.read(), 0, dpi=pdf.MIN_DPI, name=job.original_name)
+        try:
+            image, _dpi = documents.render_page(job.image_format, fh.read(), 0, name=job.original_name, preview=True)
+        except documents.PageRefused as refused:
+            return HttpResponse(str(refused), status=422, content_type="text/plain; charset=utf-8")
     out = io.BytesIO()
     image.save(out, "PNG")
     return serving.user_content(HttpResponse(out.getvalue(), content_type="image/png"))

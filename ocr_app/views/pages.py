@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from core import containers, jobstate, languages
+from core import containers, imageformats, jobstate, languages, textlayer
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE, gib
@@ -46,6 +46,7 @@ def _limits() -> dict:
         "max_pixels": f"{settings.MAX_IMAGE_PIXELS:,}",
         "max_pdf_pages": settings.MAX_PDF_PAGES,
         "extensions": ACCEPTED_EXTENSIONS,
+        "formats": imageformats.NAMES,
     }
 
 
@@ -272,6 +273,9 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "pruned": retention.describe(job),
             "result_pruned": bool(retention.removed_message(job, retention.RESULT)),
             "original_pruned": bool(retention.removed_message(job, retention.ORIGINAL)),
+            "text_layer_pages": list(
+                job.pages.filter(source=textlayer.TEXT_LAYER).order_by("number").values_list("number", flat=True)
+            ),
         },
     )
 

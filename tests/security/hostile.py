@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image, PngImagePlugin
 
+from tests.fixtures.documents import garbage_text_layer_pdf
 from tests.fixtures.pdfs import handmade_pdf
 
 SCRIPT = b"<script>alert(document.cookie)</script>"
@@ -103,6 +104,74 @@ def tiff_frames(count: int = 5000) -> bytes:
     return bytes(out)
 
 
+def tiff_second_frame_bomb(side: int = 30_000) -> bytes:
+    """A two-page TIFF: a small first page, then one of side × side pixels (a bomb behind a good page)."""
+    pixels_at = 8
+    out = bytearray(b"II*\x00" + struct.pack("<I", pixels_at + 64) + b"\xff" * 64)
+    for n, size in enumerate((8, side)):
+        tags = [(256, 4, size), (257, 4, size), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, pixels_at),
+                (277, 3, 1), (278, 4, size), (279, 4, 64)]  # fmt: skip
+        following = len(out) + 2 + 12 * len(tags) + 4
+        out += struct.pack("<H", len(tags))
+        for tag, kind, value in tags:
+            out += struct.pack("<HHII", tag, kind, 1, value)
+        out += struct.pack("<I", following if n == 0 else 0)
+    return bytes(out)
+
+
+def truncated_tiff() -> bytes:
+    from tests.fixtures.documents import tiff_pages
+
+    data = tiff_pages([["one"], ["two"], ["three"]], size=(200, 80))
+    return data[: len(data) * 2 // 3]
+
+
+def _patched_size(data: bytes, box: bytes, width: int, height: int) -> bytes:
+    """An HEIF/AVIF file whose image-size property (`ispe`) claims another size."""
+    at = data.index(box) + len(box) + 4  # box type, then version and flags
+    return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]
+
+
+@functools.cache
+def heic_bomb() -> bytes:
+    from tests.fixtures.documents import heic
+
+    return _patched_size(heic(["x"], size=(64, 64)), b"ispe", 60_000, 60_000)
+
+
+@functools.cache
+def avif_bomb() -> bytes:
+    from tests.fixtures.documents import encoded
+
+    # 12000² = 144 million pixels: over ocrdash's limit, under libavif's own (which would refuse first).
+    return _patched_size(encoded(["x"], "AVIF"), b"ispe", 12_000, 12_000)
+
+
+def gif_bomb() -> bytes:
+    """A GIF whose logical screen is 65535 × 65535 (Pillow takes the image's size from it)."""
+    from tests.fixtures.documents import gif
+
+    data = gif([["x"]], size=(32, 32))
+    return data[:6] + struct.pack("<HH", 65_535, 65_535) + data[10:]
+
+
+def jpeg2000_bomb() -> bytes:
+    """A JPEG 2000 codestream whose size marker (SIZ) claims 60000 × 60000 pixels."""
+    out = io.BytesIO()
+    Image.new("L", (32, 32), 255).save(out, "JPEG2000", no_jp2=True)
+    data = out.getvalue()
+    at = data.index(b"\xff\x51") + 6  # marker, length, capabilities; then Xsiz, Ysiz
+    return data[:at] + struct.pack(">II", 60_000, 60_000) + data[at + 8 :]
+
+
+def heic_bad_bytes() -> bytes:
+    """An HEIC's header, then noise: what a photo cut short in transfer or mangled looks like."""
+    from tests.fixtures.documents import heic
+
+    good = heic(["x"], size=(64, 64))
+    return good[:64] + bytes((i * 37) % 251 for i in range(len(good) - 64))
+
+
 def _stream(dictionary: bytes, data: bytes) -> bytes:
     return b"<< %s /Length %d >>\nstream\n%s\nendstream" % (dictionary, len(data), data)
 
@@ -173,7 +242,13 @@ def hostile_files() -> list[Hostile]:
         # Decompression bombs.
         Hostile("png-30000x30000", "huge.png", png_bomb(), refused_because="too large to open safely"),
         Hostile("png-text-bomb", "comment.png", png_text_bomb(), refused_because="damaged or incomplete"),
-        Hostile("tiff-5000-frames", "fax.tiff", tiff_frames(), refused_because="more than one frame"),
+        Hostile("tiff-5000-frames", "fax.tiff", tiff_frames(), refused_because="more than 200 pages (frames)"),
+        Hostile("tiff-second-frame-30000x30000", "scan.tiff", tiff_second_frame_bomb(),
+                refused_because="page 2 is 30000×30000"),
+        Hostile("heic-60000x60000", "IMG_0001.HEIC", heic_bomb(), refused_because="too large to open safely"),
+        Hostile("avif-12000x12000", "photo.avif", avif_bomb(), refused_because="pixels, over the limit"),
+        Hostile("gif-65535x65535", "anim.gif", gif_bomb(), refused_because="too large to open safely"),
+        Hostile("jpeg2000-60000x60000", "scan.jp2", jpeg2000_bomb(), refused_because="too large to open safely"),
         Hostile("pdf-200x200-inch-page", "poster.pdf", pdf_page(14_400, 14_400),
                 refused_because="page 1 of 1 is too large (200 × 200 inches)"),
         Hostile("pdf-image-bomb", "brochure.pdf", pdf_image_bomb(),
@@ -181,6 +256,10 @@ def hostile_files() -> list[Hostile]:
         # Broken files.
         Hostile("truncated-png", "half.png", good_png[: len(good_png) // 2], refused_because="damaged or incomplete"),
         Hostile("truncated-pdf", "half.pdf", pdf_with_javascript()[:200], refused_because="damaged"),
+        Hostile("truncated-tiff", "fax.tiff", truncated_tiff(), refused_because="damaged or incomplete"),
+        Hostile("heic-bad-bytes", "IMG_0002.HEIC", heic_bad_bytes(), refused_because="IMG_0002.HEIC"),
+        # A PDF whose text layer is garbage: accepted, its page OCR'd (tests/unit/test_text_layer.py).
+        Hostile("pdf-garbage-text-layer", "statement.pdf", garbage_text_layer_pdf(), accepted_as="PDF"),
         Hostile("zero-bytes", "empty.png", b"", refused_because="empty"),
         # Hostile names on good files.
         Hostile("name-dot-dot", "../../../etc/cron.d/evil.png", good_png, accepted_as="PNG"),

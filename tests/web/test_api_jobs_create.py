@@ -104,7 +104,7 @@ def test_good_files_are_queued_and_bad_ones_listed(api, sent_tasks):
     assert [j["name"] for j in body["jobs"]] == ["good.png"]
     assert body["refused"] == [{"name": "notes.png", "code": "refused",
                                 "error": "notes.png: this is not an image ocrdash can read; send PNG, JPEG, WebP, "
-                                         "TIFF or BMP, or a PDF."}]
+                                         "TIFF, BMP, GIF, HEIF, AVIF, JPEG2000, or a PDF."}]
 
 
 def test_no_file_is_a_400_that_says_which_field(api, sent_tasks):
@@ -121,7 +121,7 @@ def test_no_file_is_a_400_that_says_which_field(api, sent_tasks):
     [
         ("notes.png", b"just some text", "not an image ocrdash can read"),
         ("empty.png", b"", "the file is empty"),
-        ("anim.gif", image_bytes("GIF"), "GIF images are not accepted"),
+        ("scan.ppm", image_bytes("PPM"), "PPM images are not accepted"),
         ("cut.png", image_bytes("PNG", (300, 300))[:200], "damaged or incomplete"),
     ],
 )

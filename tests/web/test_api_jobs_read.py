@@ -286,15 +286,15 @@ def test_it_sends_the_text_whatever_the_accept_header_says(api, done):
     assert response.status_code == 200 and response.content.startswith(b"Dear team")
 
 
-@pytest.mark.parametrize("fmt", ["pdf", "TXT", "docx", ""])
+@pytest.mark.parametrize("fmt", ["PDF", "TXT", "docx", ""])
 def test_an_unknown_format_is_a_400_listing_the_available_ones(api, done, fmt):
     response = api.get(f"/api/v1/jobs/{done.pk}/result", {"format": fmt})
 
     assert response.status_code == 400
     body = error_of(response)
     assert body["code"] == "unknown_format"
-    assert body["available"] == ["txt", "md", "md_nohf", "html", "json", "layout"]
-    assert "available: txt, md, md_nohf, html, json, layout" in body["error"]
+    assert body["available"] == ["txt", "md", "md_nohf", "html", "json", "layout", "pdf"]
+    assert "available: txt, md, md_nohf, html, json, layout, pdf" in body["error"]
 
 
 def test_the_markdown_result_has_each_line_as_a_paragraph(api, done):

@@ -45,10 +45,11 @@ def sent_events(monkeypatch):
     return seen
 
 
-def pdf_job(alice, data=None, mode="text") -> Job:
+def pdf_job(alice, data=None, mode="text", text_layer="ocr") -> Job:
+    """A PDF job, OCR'd by default (its pages have a text layer, which `auto` would read instead)."""
     data = data or three_pages()
     checked = check_upload("report.pdf", data, 10_000_000, 100_000_000, 50)
-    return create_job(alice, "report.pdf", data, checked, "multi", mode)
+    return create_job(alice, "report.pdf", data, checked, "multi", mode, text_layer=text_layer)
 
 
 def run(job) -> Job:

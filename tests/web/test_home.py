@@ -31,7 +31,10 @@ def test_it_states_the_upload_limits_from_settings(alice_client, settings):
 
     page = alice_client.get("/upload/").content.decode()
 
-    assert "up to 3.0 MB and 12,000,000 pixels each · PDFs up to 9 pages, read page by page · 7 files at once" in page
+    assert (
+        "up to 3.0 MB and 12,000,000 pixels each · PDFs and multi-page TIFFs up to 9 pages, read page by page · "
+        "7 files at once"
+    ) in page
 
 
 def test_it_offers_every_language_with_what_it_reads(alice_client, settings):

@@ -219,8 +219,8 @@ def text_part(body) -> dict:
             url="data:image/png;base64," + base64.b64encode(b"just text").decode())),
          "messages[0].content[0].image_url.url", "not an image ocrdash can read"),
         (broken(lambda b: image_part(b)["image_url"].update(
-            url="data:image/gif;base64," + base64.b64encode(image_bytes("GIF")).decode())),
-         "messages[0].content[0].image_url.url", "GIF images are not accepted"),
+            url="data:image/x-portable-pixmap;base64," + base64.b64encode(image_bytes("PPM")).decode())),
+         "messages[0].content[0].image_url.url", "PPM images are not accepted"),
         (broken(lambda b: b["messages"][0]["content"].pop(0)), "messages[0].content", "exactly one image"),
         (broken(lambda b: b["messages"][0]["content"].append(copy.deepcopy(image_part(b)))),
          "messages[0].content", "has 2"),

@@ -78,17 +78,17 @@ def test_it_refuses_bytes_that_are_not_an_image(refused, name, data):
     assert "not an image" in error
 
 
-def test_it_refuses_a_gif_although_it_is_a_valid_image(refused):
-    error = refused("anim.gif", image_bytes("GIF"), "image/gif")
+def test_it_refuses_an_image_format_it_does_not_read_and_names_those_it_does(refused):
+    error = refused("scan.ppm", image_bytes("PPM"), "image/x-portable-pixmap")
 
-    assert "GIF images are not accepted" in error
-    assert "PNG, JPEG, WebP, TIFF or BMP" in error
+    assert "PPM images are not accepted" in error
+    assert "PNG, JPEG, WebP, TIFF, BMP, GIF, HEIF, AVIF, JPEG2000, or a PDF" in error
 
 
-def test_it_refuses_a_gif_that_pretends_to_be_a_png(refused):
-    error = refused("scan.png", image_bytes("GIF"))
+def test_it_refuses_such_an_image_that_pretends_to_be_a_png(refused):
+    error = refused("scan.png", image_bytes("PPM"))
 
-    assert "GIF images are not accepted" in error
+    assert "PPM images are not accepted" in error
 
 
 def test_it_refuses_an_empty_file(refused):
@@ -255,13 +255,13 @@ def test_it_shows_each_refusal_as_a_message_after_a_form_post(post_upload, sent_
     response = post_upload(
         upload_file("good.png", image_bytes()),
         upload_file("empty.png", b""),
-        upload_file("anim.gif", image_bytes("GIF")),
+        upload_file("scan.ppm", image_bytes("PPM")),
         json=False,
     )
 
     assert response.status_code == 302
     page = alice_client.get(response["Location"]).content.decode()
     assert "empty.png: the file is empty." in page
-    assert "anim.gif: GIF images are not accepted" in page
+    assert "scan.ppm: PPM images are not accepted" in page
     assert "1 job(s) queued." in page
     assert Job.objects.count() == 1
