@@ -29,6 +29,7 @@ from core.dots import prompts
 from core.dots.resize import fit_for_model
 from core.modelfacts import DOTS_OCR
 from core.results import BackendError, JobCancelled, OcrResult
+from workers.backends.hf_generate import CHECK_EVERY
 from tests.fixtures.tiny_dots.build import REAL_SIZES, build_tiny_model, write_code_and_config
 from workers.backends.transformers_backend import (
     CpuBackend,
@@ -230,16 +231,16 @@ def test_the_cpu_backend_also_runs_in_bf16(tiny_model):
 
 def test_cancel_after_n_tokens_stops_generation(cpu, sent, tiny_model):
     # cancel() is asked once before the page, once before each of the tower's 2 blocks, then
-    # after every new token: saying yes on call 3 + 4 stops after 4 tokens of the 40 allowed.
-    cancel = Counter(at=3 + 4)
+    # every CHECK_EVERY new tokens (one host copy each): yes on call 3 + 2 stops after two looks.
+    cancel = Counter(at=3 + 2)
     try:
         cpu.load(plan_for(tiny_model, max_new_tokens=40))
         with pytest.raises(JobCancelled):
             cpu.ocr(page(), prompts.LAYOUT_ALL, cancel)
     finally:
         cpu.load(plan_for(tiny_model))
-    assert cancel.calls == 7
-    assert sent[0]["new_tokens"] == 4
+    assert cancel.calls == 5
+    assert sent[0]["new_tokens"] == 2 * CHECK_EVERY
 
 
 def test_cancel_before_the_page_runs_nothing(cpu, sent):
