@@ -158,7 +158,11 @@ def test_an_idle_24gb_card_runs_vllm_at_full_size_and_leaves_the_rest_to_others(
     assert plan.max_pixels == DOTS_OCR.max_pixels
     assert plan.max_model_len == 14_400 + 512 + 24_000
     assert plan.enforce_eager is False
-    assert plan.gpu_memory_utilization < 0.6
+    one_page = make_plan([card(24, 23.5)], PlannerSettings(max_pages_at_once=1))
+    assert one_page.gpu_memory_utilization < 0.6
+    # More pages at once only take what is left after the reserve for others.
+    assert plan.pages_at_once == 4
+    assert plan.gpu_memory_utilization * 24 * GiB <= 23.5 * GiB - PlannerSettings().reserve_for(24 * GiB)
     flags = plan.vllm_args()
     assert flags[flags.index("--max-model-len") + 1] == "38912"
     assert '{"min_pixels": 3136, "max_pixels": 11289600}' in flags
