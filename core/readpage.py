@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from core import backends
 from core.dots.parse import Element, ParsedPage, normalize_text, parse_output
-from core.loopguard import REPEATING, TIME_LIMIT, Stopped
 from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
+from core.loopguard import REPEATING, TIME_LIMIT, Stopped
 from core.results import OcrResult, TextLine
 
 

@@ -97,7 +97,8 @@ def page_watch(batch: int, cancel: CancelCheck, loop: LoopSettings, end_ids: set
 
         def _time_up(self) -> bool:
             return bool(loop.page_seconds) and any(
-                not e and g.stopped is None and g.check_time() is not None for g, e in zip(self.guards, self.ended)
+                not e and g.stopped is None and g.check_time() is not None
+                for g, e in zip(self.guards, self.ended, strict=True)
             )
 
     return PageWatch()
@@ -126,7 +127,7 @@ def generate_batch(
     from transformers import StoppingCriteriaList
 
     texts = []
-    for image, prompt in zip(images, prompts):
+    for image, prompt in zip(images, prompts, strict=True):
         messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}]
         texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     tokenizer = processor.tokenizer

@@ -65,9 +65,9 @@ from core import results
 from core.backends import CPU, TRANSFORMERS
 from core.dots import prompts
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
+from core.loopguard import LoopSettings
 from core.modelfacts import DOTS_OCR
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
-from core.loopguard import LoopSettings
 from workers.backends.base import OcrBackend
 from workers.backends.hf_generate import generate_batch
 from workers.backends.pagereading import DONE, FAILED, STARTED, PageEvent, PageInput
@@ -221,8 +221,7 @@ class TransformersBackend(OcrBackend):
         quantization = str(plan.get("quantization") or "bf16").lower()
         if quantization not in GPU_QUANTIZATIONS:
             raise BackendError(
-                f"The transformers backend loads dots.ocr as {', '.join(GPU_QUANTIZATIONS)}, "
-                f"not {quantization!r}."
+                f"The transformers backend loads dots.ocr as {', '.join(GPU_QUANTIZATIONS)}, not {quantization!r}."
             )
         if not torch.cuda.is_available():
             if quantization in ("int8", "nf4"):
@@ -239,8 +238,7 @@ class TransformersBackend(OcrBackend):
         index = int(plan.get("device_index") or 0)
         if index >= torch.cuda.device_count():
             raise BackendError(
-                f"The plan puts dots.ocr on GPU {index}, but the worker sees "
-                f"{torch.cuda.device_count()} GPU(s)."
+                f"The plan puts dots.ocr on GPU {index}, but the worker sees {torch.cuda.device_count()} GPU(s)."
             )
         default = "float16" if quantization == "fp16" else "bfloat16"
         dtype = _DTYPE_NAMES.get(str(plan.get("dtype") or default).lower())
@@ -337,22 +335,16 @@ class TransformersBackend(OcrBackend):
         except OSError as exc:
             raise _missing_model_error(source, exc) from exc
         except ImportError as exc:
-            raise BackendError(
-                f"Loading dots.ocr ({where}) needs a package that is not installed: {exc}"
-            ) from exc
+            raise BackendError(f"Loading dots.ocr ({where}) needs a package that is not installed: {exc}") from exc
         except (RuntimeError, ValueError) as exc:
             model = None
             self._free_memory()
             log.exception("dots.ocr failed to load")
-            raise BackendError(
-                f"dots.ocr ({where}) could not be loaded on {device}: {_first_line(exc)}"
-            ) from exc
+            raise BackendError(f"dots.ocr ({where}) could not be loaded on {device}: {_first_line(exc)}") from exc
 
         if out_of_memory is not None:
             self._free_memory()
-            raise OutOfMemory(
-                f"CUDA ran out of memory loading dots.ocr ({where}) on {device}: {out_of_memory}"
-            )
+            raise OutOfMemory(f"CUDA ran out of memory loading dots.ocr ({where}) on {device}: {out_of_memory}")
 
         report(2, "Loading the dots.ocr processor")
         try:
@@ -489,7 +481,7 @@ class TransformersBackend(OcrBackend):
                 for key, _ in batch:
                     yield PageEvent(FAILED, key, error=exc)
                 continue
-            for (key, _), result in zip(batch, results_):
+            for (key, _), result in zip(batch, results_, strict=True):
                 yield PageEvent(DONE, key, result=result)
 
     def _read_batch(
@@ -570,7 +562,7 @@ class TransformersBackend(OcrBackend):
         first = run.first_token_at
         peak = int(torch.cuda.max_memory_allocated(self._device)) if cuda else None
         out = []
-        for image, page, box, count in zip(images, run.pages, boxes, tokens):
+        for image, page, box, count in zip(images, run.pages, boxes, tokens, strict=True):
             grid = page.grid_thw
             decoding = first is not None and page.new_tokens > 1 and finished > first
             sent = [int(grid[2]) * 14, int(grid[1]) * 14]
@@ -635,9 +627,7 @@ class CpuBackend(TransformersBackend):
             )
         dtype = _DTYPE_NAMES.get(str(plan.get("dtype") or "float32").lower())
         if dtype not in ("float32", "bfloat16"):
-            raise BackendError(
-                f"The cpu backend runs dots.ocr in float32 or bfloat16, not {plan.get('dtype')!r}."
-            )
+            raise BackendError(f"The cpu backend runs dots.ocr in float32 or bfloat16, not {plan.get('dtype')!r}.")
         return "cpu", dtype, dtype
 
     def _label(self) -> str:
