@@ -84,10 +84,10 @@ class Stopped:
 class LoopGuard:
     """Feed it every new token of one page; `stopped` is set once the page should stop."""
 
-    def __init__(self, settings: LoopSettings | None = None, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, settings: LoopSettings | None = None, *, clock: Callable[[], float] | None = None):
         self.settings = settings or LoopSettings()
-        self._clock = clock
-        self._started = clock()
+        self._clock = clock or time.monotonic
+        self._started = self._clock()
         n = min(self.settings.ngram, max(1, self.settings.window // 2))
         self._periods = n if self.settings.window else 0
         self._recent: list[Hashable] = []

@@ -78,7 +78,6 @@ def page_watch(batch: int, cancel: CancelCheck, loop: LoopSettings, end_ids: set
                 self.cancelled = True
                 self.stop = torch.ones(batch, dtype=torch.bool, device=input_ids.device)
                 return self.stop
-            changed = False
             for row, tokens in enumerate(fresh):
                 guard = self.guards[row]
                 if self.ended[row] or guard.stopped is not None:
@@ -88,10 +87,9 @@ def page_watch(batch: int, cancel: CancelCheck, loop: LoopSettings, end_ids: set
                         self.ended[row] = True
                         tokens = tokens[:i]
                         break
-                if guard.feed(tokens) is not None or (not self.ended[row] and guard.check_time()):
-                    changed = True
-            if changed:
-                rows = [g.stopped is not None for g in self.guards]
+                guard.feed(tokens)
+            rows = [g.stopped is not None and not e for g, e in zip(self.guards, self.ended, strict=True)]
+            if any(rows):
                 self.stop = torch.tensor(rows, dtype=torch.bool, device=input_ids.device)
             return self.stop
 
