@@ -7,10 +7,13 @@ Qwen2-VL image processor and the processor's chat template. Only its sizes are s
 
 from __future__ import annotations
 
+import argparse
 import functools
 import gc
+import importlib.util
 import shutil
 import weakref
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -49,6 +52,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Both `num_logits_to_keep`:Future
 MAX_PIXELS = 300 * 28 * 28
 MAX_NEW_TOKENS = 6
 PIN = "0123456789abcdef0123456789abcdef01234567"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def never() -> bool:
@@ -409,18 +413,18 @@ def test_out_of_memory_halves_the_batch_and_tries_again(cpu, tiny_model, monkeyp
 
     def generate(**kwargs):
         sizes.append(int(kwargs["input_ids"].shape[0]))
-        if sizes[-1] > 2:
+        if sizes[-1] > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_generate(**kwargs)
 
     monkeypatch.setattr(cpu._model, "generate", generate)
-    cpu.load(plan_for(tiny_model, pages_at_once=4))
+    cpu.load(plan_for(tiny_model, pages_at_once=2, max_new_tokens=2))
     try:
-        events = list(cpu.read_pages(pages_of(4), prompts.TEXT_ONLY, never))
+        events = list(cpu.read_pages(pages_of(2), prompts.TEXT_ONLY, never))
     finally:
         cpu.load(plan_for(tiny_model))
-    assert sizes == [4, 2, 2]
-    assert sorted(e.key for e in events if e.kind == DONE) == [1, 2, 3, 4]
+    assert sizes == [2, 1, 1]
+    assert sorted(e.key for e in events if e.kind == DONE) == [1, 2]
 
 
 def looping(model, token_ids: list[int]):
@@ -471,13 +475,27 @@ def test_the_page_time_limit_stops_generation_in_transformers(cpu, tiny_model, s
 
 
 def test_fast_decoding_gives_the_same_tokens_as_the_plain_path(cpu, tiny_model, caplog):
-    cpu.load(plan_for(tiny_model, max_new_tokens=12))
+    cpu.load(plan_for(tiny_model, max_new_tokens=8))
     try:
         plain = cpu.ocr(page(), prompts.TEXT_ONLY, never)
-        cpu.load(plan_for(tiny_model, max_new_tokens=12, fast_decode=True))
+        cpu.load(plan_for(tiny_model, max_new_tokens=8, fast_decode=True))
         fast = cpu.ocr(page(), prompts.TEXT_ONLY, never)
     finally:
         cpu.load(plan_for(tiny_model))
     assert fast.text == plain.text and fast.details["new_tokens"] == plain.details["new_tokens"]
     # Where the static cache cannot run, the plain path ran and the reason was logged.
     assert fast.details["fast_decode"] or fast_decode_broken()
+
+
+def test_the_tiny_benchmark_batches_the_pages_and_keeps_their_order(cpu, tiny_model):
+    spec = importlib.util.spec_from_file_location("throughput_bench", ROOT / "bench" / "throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    try:
+        out = bench.transformers_run(
+            argparse.Namespace(batch=2), cpu, plan_for(tiny_model, max_new_tokens=3), [p for _, p in pages_of(2)], "cpu"
+        )
+    finally:
+        cpu.load(plan_for(tiny_model))
+    assert out["pages_at_once"] == 2 and out["order_kept"] and out["pages_with_the_same_text"] == 2
+    assert out["speedup"] > 0 and out["new_tokens_per_page"] == 3
