@@ -56,7 +56,10 @@ def parsed_page(result: OcrResult, backend: str, mode: str, original_size: Seque
     """The page a backend's answer stands for; boxes in the pixels of the page image."""
     if not backends.get(backend).runs_dots:  # the CPU text engine: lines, not dots.ocr's answer
         region = (result.details or {}).get("bbox_sent")
-        return from_lines(result.lines, result.text, mode, original_size, region)
+        page = from_lines(result.lines, result.text, mode, original_size, region)
+        if stopped_early(result) is not None:
+            page.warnings.insert(0, stopped_early(result).message)
+        return page
     details = result.details or {}
     sent = details.get("image_size_sent") or original_size
     stopped = stopped_early(result)
