@@ -10,7 +10,7 @@ is stopped and what came before is kept. A per-page time limit stops it the same
 The check is incremental and costs O(ngram) per token: for every period p ≤ ngram it keeps how
 many of the latest tokens equal the token p places before; the window is periodic with period p
 as soon as that run reaches window − p. Tokens are any hashable values (token ids in transformers,
-the streamed pieces of text from vLLM, which sends one per token).
+the streamed pieces of text from vLLM, which sends about one per token).
 """
 
 from __future__ import annotations

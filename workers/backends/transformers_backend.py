@@ -18,6 +18,9 @@ Plan keys read by `load()` (a planner plan's `as_json()` plus the model settings
   accelerate (see `TransformersBackend._load_kwargs`).
 - `max_pixels` (the largest image sent, derived by the planner from the memory left) and
   `max_new_tokens` (the output budget); `estimated_bytes` for `memory_estimate()`.
+- `pages_at_once` (the planner's batch size for `read_pages`), `loop_window`, `loop_ngram` and
+  `page_time_limit` (the loop guard, core/loopguard.py), `fast_decode` (a static KV cache with
+  torch.compile, workers/backends/hf_generate.py).
 
 Three facts about dots.ocr's remote code that shape this module:
 
