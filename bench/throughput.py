@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.backends import CPU, TRANSFORMERS, VLLM  # noqa: E402
 from core.dots.prompts import LAYOUT_ALL, TEXT_ONLY  # noqa: E402
 from core.modelfacts import BF16, DOTS_OCR  # noqa: E402
 
@@ -144,7 +145,7 @@ def run_tiny(args) -> dict:
         folder = build_tiny_model(Path(tmp) / "tiny_dots")
         backend = CpuBackend()
         plan = {
-            "backend": "cpu",
+            "backend": CPU.name,
             "model": str(folder),
             "dtype": "float32",
             "max_pixels": 448 * 448,
@@ -188,7 +189,7 @@ def run_gpu(args) -> dict:
         folder = build_tiny_model(Path(tmp) / "dots", sizes=sizes, device="cuda")
         backend = TransformersBackend()
         plan = {
-            "backend": "transformers",
+            "backend": TRANSFORMERS.name,
             "model": str(folder),
             "quantization": args.quantization,
             "device_index": 0,
@@ -222,7 +223,7 @@ def run_vllm_double(args) -> dict:
     from tests.doubles.openai_server import OpenAIServer
     from workers.backends.vllm.backend import VllmBackend
 
-    settings = PlannerSettings(backend="vllm", vllm_external=True, max_pages_at_once=args.batch or 4)
+    settings = PlannerSettings(backend=VLLM.name, vllm_external=True, max_pages_at_once=args.batch or 4)
     plan = make_plan(None, settings).as_json()
     pages = page_images(args.pages, (448, 448))
     # Each answer names the page it was asked about (its size differs per page), so the order of
