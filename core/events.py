@@ -53,7 +53,9 @@ class JobStatus(TypedDict):
     mode: str  # core.dots.prompts.MODES
     page: int | None  # the page being read (1-based); null unless running
     pages: int  # the job's page count (1 for an image)
-    eta_seconds: float | None  # time left for the pages not done, from those done; null unless running
+    pages_done: int  # pages ended (read or failed)
+    pages_running: int  # pages being read now (several at once on vLLM and batched transformers)
+    eta_seconds: float | None  # time left for the pages not done, at the rate measured; null unless running
     reused_from: int | None  # the job whose result it took instead of running
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from core import backends
 from core.dots.parse import Element, ParsedPage, normalize_text, parse_output
 from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
+from core.loopguard import REPEATING, TIME_LIMIT, Stopped
 from core.results import OcrResult, TextLine
 
 
@@ -55,14 +56,30 @@ def parsed_page(result: OcrResult, backend: str, mode: str, original_size: Seque
     """The page a backend's answer stands for; boxes in the pixels of the page image."""
     if not backends.get(backend).runs_dots:  # the CPU text engine: lines, not dots.ocr's answer
         region = (result.details or {}).get("bbox_sent")
-        return from_lines(result.lines, result.text, mode, original_size, region)
+        page = from_lines(result.lines, result.text, mode, original_size, region)
+        if stopped_early(result) is not None:
+            page.warnings.insert(0, stopped_early(result).message)
+        return page
     details = result.details or {}
     sent = details.get("image_size_sent") or original_size
-    return parse_output(
+    stopped = stopped_early(result)
+    page = parse_output(
         result.raw or result.text,
         mode,
         sent_size=sent,
         original_size=original_size,
         grounding_box=details.get("bbox_sent"),
-        hit_token_limit=bool(details.get("hit_token_limit") or details.get("truncated")),
+        # A page stopped by the loop guard ends mid-answer, as one cut at the token limit.
+        hit_token_limit=bool(details.get("hit_token_limit") or details.get("truncated") or stopped),
     )
+    if stopped is not None:
+        page.warnings.insert(0, stopped.message)
+    return page
+
+
+def stopped_early(result: OcrResult) -> Stopped | None:
+    """The loop guard's stop recorded by the backend (core/loopguard.py), if the page was stopped."""
+    data = (result.details or {}).get("stopped")
+    if not isinstance(data, dict) or data.get("reason") not in (REPEATING, TIME_LIMIT):
+        return None
+    return Stopped(data["reason"], int(data.get("tokens") or 0), data.get("period"), data.get("seconds"))

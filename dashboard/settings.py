@@ -15,9 +15,7 @@ from dashboard.private_files import create_private_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DATA_DIR = env_path(
-    "DATA_DIR", BASE_DIR / "data", "Folder for the SQLite database, uploads and models.", "./data"
-)
+DATA_DIR = env_path("DATA_DIR", BASE_DIR / "data", "Folder for the SQLite database, uploads and models.", "./data")
 DEBUG = env_bool("DEBUG", False, "Django debug pages. Never in production.")
 
 
@@ -34,9 +32,7 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = env_list(
-    "ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"], "Host names the server answers to."
-)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"], "Host names the server answers to.")
 CSRF_TRUSTED_ORIGINS = env_list(
     "CSRF_TRUSTED_ORIGINS", [], "Origins (https://host) allowed to post forms, behind a proxy."
 )
@@ -71,16 +67,14 @@ _hsts_seconds = env_int(
     "With HTTPS: how long browsers must use https only (HSTS), in seconds; 0 turns it off. Try 3600 first.",
     0,
 )
-_hsts_subdomains = env_bool(
-    "SECURE_HSTS_INCLUDE_SUBDOMAINS", False, "With HTTPS: HSTS covers every subdomain too."
-)
+_hsts_subdomains = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False, "With HTTPS: HSTS covers every subdomain too.")
 _hsts_preload = env_bool(
     "SECURE_HSTS_PRELOAD", False, "With HTTPS: allow browsers to preload HSTS for the domain (hard to undo)."
 )
 
 
 def _proxy_header(value: str) -> tuple[str, str]:
-    """"X-Forwarded-Proto:https" (or "=") → ("HTTP_X_FORWARDED_PROTO", "https")."""
+    """ "X-Forwarded-Proto:https" (or "=") → ("HTTP_X_FORWARDED_PROTO", "https")."""
     name, sep, expected = value.replace("=", ":", 1).partition(":")
     name, expected = name.strip(), expected.strip()
     if not sep or not name or not expected or " " in name:
@@ -238,9 +232,7 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_TASK_DEFAULT_QUEUE = "gpu"
 CELERY_TASK_ROUTES = {"workers.tasks.*": {"queue": "gpu"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-JOB_TIME_LIMIT = env_int(
-    "JOB_TIME_LIMIT", 3600, "Seconds one job may run before it is stopped and marked failed.", 10
-)
+JOB_TIME_LIMIT = env_int("JOB_TIME_LIMIT", 3600, "Seconds one job may run before it is stopped and marked failed.", 10)
 JOB_RETRIES = env_int(
     "JOB_RETRIES",
     1,
@@ -387,9 +379,7 @@ DATA_UPLOAD_MAX_NUMBER_FILES = MAX_FILES_PER_UPLOAD + 50
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # OCR engine.
-OCRDASH_MODEL_DIR = env_path(
-    "MODEL_DIR", DATA_DIR / "models", "Folder for downloaded models.", "DATA_DIR/models"
-)
+OCRDASH_MODEL_DIR = env_path("MODEL_DIR", DATA_DIR / "models", "Folder for downloaded models.", "DATA_DIR/models")
 OCRDASH_OCR_LANGUAGE = env_str(
     "OCR_LANGUAGE",
     "multi",
@@ -404,10 +394,36 @@ BACKEND_IDLE_UNLOAD = env_int(
     "BACKEND_IDLE_UNLOAD", 600, "Seconds a loaded model may sit idle before the worker unloads it (0: never).", 0
 )
 
-# The GPU.
-GPU_INDEX = env_int(
-    "GPU_INDEX", 0, "NVML index of the GPU this worker plans for and measures (one worker per GPU).", 0
+# Throughput and the loop guard (core/loopguard.py, core/planner/).
+MAX_PAGES_AT_ONCE = env_int(
+    "MAX_PAGES_AT_ONCE",
+    4,
+    "Most pages of one document read at the same time (vLLM requests in flight, transformers batch); "
+    "the planner takes fewer when the memory holds fewer.",
+    1,
 )
+LOOP_WINDOW = env_int(
+    "LOOP_WINDOW",
+    400,
+    "A page whose last this-many output tokens are one piece repeated is stopped early, its text kept (0: never).",
+    0,
+)
+LOOP_NGRAM = env_int(
+    "LOOP_NGRAM", 100, "Longest repeating piece, in tokens, the loop guard looks for (at most half the window).", 1
+)
+PAGE_TIME_LIMIT = env_int(
+    "PAGE_TIME_LIMIT", 0, "Seconds one page may take before it is stopped, its text so far kept (0: no limit).", 0
+)
+FAST_DECODE = env_bool(
+    "FAST_DECODE",
+    False,
+    "transformers backend: a static KV cache and torch.compile for decoding (falls back, logged, where it cannot).",
+)
+if LOOP_WINDOW and LOOP_NGRAM * 2 > LOOP_WINDOW:
+    raise ConfigError(f"{PREFIX}LOOP_NGRAM={LOOP_NGRAM} must be at most half of {PREFIX}LOOP_WINDOW={LOOP_WINDOW}")
+
+# The GPU.
+GPU_INDEX = env_int("GPU_INDEX", 0, "NVML index of the GPU this worker plans for and measures (one worker per GPU).", 0)
 
 LOG_FORMAT = env_str(
     "LOG_FORMAT",

@@ -115,6 +115,7 @@ def planner_settings(cfg: BackendSettings) -> PlannerSettings:
         reserve_fraction=cfg.reserve_percent / 100,
         max_pixels=cfg.max_pixels,
         max_new_tokens=cfg.max_new_tokens,
+        max_pages_at_once=settings.MAX_PAGES_AT_ONCE,
         in_process_unavailable=in_process_unavailable(cfg),
     )
 
@@ -158,6 +159,8 @@ def load_args(plan: Plan, cfg: BackendSettings, language: str) -> dict:
         # Docker names host GPUs by NVML index; torch inside this process by CUDA ordinal.
         device_index=cuda_ordinal(nvml_index) if spec.in_worker else nvml_index,
         allow_download=False,  # fetch_model downloads; a job never waits for 6 GB
+        **loop_args(),
+        fast_decode=settings.FAST_DECODE,
     )
     if spec.needs_server and vllm_url(cfg):
         args["vllm_url"] = vllm_url(cfg)
@@ -177,8 +180,18 @@ def cuda_ordinal(nvml_index: int, visible: str | None = None) -> int:
     return 0  # listed by UUID: the worker is pinned to one GPU, which CUDA calls 0
 
 
+def loop_args() -> dict:
+    """The loop guard's settings (core/loopguard.py) as every backend's load() reads them."""
+    return {
+        "loop_window": settings.LOOP_WINDOW,
+        "loop_ngram": settings.LOOP_NGRAM,
+        "page_time_limit": settings.PAGE_TIME_LIMIT,
+    }
+
+
 def rapidocr_args(language: str) -> dict:
     return {
+        **loop_args(),
         "backend": RAPIDOCR.name,
         "language": language or settings.OCRDASH_OCR_LANGUAGE,
         "model_dir": str(settings.OCRDASH_MODEL_DIR),

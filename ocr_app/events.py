@@ -55,20 +55,36 @@ def job_payload(job: Job, queue_position: int | None = None) -> JobStatus:
         "mode": job.mode,
         "page": job.current_page if job.state == jobstate.RUNNING else None,
         "pages": job.page_count,
-        "eta_seconds": _eta_seconds(job),
+        **_page_counts(job),
         "reused_from": job.reused_from_id,
     }
 
 
-def _eta_seconds(job: Job) -> float | None:
-    if job.state != jobstate.RUNNING or job.pk is None:
-        return None
-    rows = list(Page.objects.filter(job_id=job.pk).values_list("state", "seconds"))
-    done = [seconds for state, seconds in rows if state in (Page.SUCCEEDED, Page.FAILED) and seconds is not None]
-    if not done:
-        return None
-    left = sum(1 for state, _ in rows if state not in (Page.SUCCEEDED, Page.FAILED))
-    return round(sum(done) / len(done) * left, 1)
+def _page_counts(job: Job) -> dict:
+    """Pages done and running, and the time left at the rate measured so far. Pages run several at
+    once, so the rate is the pages ended per second since the first of this run started (not the
+    mean seconds of one page, which would count the pages in parallel as if in a row)."""
+    counts = {"pages_done": 0, "pages_running": 0, "eta_seconds": None}
+    if job.pk is None:
+        return counts
+    rows = list(Page.objects.filter(job_id=job.pk).values_list("state", "started_at", "finished_at", "seconds"))
+    ended = [(s, f, sec) for state, s, f, sec in rows if state in (Page.SUCCEEDED, Page.FAILED)]
+    counts["pages_done"] = len(ended)
+    counts["pages_running"] = sum(1 for row in rows if row[0] == Page.RUNNING)
+    if job.state != jobstate.RUNNING or not ended:
+        return counts
+    left = sum(1 for row in rows if row[0] not in (Page.SUCCEEDED, Page.FAILED))
+    # This attempt's pages only: a retried job keeps the pages an earlier attempt read.
+    since = job.started_at
+    mine = [f for s, f, _ in ended if since and s and f and s >= since]
+    begun = [row[1] for row in rows if since and row[1] and row[1] >= since]
+    if mine and begun and max(mine) > min(begun):
+        counts["eta_seconds"] = round(left * (max(mine) - min(begun)).total_seconds() / len(mine), 1)
+        return counts
+    seconds = [sec for _, _, sec in ended if sec is not None]  # pages without times: their own seconds
+    if seconds:
+        counts["eta_seconds"] = round(sum(seconds) / len(seconds) * left, 1)
+    return counts
 
 
 def _send(event_type: str, body: dict) -> None:

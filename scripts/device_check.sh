@@ -38,4 +38,14 @@ FREE=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits -i 0 | h
 HOLD=$(( FREE / 1024 - 8 ))
 [ "$HOLD" -gt 1 ] && timeout ${HELD_S:-160} $PY bench/backends.py --real-size --backends transformers --runs 2 \
   --max-new-tokens 64 --hold-gib "$HOLD" 2>&1 | tee "$OUT/backends-held.log"
+step "throughput: batch 1 vs batched, tokens/s beside the bandwidth bound (bench/throughput.py --gpu)"
+# One JSON line per precision in $OUT/throughput.jsonl: serial (batch 1) and --batch pages at once,
+# tokens_per_s at batch 1, bandwidth_bound_tokens_per_s and their ratio; then bf16 with fast decoding.
+: > "$OUT/throughput.jsonl"
+for Q in bf16 int8 nf4; do
+  timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization "$Q" --pages 4 --batch 4 \
+    --max-new-tokens 64 --json 2>>"$OUT/throughput.log" | tee -a "$OUT/throughput.jsonl"
+done
+timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization bf16 --pages 4 --batch 4 \
+  --max-new-tokens 64 --fast-decode --json 2>>"$OUT/throughput.log" | tee -a "$OUT/throughput.jsonl"
 echo; echo "logs in $OUT"

@@ -32,14 +32,18 @@ from core.dots.prompts import GROUNDING, TEXT_ONLY
 from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused
 from core.planner import Plan, PlanRefused, replan_after_oom
+from core.prefetch import ahead
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from core.results import BackendError, JobCancelled, OutOfMemory
 from ocr_app import backendconfig, delivery, events, files, livestate, pageimages, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
+from workers.backends.pagereading import DONE, STARTED
 from workers.holder import BackendHolder, Choice
 
 log = logging.getLogger(__name__)
 
+# Document pages rendered ahead of the page the backend takes next (on a CPU thread).
+RENDER_AHEAD = 2
 # The cancel flag is read from the database at most this often while a job runs.
 CANCEL_POLL_SECONDS = 1.0
 # The worker's main process: the pool processes' parent (set in each pool process as it starts;
@@ -255,54 +259,197 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
 
 
 def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int | None]:
-    """Read the pages that have not succeeded yet, in order. A page that fails is recorded and
-    the next one runs; a cancel stops between pages (and inside a page, at the backend's next check).
-    Returns the choice the last page ran on and the highest GPU peak a backend reported."""
+    """Read the pages that have not succeeded yet, several at once where the plan says so
+    (`pages_at_once`): each page is stored and shown as soon as it ends, in whatever order they
+    end. A page that fails is recorded and the others go on; a cancel aborts every page in flight.
+    After CUDA runs out of memory the pages not read yet go on with the next plan
+    (_next_choice_after_oom). Returns the choice the last pages ran on and the highest GPU peak a
+    backend reported."""
     pages = _pages_of(job)
+    by_number = {p.number: p for p in pages}
     total = len(pages)
-    doc_data: bytes | None = None
     engine_peak: int | None = None
+    doc_data: bytes | None = None
+    if job.is_document:
+        with job.upload.open("rb") as fh:
+            doc_data = fh.read()
     if pageimages.first_frame_only(job):
         notes.append("Only the first frame of this animated GIF was read.")
+    _read_text_layer_pages(job, pages, doc_data)
+    region = job.region if job.mode == GROUNDING else None
+    held = holder()
+    while True:
+        todo = [p.number for p in pages if p.state not in (Page.SUCCEEDED, Page.FAILED)]
+        if not todo:
+            return choice, engine_peak
+        if Job.objects.filter(pk=job.pk, state=jobstate.CANCELLED).exists():
+            raise JobCancelled()
+        started: dict[int, float] = {}
+        source = _PageSource(job, [by_number[n] for n in todo], doc_data)
+        try:
+            backend = held.ensure(choice, _Progress(job))
+            if job.message:
+                job.message = ""
+            for event in backend.read_pages(source, job.mode, _CancelFlag(job.pk), bbox=region):
+                page = by_number[event.key]
+                if event.kind == STARTED:
+                    started[page.number] = time.monotonic()
+                    _page_started(job, page, pages)
+                    continue
+                since = started.pop(page.number, time.monotonic())
+                if event.kind == DONE:
+                    _page_succeeded(job, page, event.result, choice, source.images.pop(page.number), since, total)
+                    reported = (event.result.details or {}).get("peak_gpu_bytes")
+                    if isinstance(reported, int):
+                        engine_peak = max(engine_peak or 0, reported)
+                else:
+                    source.images.pop(page.number, None)
+                    _page_failed(page, _page_error(event.error, notes), since)
+                _publish_progress(job, pages, total)
+        except (JobCancelled, SoftTimeLimitExceeded):
+            raise
+        except BackendError as exc:
+            if not _is_out_of_memory(exc) or choice.plan is None:
+                _fail_in_flight(job, pages, started, str(exc))
+                continue
+            _back_to_pending(job, pages, started)
+            try:
+                choice = _next_choice_after_oom(job, choice, notes)
+            except PlanRefused as refused:
+                for number in todo:
+                    if by_number[number].state != Page.SUCCEEDED:
+                        _page_failed(by_number[number], " ".join([*notes, *refused.reasons]), time.monotonic())
+                _publish_progress(job, pages, total)
+                return choice, engine_peak
+        except Exception as exc:  # the other pages (and the worker) must go on, whatever happened
+            log.exception("job %s failed on pages %s", job.pk, sorted(started))
+            _fail_in_flight(
+                job,
+                pages,
+                started,
+                f"The OCR engine failed ({type(exc).__name__}: {exc}). Your upload is kept; "
+                "try again, and tell an administrator if it keeps failing.",
+            )
+        finally:
+            source.close()
+
+
+class _PageSource:
+    """The job's pages as the backend reads them: `(number, image)` in order, document pages rendered
+    ahead on a CPU thread (core/prefetch.py) and stored here, in the worker's thread, as each is
+    taken. A page that cannot be made comes as its exception. `images` keeps each page image
+    until its result is stored (its size goes with the result)."""
+
+    def __init__(self, job: Job, pages: list[Page], doc_data: bytes | None):
+        self.job, self.images = job, {}
+        self._document = job.is_document
+        # Two pages ahead: the next batch's first pages are ready when a slot frees.
+        numbers = [p.number for p in pages]
+        self._rendered = ahead(_renders(job.image_format, doc_data, numbers, job.original_name), RENDER_AHEAD)
+        self._pages = self._each(pages)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._pages)
+
+    def _each(self, pages: list[Page]):
+        for page in pages:
+            # Asked of the database before each page (the backend's own check is rate-limited).
+            if Job.objects.filter(pk=self.job.pk, state=jobstate.CANCELLED).exists():
+                raise JobCancelled()
+            try:
+                image = self._image(page)
+            except (BackendError, documents.PageRefused) as exc:
+                yield page.number, exc
+                continue
+            except OSError as exc:
+                yield page.number, BackendError(f"The page image could not be read: {exc}")
+                continue
+            self.images[page.number] = image
+            yield page.number, image
+
+    def _image(self, page: Page) -> Image.Image:
+        if not self._document:
+            image = pageimages.open_page_image(self.job, page.number)
+            page.width, page.height = image.size
+            return image
+        _, rendered = next(self._rendered)
+        if isinstance(rendered, BaseException):
+            raise rendered
+        image, dpi = rendered
+        _store_rendered(page, image, dpi)
+        return image
+
+    def close(self) -> None:
+        self._pages.close()
+        self._rendered.close()
+
+
+def _renders(image_format: str, doc_data: bytes | None, numbers: list[int], name: str):
+    """(number, (image, dpi) or the exception) for each document page: pure rendering, run ahead."""
+    if doc_data is None:
+        return
+    for number in numbers:
+        try:
+            yield number, documents.render_page(image_format, doc_data, number - 1, name=name)
+        except documents.PageRefused as exc:
+            yield number, exc
+
+
+def _read_text_layer_pages(job: Job, pages: list[Page], doc_data: bytes | None) -> None:
+    """The PDF pages this job reads from their own text layer (core/textlayer.py), read here in
+    milliseconds: no backend is asked, or loaded, for them. A page whose layer gives no line goes
+    to the backend with the others."""
+    if job.image_format != documents.PDF or doc_data is None:
+        return
     for page in pages:
-        if page.state == Page.SUCCEEDED:
+        if page.state in (Page.SUCCEEDED, Page.FAILED):
+            continue
+        if not textlayer.reads_text_layer(job.text_layer, page.kind, job.mode == TEXT_ONLY):
             continue
         if Job.objects.filter(pk=job.pk, state=jobstate.CANCELLED).exists():
             raise JobCancelled()
-        _page_started(job, page, total)
-        started = time.monotonic()
-        page_notes = len(notes)
+        since = time.monotonic()
         try:
-            if job.is_document and doc_data is None:
-                with job.upload.open("rb") as fh:
-                    doc_data = fh.read()
-            image = _page_image(job, page, doc_data)
-            from_layer = _text_layer_page(job, page, doc_data, image)
-            if from_layer is None:
-                result, choice = _run_with_fallback(job, choice, image, notes)
-            else:
-                result = from_layer[0]
-        except (JobCancelled, SoftTimeLimitExceeded):
-            raise
-        except PlanRefused as refused:
-            _page_failed(page, " ".join([*notes[page_notes:], *refused.reasons]), started)
-        except (BackendError, documents.PageRefused) as exc:
-            _page_failed(page, " ".join([*notes[page_notes:], str(exc)]), started)
-        except Exception as exc:  # the next page (and the worker) must go on, whatever happened
-            log.exception("job %s page %s failed", job.pk, page.number)
-            _page_failed(
-                page,
-                f"The OCR engine failed ({type(exc).__name__}: {exc}). Your upload is kept; "
-                "try again, and tell an administrator if it keeps failing.",
-                started,
-            )
-        else:
-            _page_succeeded(job, page, result, choice, image, started, total, from_layer)
-            reported = (result.details or {}).get("peak_gpu_bytes")
-            if isinstance(reported, int):
-                engine_peak = max(engine_peak or 0, reported)
-        _publish_progress(job, pages, total)
-    return choice, engine_peak
+            image, dpi = documents.render_page(job.image_format, doc_data, page.number - 1, name=job.original_name)
+            lines = textlayer.read_lines(doc_data, page.number - 1, image.size, name=job.original_name)
+        except (documents.PageRefused, PdfRefused):
+            continue  # the backend's pass meets the page again and says why it cannot be read
+        if not lines:
+            continue
+        _store_rendered(page, image, dpi)
+        result = textlayer.as_result(lines)
+        parsed = readpage.from_lines(result.lines, result.text, job.mode, image.size)
+        _page_started(job, page, pages)
+        _page_succeeded(job, page, result, None, image, since, len(pages), (result, parsed))
+        _publish_progress(job, pages, len(pages))
+
+
+def _page_error(error: BaseException | None, notes: list[str]) -> str:
+    if isinstance(error, PlanRefused):
+        return " ".join([*notes, *error.reasons])
+    return str(error)
+
+
+def _fail_in_flight(job: Job, pages: list[Page], started: dict[int, float], message: str) -> None:
+    """The pages in flight fail with `message`; with none in flight (the backend failed before a
+    page started: it would fail again) every page not read yet fails."""
+    now = time.monotonic()
+    for page in pages:
+        if page.number in started or (not started and page.state not in (Page.SUCCEEDED, Page.FAILED)):
+            _page_failed(page, message, started.get(page.number, now))
+    started.clear()
+    _publish_progress(job, pages, len(pages))
+
+
+def _back_to_pending(job: Job, pages: list[Page], started: dict[int, float]) -> None:
+    for page in pages:
+        if page.number in started:
+            page.state, page.started_at = Page.PENDING, None
+            page.save(update_fields=["state", "started_at"])
+    started.clear()
 
 
 def _pages_of(job: Job) -> list[Page]:
@@ -314,12 +461,8 @@ def _pages_of(job: Job) -> list[Page]:
     return pages
 
 
-def _page_image(job: Job, page: Page, doc_data: bytes | None) -> Image.Image:
-    if not job.is_document:
-        image = pageimages.open_page_image(job, page.number)
-        page.width, page.height = image.size
-        return image
-    image, dpi = documents.render_page(job.image_format, doc_data or b"", page.number - 1, name=job.original_name)
+def _store_rendered(page: Page, image: Image.Image, dpi) -> None:
+    """A rendered document page's image, stored for the page view."""
     out = io.BytesIO()
     image.save(out, "PNG")
     # A new file each time: the old one may be another job's too (a reused result); it is deleted
@@ -330,31 +473,19 @@ def _page_image(job: Job, page: Page, doc_data: bytes | None) -> Image.Image:
     page.save(update_fields=["image", "width", "height", "dpi"])
     if old and old != page.image.name:
         files.delete_unreferenced(old, storage=page.image.storage)
-    return image
 
 
-def _text_layer_page(job: Job, page: Page, doc_data: bytes | None, image: Image.Image):
-    """A PDF page read from its own text layer, as (result, parsed page), when the job's choice and
-    the page's kind say so (core/textlayer.py); None: the page is OCR'd."""
-    if job.image_format != documents.PDF or not textlayer.reads_text_layer(
-        job.text_layer, page.kind, job.mode == TEXT_ONLY
-    ):
-        return None
-    try:
-        lines = textlayer.read_lines(doc_data or b"", page.number - 1, image.size, name=job.original_name)
-    except PdfRefused:
-        lines = []  # the page rendered, so OCR can still read it
-    if not lines:
-        return None
-    result = textlayer.as_result(lines)
-    return result, readpage.from_lines(result.lines, result.text, job.mode, image.size)
-
-
-def _page_started(job: Job, page: Page, total: int) -> None:
+def _page_started(job: Job, page: Page, pages: list[Page]) -> None:
     page.state, page.started_at, page.finished_at, page.message = Page.RUNNING, timezone.now(), None, ""
     page.save(update_fields=["state", "started_at", "finished_at", "message"])
-    _this_attempt(job).update(current_page=page.number)
-    job.current_page = page.number
+    _show_current(job, pages)
+
+
+def _show_current(job: Job, pages: list[Page]) -> None:
+    """The job's current page is the first one running (the others are counted in the events)."""
+    running = [p.number for p in pages if p.state == Page.RUNNING]
+    job.current_page = min(running) if running else None
+    _this_attempt(job).update(current_page=job.current_page)
     events.publish_job(job)
 
 
@@ -365,8 +496,17 @@ def _page_failed(page: Page, message: str, started: float) -> None:
 
 
 def _page_succeeded(
-    job: Job, page: Page, result, choice: Choice, image: Image.Image, started: float, total: int, text_layer=None
+    job: Job,
+    page: Page,
+    result,
+    choice: Choice | None,
+    image: Image.Image,
+    started: float,
+    total: int,
+    text_layer=None,
 ) -> None:
+    """`text_layer`: (result, parsed page) of a page read from its PDF text layer; else the
+    backend's answer is parsed here."""
     if text_layer is not None:
         result, parsed = text_layer
         page.source = textlayer.TEXT_LAYER
@@ -392,7 +532,7 @@ def _publish_progress(job: Job, pages: list[Page], total: int) -> None:
     done = sum(1 for p in pages if p.state in (Page.SUCCEEDED, Page.FAILED))
     job.progress = done / total if total else 1.0
     _this_attempt(job).update(progress=job.progress)
-    events.publish_job(job)
+    _show_current(job, pages)
 
 
 def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, notes: list[str]) -> str:
@@ -491,28 +631,20 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, OutOfMemory) or bool(getattr(exc, "out_of_memory", False))
 
 
-def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
-    """Run the page; after CUDA runs out of memory, retry once smaller, then the next backend
-    in the plan's order, each planned against the GPU as it is at that moment."""
+def _next_choice_after_oom(job: Job, choice: Choice, notes: list[str]) -> Choice:
+    """CUDA ran out of memory under `choice`: unload, then plan again against the GPU as it is
+    now (once smaller on the same backend, then the next in the plan's order; PlanRefused when
+    nothing is left). The pages not read yet go on with it."""
     held = holder()
-    while True:
-        backend = held.ensure(choice, _Progress(job))
-        if job.message:
-            job.message = ""
-        try:
-            region = job.region if job.mode == GROUNDING else None
-            return backend.ocr(page, job.mode, _CancelFlag(job.pk), bbox=region), choice
-        except BackendError as exc:
-            if not _is_out_of_memory(exc) or choice.plan is None:
-                raise
-            held.unload("CUDA ran out of memory")
-            next_plan = replan_after_oom(choice.plan, held.read_gpu())
-            notes.append(f"{choice.plan.label} ran out of GPU memory; {next_plan.reasons[0]}")
-            cfg = BackendSettings.load()
-            choice = _choice_of(next_plan, cfg, job.language, choice.stamp)
-            _this_attempt(job).update(message=notes[-1], backend=choice.args["backend"])
-            job.message = notes[-1]
-            events.publish_job(job)
+    held.unload("CUDA ran out of memory")
+    next_plan = replan_after_oom(choice.plan, held.read_gpu())
+    notes.append(f"{choice.plan.label} ran out of GPU memory; {next_plan.reasons[0]}")
+    cfg = BackendSettings.load()
+    choice = _choice_of(next_plan, cfg, job.language, choice.stamp)
+    _this_attempt(job).update(message=notes[-1], backend=choice.args["backend"])
+    job.message = notes[-1]
+    events.publish_job(job)
+    return choice
 
 
 @shared_task(name=UNLOAD_BACKEND_TASK, bind=True)

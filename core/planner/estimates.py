@@ -135,6 +135,8 @@ def _vllm_estimate(device: Device, tokens: int, variant: Variant, settings: Plan
             "max_num_batched_tokens": batched,
             "enforce_eager": enforce_eager,
             "kv_cache_bytes": kv,
+            # What one more page in flight costs: a whole sequence of KV cache.
+            "per_page_bytes": f.kv_cache_bytes(kv_tokens // seqs),
             "quantization": "fp8" if variant.weights == "fp8" else None,
             "dtype": _gpu_dtype(device),
         },
@@ -174,6 +176,8 @@ def _transformers_estimate(device: Device, tokens: int, variant: Variant, settin
             "quantization": quantization,
             "dtype": dtype,
             "max_memory": {device.index: max(weights, budget - need + weights)},
+            # One more page in the batch: its vision activations, or its prefill and whole KV cache.
+            "per_page_bytes": activations - dequant,
         },
     )
 
@@ -195,7 +199,7 @@ def _cpu_estimate(device: Device | None, tokens: int, variant: Variant, settings
         need_bytes=need,
         budget_bytes=budget,
         parts={"weights": weights, "activations": activations, "kv_cache": kv, "runtime": CPU_RUNTIME_BYTES},
-        params={"quantization": None, "dtype": "float32"},
+        params={"quantization": None, "dtype": "float32", "per_page_bytes": activations},
     )
 
 

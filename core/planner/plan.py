@@ -86,8 +86,13 @@ class PlannerSettings:
     max_pixels: int = DOTS_OCR.max_pixels
     min_pixels: int = MIN_USEFUL_PIXELS
     max_new_tokens: int = DOTS_OCR.default_max_new_tokens
-    # Pages are sent one at a time by the worker; more sequences only cost KV cache.
+    # The KV cache vLLM is started with holds this many whole pages (the planner raises it to as
+    # many pages at once as the memory left holds, up to max_pages_at_once).
     vllm_max_num_seqs: int = 1
+    # The most pages of one document read at the same time (vLLM requests in flight, transformers
+    # batch size); the planner picks the largest number the memory holds up to this. Each page
+    # reserves its whole output budget of KV cache, so the default stays modest: the GPU is shared.
+    max_pages_at_once: int = 4
     # Why dots.ocr cannot run inside the worker (torch/transformers not installed, weights not
     # downloaded), in words; None when it can. Rules out the transformers and CPU paths.
     in_process_unavailable: str | None = None
@@ -104,6 +109,8 @@ class PlannerSettings:
             raise ValueError("max_new_tokens must be at least 1")
         if self.vllm_max_num_seqs < 1:
             raise ValueError("vllm_max_num_seqs must be at least 1")
+        if self.max_pages_at_once < 1:
+            raise ValueError("max_pages_at_once must be at least 1")
         if self.reserve_bytes < 0 or not 0 <= self.reserve_fraction < 1:
             raise ValueError("the reserve must be a non-negative size and a fraction below 1")
 
@@ -153,6 +160,9 @@ class Plan:
     max_memory: dict[int, int] | None = None
     # True once a CUDA out-of-memory retry at a smaller image size has been used.
     oom_retried: bool = False
+    # How many pages of a document are read at the same time, and why (a sentence of `reasons`).
+    pages_at_once: int = 1
+    pages_at_once_reason: str = ""
     settings: PlannerSettings = field(default_factory=PlannerSettings, repr=False, compare=False)
 
     @property
@@ -212,6 +222,8 @@ class Plan:
             "reasons": list(self.reasons),
             "fallbacks": list(self.fallbacks),
             "oom_retried": self.oom_retried,
+            "pages_at_once": self.pages_at_once,
+            "pages_at_once_reason": self.pages_at_once_reason,
         }
         if self.backend == VLLM.name:
             data.update(

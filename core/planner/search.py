@@ -148,10 +148,17 @@ def _plan_from_fit(fit: _Fit, settings: PlannerSettings, reasons: list[str], dev
             max_new_tokens=settings.max_new_tokens, estimated_bytes=0, budget_bytes=None, memory="none",
             reasons=(), fallbacks=fallbacks, vllm_external=True,
             max_model_len=tokens + f.prompt_token_budget + settings.max_new_tokens, settings=settings,
+            pages_at_once=settings.max_pages_at_once,
+            pages_at_once_reason=(
+                f"{_pages(settings.max_pages_at_once)} at once (the settings' limit): the external server plans its "
+                "own KV cache and queues the requests it cannot hold yet."
+            ),
         )  # fmt: skip
+        reasons.append(plan.pages_at_once_reason)
         reasons.append(f"→ {plan.summary}.")
         return replace(plan, reasons=tuple(reasons))
-    est, tokens = fit.estimate, fit.tokens
+    tokens = fit.tokens
+    est, at_once, at_once_reason = _pages_at_once(fit, settings)
     pixels = f.pixels_for_tokens(tokens)
     p = est.params
     where = "RAM" if _memory(v) == "ram" else "memory"
@@ -180,7 +187,7 @@ def _plan_from_fit(fit: _Fit, settings: PlannerSettings, reasons: list[str], dev
         device_name=fit.device.name if fit.device else None, max_pixels=pixels, max_image_tokens=tokens,
         max_new_tokens=settings.max_new_tokens, estimated_bytes=est.need_bytes, budget_bytes=est.budget_bytes,
         memory=_memory(v), fallbacks=fallbacks, parts=dict(est.parts),
-        settings=settings,
+        settings=settings, pages_at_once=at_once, pages_at_once_reason=at_once_reason,
     )  # fmt: skip
     if v.backend == VLLM.name:
         d = fit.device
@@ -215,8 +222,63 @@ def _plan_from_fit(fit: _Fit, settings: PlannerSettings, reasons: list[str], dev
         plan = Plan(**common, reasons=(), max_memory=dict(p["max_memory"]))
     else:
         plan = Plan(**common, reasons=())
+    reasons.append(at_once_reason)
     reasons.append(f"→ {plan.summary}.")
     return replace(plan, reasons=tuple(reasons))
+
+
+def _pages(n: int) -> str:
+    return f"{n} page{'s' if n != 1 else ''}"
+
+
+def _limited(n: int, cap: int, room: int, where: str) -> str:
+    """What held the number of pages at once down: the settings' limit or the memory."""
+    if n >= cap:
+        return f"the settings allow at most {cap} (OCRDASH_MAX_PAGES_AT_ONCE)."
+    return f"the {gib_text(room)} of {where} left after one page holds {n - 1} more."
+
+
+def _pages_at_once(fit: _Fit, settings: PlannerSettings) -> tuple[Estimate, int, str]:
+    """How many pages of a document run at the same time on this fit, the estimate for that many,
+    and why, in a sentence. The image size was chosen first (for one page); pages at once fill the
+    memory left over, never shrinking the image or the output budget."""
+    est, v, f, cap = fit.estimate, fit.variant, settings.facts, settings.max_pages_at_once
+    per_page = int(est.params.get("per_page_bytes") or 0)
+    room = max(0, est.budget_bytes - est.need_bytes)
+    where = "RAM" if _memory(v) == "ram" else "memory"
+    if v.backend == VLLM.name:
+        def fits(n: int) -> Estimate | None:
+            e = estimate_for(v, fit.device, fit.tokens, replace(settings, vllm_max_num_seqs=n))
+            # More pages in flight must not cost the CUDA graphs (decoding speed) one page keeps.
+            keeps_graphs = e.params["enforce_eager"] == est.params["enforce_eager"]
+            return e if e.fits and keeps_graphs else None
+
+        lo, hi = 1, cap
+        while lo < hi:  # more sequences only cost KV cache: bisect for the most that fit
+            mid = (lo + hi + 1) // 2
+            if fits(mid) is not None:
+                lo = mid
+            else:
+                hi = mid - 1
+        n = lo
+        best = fits(n) or est
+        room = max(0, est.budget_bytes - est.need_bytes)
+        why = (
+            f"{_pages(n)} at once: each page in flight reserves {est.params['max_model_len']:,} tokens of KV cache "
+            f"({fit.tokens:,} image tokens + {f.prompt_token_budget} for the prompt + {settings.max_new_tokens:,} "
+            f"output tokens = {gib_text(per_page, 2)}); {_limited(n, cap, room, where)} "
+            f"vLLM is started with --max-num-seqs {n}."
+        )
+        return best, n, why
+    if not per_page:
+        return est, 1, "1 page at a time."
+    n = max(1, min(cap, 1 + room // per_page))
+    bigger = replace(est, need_bytes=est.need_bytes + (n - 1) * per_page)
+    why = (
+        f"{_pages(n)} at once in one batch: each page adds {gib_text(per_page, 2)} of activations and KV cache "
+        f"({fit.tokens:,} image tokens, {settings.max_new_tokens:,} output tokens); {_limited(n, cap, room, where)}"
+    )
+    return bigger, n, why
 
 
 def _search(

@@ -81,10 +81,11 @@
     positionText: function (job) {
       return job.queue_position ? "#" + job.queue_position + " in queue" : "";
     },
-    // "Page 7 of 23 · about 3 min left" while a job with pages runs.
+    // "7 of 23 pages done, 4 running · about 3 min left" while a job with pages runs.
     pageText: function (job) {
       if (job.state !== "running" || !job.page) return "";
-      let s = "Page " + job.page + " of " + job.pages;
+      let s = (job.pages_done || 0) + " of " + job.pages + " pages done";
+      if (job.pages_running) s += ", " + job.pages_running + " running";
       if (job.eta_seconds !== null && job.eta_seconds !== undefined) {
         const eta = job.eta_seconds;
         s += " · about " + (eta < 90 ? Math.max(1, Math.round(eta)) + " s" : Math.round(eta / 60) + " min") + " left";

@@ -55,12 +55,12 @@ def test_the_job_page_shows_the_page_being_read_and_each_finished_page(logged_in
 
     assert job.move_to(jobstate.RUNNING)
     start_page(job, 1, publish)
-    expect(progress).to_have_text("Page 1 of 3")
+    expect(progress).to_have_text("0 of 3 pages done, 1 running")
     expect(page.locator('#pages li[data-page="1"]')).to_have_attribute("data-state", "running")
 
     finish_page(job, 1, publish)
     start_page(job, 2, publish)
-    expect(progress).to_have_text("Page 2 of 3 · about 84 s left")
+    expect(progress).to_have_text("1 of 3 pages done, 1 running · about 84 s left")
     expect(page.locator('#pages li[data-page="1"]')).to_have_attribute("data-state", "succeeded")
     expect(page.locator('#pages li[data-page="1"] pre')).to_have_text("words of page 1")
     expect(page.locator('#pages li[data-page="2"]')).to_have_attribute("data-state", "running")

@@ -11,7 +11,8 @@ Every backend a FakeBackends makes shares its records: `created` (the backends, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from PIL import Image
 from core import backends
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, OutOfMemory, ProgressCallback
 from workers.backends.base import OcrBackend
+from workers.backends.pagereading import PageEvent, PageInput, read_concurrently
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Call:
     mode: str
     bbox: list[float] | None
     args: dict[str, Any] = field(default_factory=dict)  # what the backend was loaded with
+    page: Any = None  # the page's key when it came through read_pages (the worker: its number)
+    # The cancel check the page was given (an answer that takes its time polls it).
+    cancel: Any = field(default=None, repr=False, compare=False)
 
     @property
     def max_pixels(self) -> int | None:
@@ -69,6 +74,10 @@ def always(result: OcrResult) -> Answer:
 class FakeBackends:
     """Makes fake backends (`create`, for a BackendHolder) that share their records and behaviour.
 
+    With `pages_at_once` above 1 in the plan it is loaded with, a fake reads a document's pages in
+    threads, that many at once, as the vLLM backend does (workers/backends/pagereading.py); the
+    answer then runs in those threads.
+
     answer(call, image): what a page reads as. oom(call): True makes that page run out of CUDA
     memory. fail: the call numbers that raise a BackendError. on_call(number): run before each
     answer (a test cancels the job there, or looks at a page meanwhile).
@@ -88,6 +97,7 @@ class FakeBackends:
         self.on_call = on_call
         self.created: list[FakeBackend] = []
         self.calls: list[Call] = []
+        self.lock = threading.Lock()
 
     def create(self, name: str) -> FakeBackend:
         backends.get(name)  # a name the registry does not know is refused, as create_backend refuses it
@@ -107,6 +117,7 @@ class FakeBackend(OcrBackend):
         self.loads: list[dict[str, Any]] = []
         self.unloads = 0
         self.calls: list[Call] = []
+        self._keys: dict[int, Any] = {}
 
     @property
     def loaded(self) -> bool:
@@ -133,16 +144,19 @@ class FakeBackend(OcrBackend):
         if cancel():
             raise JobCancelled()
         fakes = self._fakes
-        call = Call(
-            number=len(fakes.calls) + 1,
-            backend=self.name,
-            size=image.size,
-            mode=mode,
-            bbox=list(bbox) if bbox is not None else None,
-            args=dict(self.loads[-1]),
-        )
-        fakes.calls.append(call)
-        self.calls.append(call)
+        with fakes.lock:
+            call = Call(
+                number=len(fakes.calls) + 1,
+                backend=self.name,
+                size=image.size,
+                mode=mode,
+                bbox=list(bbox) if bbox is not None else None,
+                args=dict(self.loads[-1]),
+                page=self._keys.get(id(image)),
+                cancel=cancel,
+            )
+            fakes.calls.append(call)
+            self.calls.append(call)
         if fakes.on_call is not None:
             fakes.on_call(call.number)
         if fakes.oom(call):
@@ -150,3 +164,23 @@ class FakeBackend(OcrBackend):
         if call.number in fakes.fail:
             raise BackendError(f"The engine could not read call {call.number}.")
         return fakes.answer(call, image)
+
+    def pages_at_once(self) -> int:
+        return max(1, int((self.loads[-1] if self.loads else {}).get("pages_at_once") or 1))
+
+    def read_pages(
+        self,
+        pages: Iterable[PageInput],
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+    ) -> Iterator[PageEvent]:
+        def noted():
+            for key, image in pages:
+                self._keys[id(image)] = key
+                yield key, image
+
+        return read_concurrently(
+            noted(), lambda image, check: self.ocr(image, mode, check, bbox=bbox), cancel, self.pages_at_once()
+        )

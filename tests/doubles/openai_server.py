@@ -19,9 +19,15 @@ body, and the reason is kept in ``problems``; every request is kept in ``request
 answering), ``error500``, ``garbage`` (an HTML page with status 200), ``empty_choices``,
 ``empty_content`` (an empty text and no usage, as a broken server), ``blank`` (an empty text that
 the model ended itself: finish_reason ``stop``, one completion token), ``length`` (finish_reason
-``length``) and ``slow_stream`` (one token every ``stream_interval`` seconds, ``stream_tokens`` of
-them; a client that goes away is noted in ``disconnects``). For a server that is down, ``stop()`` it:
-its port then refuses connections.
+``length``), ``slow_stream`` (one token every ``stream_interval`` seconds, ``stream_tokens`` of
+them; a client that goes away is noted in ``disconnects``) and ``loop`` (the answer's start, then
+``loop_piece`` over and over, one piece per token every ``stream_interval`` seconds, until
+``stream_tokens`` or the client goes away: a model stuck repeating itself). For a server that is
+down, ``stop()`` it: its port then refuses connections.
+
+Requests are served concurrently, as vLLM batches them: ``in_flight`` counts the chat requests
+being answered and ``max_in_flight`` the most at once. ``answer`` may be a function of the
+request (a ChatRequest) that gives its text.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,6 +61,7 @@ BEHAVIOURS = (
     "blank",
     "length",
     "slow_stream",
+    "loop",
 )
 
 DEFAULT_ANSWERS = {
@@ -248,7 +256,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "; ".join(req.problems))
             return
 
-        behaviour = double.behaviour
+        with double.lock:
+            double.in_flight += 1
+            double.max_in_flight = max(double.max_in_flight, double.in_flight)
+        try:
+            self._chat(req, double.behaviour)
+        finally:
+            with double.lock:
+                double.in_flight -= 1
+
+    def _chat(self, req: ChatRequest, behaviour: str) -> None:
+        double = self.server.double
         if behaviour == "slow":
             time.sleep(double.slow_seconds)
         if behaviour == "error500":
@@ -273,8 +291,12 @@ class _Handler(BaseHTTPRequestHandler):
             pieces: list[str] = []
         elif behaviour == "slow_stream":
             pieces = ["tok "] * double.stream_tokens
+        elif behaviour == "loop":
+            start = double.answer(req) if callable(double.answer) else (double.answer or "")
+            head = [start[i : i + 4] for i in range(0, len(start), 4)]
+            pieces = head + [double.loop_piece] * max(0, double.stream_tokens - len(head))
         else:
-            text = double.answer
+            text = double.answer(req) if callable(double.answer) else double.answer
             if text is None:
                 text = DEFAULT_ANSWERS.get(req.mode or "", "Hello")
             pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
@@ -351,7 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._write_chunk(chunk(delta("", role=True)))
                 for piece in pieces:
-                    if behaviour == "slow_stream":
+                    if behaviour in ("slow_stream", "loop"):
                         time.sleep(double.stream_interval)
                         if self._client_gone():
                             raise ConnectionResetError("the client closed the connection")
@@ -400,7 +422,7 @@ class OpenAIServer:
         port: int = 0,
         max_model_len: int | None = None,
         api_key: str | None = None,
-        answer: str | None = None,
+        answer: str | Callable[[ChatRequest], str] | None = None,
     ):
         self.model_name = model_name
         self.max_pixels = max_pixels
@@ -412,6 +434,10 @@ class OpenAIServer:
         self.slow_seconds = 2.0
         self.stream_interval = 0.05
         self.stream_tokens = 400
+        #: What a looping answer repeats, one piece per token.
+        self.loop_piece = "<td></td>"
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.health_status = 200
         self.lock = threading.Lock()
         self.requests: list[ChatRequest] = []

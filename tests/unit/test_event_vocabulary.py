@@ -18,7 +18,7 @@ BACKEND_KEYS = set(get_type_hints(BackendStatus)) | set(get_type_hints(BackendSe
 # `data-field`s the pages work out from the payload rather than read from it.
 DERIVED_FIELDS = {
     "percent": "the progress as a whole percentage (dashboard.js)",
-    "page_progress": '"Page N of M", from page and pages (live.js OcrDash.pageText)',
+    "page_progress": '"N of M pages done, K running", from the page counts (live.js OcrDash.pageText)',
 }
 # Objects called `job` in job.js that are not a job event: the answer to reading a region.
 REGION_ANSWER = {"reused", "text", "text_url"}

@@ -158,7 +158,11 @@ def test_an_idle_24gb_card_runs_vllm_at_full_size_and_leaves_the_rest_to_others(
     assert plan.max_pixels == DOTS_OCR.max_pixels
     assert plan.max_model_len == 14_400 + 512 + 24_000
     assert plan.enforce_eager is False
-    assert plan.gpu_memory_utilization < 0.6
+    one_page = make_plan([card(24, 23.5)], PlannerSettings(max_pages_at_once=1))
+    assert one_page.gpu_memory_utilization < 0.6
+    # More pages at once only take what is left after the reserve for others.
+    assert plan.pages_at_once == 4
+    assert plan.gpu_memory_utilization * 24 * GiB <= 23.5 * GiB - PlannerSettings().reserve_for(24 * GiB)
     flags = plan.vllm_args()
     assert flags[flags.index("--max-model-len") + 1] == "38912"
     assert '{"min_pixels": 3136, "max_pixels": 11289600}' in flags
@@ -455,3 +459,54 @@ def test_more_free_memory_never_gives_a_smaller_image_on_the_same_backend():
             if plan.max_pixels is not None and plan.variant in last:
                 assert plan.max_pixels >= last[plan.variant]
             last[plan.variant] = plan.max_pixels or 0
+
+
+# -- pages at once ---------------------------------------------------------------------------------
+
+
+def test_vllm_runs_as_many_pages_at_once_as_whole_pages_of_kv_cache_fit_and_says_why():
+    roomy = make_plan([card(80, 79.2, (9, 0))], PlannerSettings(max_pages_at_once=8))
+    tight = make_plan([card(16, 15)], PlannerSettings(max_pages_at_once=8))
+
+    assert roomy.backend == tight.backend == "vllm"
+    assert roomy.pages_at_once == roomy.max_num_seqs == 8  # the settings' limit
+    assert 1 < tight.pages_at_once == tight.max_num_seqs < 8  # the memory's
+    assert roomy.kv_cache_bytes == 8 * roomy.settings.facts.kv_cache_bytes(38_912)
+    assert tight.pages_at_once_reason in tight.reasons and "38,912 tokens of KV cache" in tight.pages_at_once_reason
+    assert f"--max-num-seqs {tight.pages_at_once}" in tight.pages_at_once_reason
+    assert "the settings allow at most 8" in roomy.pages_at_once_reason
+    for plan, total in ((roomy, 80), (tight, 16)):  # more pages never push it past the free memory
+        assert plan.gpu_memory_utilization * total * GiB <= plan.budget_bytes
+
+
+def test_a_limit_of_one_page_starts_vllm_with_one_sequence():
+    one = make_plan([card(16, 15)], PlannerSettings(max_pages_at_once=1))
+    assert one.pages_at_once == one.max_num_seqs == 1 and "1 page at once" in one.pages_at_once_reason
+
+
+def test_transformers_batches_as_many_pages_as_their_activations_and_kv_cache_allow():
+    big = make_plan([card(80, 79.2, (9, 0))], PlannerSettings(backend="transformers", max_pages_at_once=16))
+    seed = make_plan([card(11.94, 5.81)], PlannerSettings(max_pages_at_once=16))
+
+    assert big.backend == "transformers" and 1 < big.pages_at_once <= 16
+    per_page = big.parts["activations"]
+    assert big.estimated_bytes <= big.budget_bytes
+    assert big.budget_bytes - big.estimated_bytes < per_page or big.pages_at_once == 16  # one more would not fit
+    assert "in one batch" in big.pages_at_once_reason and big.pages_at_once_reason in big.reasons
+    assert seed.pages_at_once == 1  # the seed card holds only one page of nf4
+
+
+def test_an_external_vllm_server_gets_the_settings_number_of_pages_at_once():
+    plan = make_plan(None, replace(DEFAULTS, vllm_external=True, max_pages_at_once=6))
+    assert plan.pages_at_once == 6 and "external server" in plan.pages_at_once_reason
+    assert plan.as_json()["pages_at_once"] == 6
+
+
+def test_rapidocr_reads_one_page_at_a_time():
+    plan = make_plan(None, PlannerSettings(backend="rapidocr"))
+    assert plan.pages_at_once == 1
+
+
+def test_pages_at_once_below_one_is_refused():
+    with pytest.raises(ValueError):
+        PlannerSettings(max_pages_at_once=0)

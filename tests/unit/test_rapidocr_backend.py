@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from core import languages
+from core.readpage import parsed_page
 from core.results import BackendError, JobCancelled, OcrResult, TextLine
 from workers.backends.rapidocr_backend import (
     RapidOcrBackend,
@@ -169,6 +171,37 @@ def test_engine_failure_becomes_a_backend_error(backend, monkeypatch):
             backend.ocr(draw(TWO_LINES), "text", never)
     finally:
         backend._engines = engines
+
+
+def test_the_page_time_limit_stops_a_slow_page_and_says_so(backend, monkeypatch):
+    release = threading.Event()
+
+    def slow(*args, **kwargs):
+        release.wait(5)
+        raise RuntimeError("never read")
+
+    engines, plan = dict(backend._engines), backend._plan
+    monkeypatch.setattr(backend, "_engines", {"multi": slow})
+    backend._plan = {**plan, "page_time_limit": 1}
+    try:
+        started = time.monotonic()
+        result = backend.ocr(draw(TWO_LINES), "text", never)
+    finally:
+        release.set()
+        backend._engines, backend._plan = engines, plan
+    assert time.monotonic() - started < 3
+    assert result.details["stopped"]["reason"] == "time limit" and result.text == ""
+    page = parsed_page(result, "rapidocr", "text", (400, 200))
+    assert page.warnings[0].startswith("Stopped: time limit of 1 s")
+
+
+def test_with_a_time_limit_a_page_in_time_reads_as_usual(backend, two_line_result):
+    plan = backend._plan
+    backend._plan = {**plan, "page_time_limit": 60}
+    try:
+        assert backend.ocr(draw(TWO_LINES), "text", never).text == two_line_result.text
+    finally:
+        backend._plan = plan
 
 
 # -- languages and loading ---------------------------------------------------

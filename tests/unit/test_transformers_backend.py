@@ -7,9 +7,13 @@ Qwen2-VL image processor and the processor's chat template. Only its sizes are s
 
 from __future__ import annotations
 
+import argparse
+import functools
 import gc
+import importlib.util
 import shutil
 import weakref
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -27,9 +31,13 @@ except ImportError as exc:  # the dots.ocr backends' packages are optional for t
 from core import results
 from core.dots import prompts
 from core.dots.resize import fit_for_model
+from core.loopguard import REPEATING, TIME_LIMIT
 from core.modelfacts import DOTS_OCR
+from core.readpage import parsed_page
 from core.results import BackendError, JobCancelled, OcrResult
 from tests.fixtures.tiny_dots.build import REAL_SIZES, build_tiny_model, write_code_and_config
+from workers.backends.hf_generate import CHECK_EVERY, fast_decode_broken
+from workers.backends.pagereading import DONE
 from workers.backends.transformers_backend import (
     CpuBackend,
     OutOfMemory,
@@ -44,6 +52,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Both `num_logits_to_keep`:Future
 MAX_PIXELS = 300 * 28 * 28
 MAX_NEW_TOKENS = 6
 PIN = "0123456789abcdef0123456789abcdef01234567"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def never() -> bool:
@@ -230,16 +239,16 @@ def test_the_cpu_backend_also_runs_in_bf16(tiny_model):
 
 def test_cancel_after_n_tokens_stops_generation(cpu, sent, tiny_model):
     # cancel() is asked once before the page, once before each of the tower's 2 blocks, then
-    # after every new token: saying yes on call 3 + 4 stops after 4 tokens of the 40 allowed.
-    cancel = Counter(at=3 + 4)
+    # every CHECK_EVERY new tokens (one host copy each): yes on call 3 + 2 stops after two looks.
+    cancel = Counter(at=3 + 2)
     try:
         cpu.load(plan_for(tiny_model, max_new_tokens=40))
         with pytest.raises(JobCancelled):
             cpu.ocr(page(), prompts.LAYOUT_ALL, cancel)
     finally:
         cpu.load(plan_for(tiny_model))
-    assert cancel.calls == 7
-    assert sent[0]["new_tokens"] == 4
+    assert cancel.calls == 5
+    assert sent[0]["new_tokens"] == 2 * CHECK_EVERY
 
 
 def test_cancel_before_the_page_runs_nothing(cpu, sent):
@@ -369,3 +378,124 @@ def test_the_real_size_fixture_has_dots_ocrs_parameter_count(tmp_path):
     vision = sum(p.numel() for p in model.vision_tower.parameters())
     assert vision == DOTS_OCR.vision_params
     assert sum(p.numel() for p in model.parameters()) - vision == DOTS_OCR.lm_params
+
+
+# -- a document's pages in batches, the loop guard, fast decoding ---------------------------------
+
+
+def pages_of(n: int) -> list[tuple[int, Image.Image]]:
+    """Pages of different sizes: their prompts differ in length, so the batch is padded."""
+    return [(i, page((280 + 56 * i, 280))) for i in range(1, n + 1)]
+
+
+def test_batched_pages_read_as_each_page_alone_and_come_back_under_their_own_keys(cpu, tiny_model, sent):
+    alone = [cpu.ocr(image, prompts.TEXT_ONLY, never) for _, image in pages_of(3)]
+    cpu.load(plan_for(tiny_model, pages_at_once=3))
+    try:
+        events = list(cpu.read_pages(pages_of(3), prompts.TEXT_ONLY, never))
+    finally:
+        cpu.load(plan_for(tiny_model))
+
+    done = {e.key: e.result for e in events if e.kind == DONE}
+    assert [done[n].text for n in (1, 2, 3)] == [a.text for a in alone]
+    assert [done[n].details["image_size_sent"] for n in (1, 2, 3)] == [a.details["image_size_sent"] for a in alone]
+    assert [done[n].details["prompt_tokens"] for n in (1, 2, 3)] == [a.details["prompt_tokens"] for a in alone]
+    batch = sent[-1]["input_ids"]
+    assert len(sent) == 4 and batch.shape[0] == 3  # the three pages in one generate call
+    pad = cpu._processor.tokenizer.pad_token_id
+    assert batch[0, 0] == pad and batch[2, 0] != pad  # the shorter prompts are padded on the left
+    assert {done[n].details["batch"] for n in (1, 2, 3)} == {3}
+
+
+def test_out_of_memory_halves_the_batch_and_tries_again(cpu, tiny_model, monkeypatch):
+    real_generate = cpu._model.generate
+    sizes = []
+
+    def generate(**kwargs):
+        sizes.append(int(kwargs["input_ids"].shape[0]))
+        if sizes[-1] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(cpu._model, "generate", generate)
+    cpu.load(plan_for(tiny_model, pages_at_once=2, max_new_tokens=2))
+    try:
+        events = list(cpu.read_pages(pages_of(2), prompts.TEXT_ONLY, never))
+    finally:
+        cpu.load(plan_for(tiny_model))
+    assert sizes == [2, 1, 1]
+    assert sorted(e.key for e in events if e.kind == DONE) == [1, 2]
+
+
+def looping(model, token_ids: list[int]):
+    """Make the model write `token_ids` over and over (a model stuck in a loop), through the real
+    generate loop: its logits are replaced after its own forward pass."""
+    real_forward = model.forward
+
+    @functools.wraps(real_forward)  # generate reads the signature to check its arguments
+    def forward(*args, **kwargs):
+        out = real_forward(*args, **kwargs)
+        step = kwargs["attention_mask"].shape[1]
+        logits = torch.full_like(out.logits, -1e9)
+        logits[:, -1, token_ids[step % len(token_ids)]] = 0
+        out.logits = logits
+        return out
+
+    return forward
+
+
+def test_a_looping_page_stops_early_and_keeps_its_text(cpu, tiny_model, sent, monkeypatch):
+    tokenizer = cpu._processor.tokenizer
+    cycle = tokenizer("report table", add_special_tokens=False).input_ids
+    monkeypatch.setattr(cpu._model, "forward", looping(cpu._model, cycle))
+    cpu.load(plan_for(tiny_model, max_new_tokens=400, loop_window=24, loop_ngram=8))
+    try:
+        result = cpu.ocr(page(), prompts.LAYOUT_ALL, never)
+    finally:
+        cpu.load(plan_for(tiny_model))
+
+    stopped = result.details["stopped"]
+    assert stopped["reason"] == REPEATING and stopped["period"] == len(cycle)
+    assert stopped["tokens"] == 24 and result.details["new_tokens"] == 24
+    assert sent[0]["new_tokens"] <= 24 + CHECK_EVERY  # generation itself stopped, not only the text
+    assert "report table" in result.text and result.text in tokenizer.decode(cycle * 30)  # the loop, kept
+    assert not result.details["hit_token_limit"]
+    page_read = parsed_page(result, "cpu", prompts.LAYOUT_ALL, (600, 800))
+    assert page_read.warnings[0].startswith("Stopped: repeating output after 24 tokens")
+
+
+def test_the_page_time_limit_stops_generation_in_transformers(cpu, tiny_model, sent):
+    cpu.load(plan_for(tiny_model, max_new_tokens=2000, loop_window=0, page_time_limit=1))
+    try:
+        result = cpu.ocr(page(), prompts.TEXT_ONLY, never)
+    finally:
+        cpu.load(plan_for(tiny_model))
+    assert result.details["stopped"]["reason"] == TIME_LIMIT
+    assert sent[0]["new_tokens"] < 2000 and result.details["new_tokens"] == result.details["stopped"]["tokens"]
+
+
+def test_fast_decoding_gives_the_same_tokens_as_the_plain_path(cpu, tiny_model, caplog):
+    cpu.load(plan_for(tiny_model, max_new_tokens=8))
+    try:
+        plain = cpu.ocr(page(), prompts.TEXT_ONLY, never)
+        cpu.load(plan_for(tiny_model, max_new_tokens=8, fast_decode=True))
+        fast = cpu.ocr(page(), prompts.TEXT_ONLY, never)
+    finally:
+        cpu.load(plan_for(tiny_model))
+    assert fast.text == plain.text and fast.details["new_tokens"] == plain.details["new_tokens"]
+    # Where the static cache cannot run, the plain path ran and the reason was logged.
+    assert fast.details["fast_decode"] or fast_decode_broken()
+
+
+def test_the_tiny_benchmark_batches_the_pages_and_keeps_their_order(cpu, tiny_model):
+    spec = importlib.util.spec_from_file_location("throughput_bench", ROOT / "bench" / "throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    try:
+        out = bench.transformers_run(
+            argparse.Namespace(batch=2), cpu, plan_for(tiny_model, max_new_tokens=3), [p for _, p in pages_of(2)], "cpu"
+        )
+    finally:
+        cpu.load(plan_for(tiny_model))
+    assert out["pages_at_once"] == 2 and out["order_kept"] and out["pages_with_the_same_text"] == 2
+    assert out["speedup"] > 0 and out["new_tokens_per_page"] == 3

@@ -481,7 +481,8 @@ def test_a_running_container_with_the_same_launch_is_adopted(engine, tmp_path):
 def test_a_known_launch_keeps_its_configuration_hash():
     """Running containers carry this hash (ocrdash.config): a worker that restarts adopts one only
     when the launch it builds hashes the same, so the hash of a given plan never changes."""
-    plan = make_plan([Device(0, 16 * GiB, 15 * GiB, (8, 9), "L4")], PlannerSettings(backend="vllm")).as_json()
+    one_page = PlannerSettings(backend="vllm", max_pages_at_once=1)  # the launch the hash was taken of
+    plan = make_plan([Device(0, 16 * GiB, 15 * GiB, (8, 9), "L4")], one_page).as_json()
     plan.update(
         model="rednote-hilab/dots.ocr", revision=REVISION, cache_dir="/srv/models/huggingface", device_index=1,
         allow_download=False, hf_token="secret",

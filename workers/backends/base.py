@@ -8,12 +8,13 @@ shared and memory must be given back.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from PIL import Image
 
 from core.results import CancelCheck, OcrResult, ProgressCallback
+from workers.backends.pagereading import PageEvent, PageInput, read_serially
 
 
 class OcrBackend(ABC):
@@ -50,6 +51,24 @@ class OcrBackend(ABC):
         one). `cancel()` turns True once the job is cancelled: a backend asks it between its steps
         and raises JobCancelled. Failures worded for the user are BackendError (OutOfMemory when
         CUDA ran out of memory, so the worker can retry smaller)."""
+
+    def pages_at_once(self) -> int:
+        """How many pages this backend reads at the same time (the plan's `pages_at_once`)."""
+        return 1
+
+    def read_pages(
+        self,
+        pages: Iterable[PageInput],
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+    ) -> Iterator[PageEvent]:
+        """Read a document's pages (`(key, image)` pairs from a page source), yielding each page's
+        start and end as they happen (workers/backends/pagereading.py). A page's own BackendError
+        fails that page; a cancel or CUDA running out of memory is raised. This default reads one
+        page after another; backends that read several at once override it."""
+        return read_serially(pages, lambda image, check: self.ocr(image, mode, check, bbox=bbox), cancel)
 
     def memory_estimate(self) -> int:
         """Bytes of GPU memory this backend holds once loaded."""

@@ -10,6 +10,7 @@ import gc
 import importlib.util
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -22,12 +23,21 @@ from core import language_download, languages
 from core.backends import RAPIDOCR
 from core.dots.prompts import GROUNDING, TEXT_ONLY
 from core.languages import OcrLanguage
+from core.loopguard import LoopGuard, LoopSettings, Stopped
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback, TextLine
 from workers.backends.base import OcrBackend
 
 log = logging.getLogger(__name__)
 
 FETCH_COMMAND = "python manage.py fetch_ocr_language {code}"
+
+
+class PageTimeUp(Exception):
+    """The page time limit ran out while the engine read the page."""
+
+    def __init__(self, stopped: Stopped) -> None:
+        super().__init__(stopped.message)
+        self.stopped = stopped
 
 
 def _rapidocr_version() -> str:
@@ -45,6 +55,7 @@ class RapidOcrBackend(OcrBackend):
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self._engines: dict[str, Any] = {}
         self._language: OcrLanguage | None = None
+        self._plan: dict[str, Any] = {}
 
     # -- loading ---------------------------------------------------------
 
@@ -62,8 +73,10 @@ class RapidOcrBackend(OcrBackend):
 
         Plan keys: ``language`` (code, default "multi"), ``model_dir`` (folder for
         downloaded models), ``allow_download`` (default True) and ``mirror``
-        (base URL to fetch model files from instead of the package's address).
+        (base URL to fetch model files from instead of the package's address); ``page_time_limit``
+        (seconds one page may take; 0 or missing: no limit).
         """
+        self._plan = dict(plan)
         code = plan.get("language") or languages.DEFAULT_LANGUAGE
         try:
             lang = languages.get_language(code)
@@ -175,11 +188,21 @@ class RapidOcrBackend(OcrBackend):
         details = {"language": lang.code, "engine": f"rapidocr {_rapidocr_version()}"}
         if height < 2 or width < 2:
             return OcrResult(text="", raw=json.dumps({"boxes": [], "txts": [], "scores": []}), details=details)
+        try:
+            return self._read(engine, rgb, upright, cancel, details)
+        except PageTimeUp as up:
+            details["stopped"] = up.stopped.as_json()
+            return OcrResult(text="", raw=json.dumps({"boxes": [], "txts": [], "scores": []}), details=details)
+
+    def _read(self, engine: Any, rgb: np.ndarray, upright: bool, cancel: CancelCheck, details: dict) -> OcrResult:
+        height, width = rgb.shape[:2]
 
         # rapidocr reads three-channel arrays as OpenCV BGR.
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
         try:
-            output = engine(bgr, use_cls=False) if upright else engine(bgr)
+            output = self._run_engine(engine, bgr, upright, cancel)
+        except (JobCancelled, PageTimeUp):
+            raise
         except Exception as exc:
             log.exception("rapidocr failed on a page")
             raise BackendError(f"The CPU text recognizer failed on this page: {exc}") from exc
@@ -215,6 +238,35 @@ class RapidOcrBackend(OcrBackend):
             raw=raw,
             details=details,
         )
+
+    def _run_engine(self, engine: Any, bgr: np.ndarray, upright: bool, cancel: CancelCheck) -> Any:
+        """The engine on one page. It cannot repeat itself like a language model, but the page time
+        limit (`page_time_limit`) applies: then it runs in a thread that the page stops waiting for
+        (onnxruntime cannot be interrupted; the thread ends on its own)."""
+        limit = LoopSettings.from_plan(self._plan).page_seconds
+        if not limit:
+            return engine(bgr, use_cls=False) if upright else engine(bgr)
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["output"] = engine(bgr, use_cls=False) if upright else engine(bgr)
+            except Exception as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="rapidocr-page", daemon=True).start()
+        guard = LoopGuard(LoopSettings(window=0, page_seconds=limit))
+        while not done.wait(0.05):
+            if cancel():
+                raise JobCancelled()
+            if guard.check_time():
+                raise PageTimeUp(guard.stopped)
+        if "error" in box:
+            raise box["error"]
+        return box["output"]
 
     def _read_region(self, image: Image.Image, bbox: Sequence[float] | None, cancel: CancelCheck) -> OcrResult:
         if bbox is None or len(bbox) != 4:

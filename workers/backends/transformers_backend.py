@@ -18,6 +18,9 @@ Plan keys read by `load()` (a planner plan's `as_json()` plus the model settings
   accelerate (see `TransformersBackend._load_kwargs`).
 - `max_pixels` (the largest image sent, derived by the planner from the memory left) and
   `max_new_tokens` (the output budget); `estimated_bytes` for `memory_estimate()`.
+- `pages_at_once` (the planner's batch size for `read_pages`), `loop_window`, `loop_ngram` and
+  `page_time_limit` (the loop guard, core/loopguard.py), `fast_decode` (a static KV cache with
+  torch.compile, workers/backends/hf_generate.py).
 
 Three facts about dots.ocr's remote code that shape this module:
 
@@ -54,7 +57,7 @@ import inspect
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +68,12 @@ from core import results
 from core.backends import CPU, TRANSFORMERS
 from core.dots import prompts
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
+from core.loopguard import LoopSettings
 from core.modelfacts import DOTS_OCR
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
 from workers.backends.base import OcrBackend
+from workers.backends.hf_generate import generate_batch
+from workers.backends.pagereading import DONE, FAILED, STARTED, PageEvent, PageInput
 from workers.backends.vision_attention import use_per_image_attention
 
 log = logging.getLogger(__name__)
@@ -192,29 +198,6 @@ def _match_vision_input_dtype(model):
     return tower.register_forward_pre_hook(cast_pixels, with_kwargs=True)
 
 
-def _cancel_criteria(cancel: CancelCheck):
-    """A StoppingCriteria that asks `cancel()` after every new token and stops generation when it
-    says so; it also notes when the first token came (the end of the vision encoder and prefill)."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class CancelWatch(StoppingCriteria):
-        def __init__(self) -> None:
-            self.cancelled = False
-            self.first_token_at: float | None = None
-
-        def __call__(self, input_ids, scores, **kwargs):
-            if self.first_token_at is None:
-                self.first_token_at = time.monotonic()
-            if not self.cancelled and cancel():
-                self.cancelled = True
-            return torch.full(
-                (input_ids.shape[0],), self.cancelled, dtype=torch.bool, device=input_ids.device
-            )
-
-    return CancelWatch()
-
-
 class TransformersBackend(OcrBackend):
     """dots.ocr on one CUDA GPU in bf16 (fp16 on cards without bf16), bitsandbytes 8-bit or 4-bit nf4."""
 
@@ -241,8 +224,7 @@ class TransformersBackend(OcrBackend):
         quantization = str(plan.get("quantization") or "bf16").lower()
         if quantization not in GPU_QUANTIZATIONS:
             raise BackendError(
-                f"The transformers backend loads dots.ocr as {', '.join(GPU_QUANTIZATIONS)}, "
-                f"not {quantization!r}."
+                f"The transformers backend loads dots.ocr as {', '.join(GPU_QUANTIZATIONS)}, not {quantization!r}."
             )
         if not torch.cuda.is_available():
             if quantization in ("int8", "nf4"):
@@ -259,8 +241,7 @@ class TransformersBackend(OcrBackend):
         index = int(plan.get("device_index") or 0)
         if index >= torch.cuda.device_count():
             raise BackendError(
-                f"The plan puts dots.ocr on GPU {index}, but the worker sees "
-                f"{torch.cuda.device_count()} GPU(s)."
+                f"The plan puts dots.ocr on GPU {index}, but the worker sees {torch.cuda.device_count()} GPU(s)."
             )
         default = "float16" if quantization == "fp16" else "bfloat16"
         dtype = _DTYPE_NAMES.get(str(plan.get("dtype") or default).lower())
@@ -357,22 +338,16 @@ class TransformersBackend(OcrBackend):
         except OSError as exc:
             raise _missing_model_error(source, exc) from exc
         except ImportError as exc:
-            raise BackendError(
-                f"Loading dots.ocr ({where}) needs a package that is not installed: {exc}"
-            ) from exc
+            raise BackendError(f"Loading dots.ocr ({where}) needs a package that is not installed: {exc}") from exc
         except (RuntimeError, ValueError) as exc:
             model = None
             self._free_memory()
             log.exception("dots.ocr failed to load")
-            raise BackendError(
-                f"dots.ocr ({where}) could not be loaded on {device}: {_first_line(exc)}"
-            ) from exc
+            raise BackendError(f"dots.ocr ({where}) could not be loaded on {device}: {_first_line(exc)}") from exc
 
         if out_of_memory is not None:
             self._free_memory()
-            raise OutOfMemory(
-                f"CUDA ran out of memory loading dots.ocr ({where}) on {device}: {out_of_memory}"
-            )
+            raise OutOfMemory(f"CUDA ran out of memory loading dots.ocr ({where}) on {device}: {out_of_memory}")
 
         report(2, "Loading the dots.ocr processor")
         try:
@@ -445,15 +420,76 @@ class TransformersBackend(OcrBackend):
         `mode` is one of core.dots.prompts.MODES. For "grounding", `bbox` is the box
         [x1, y1, x2, y2] to read, in pixels of `image` as given here; it is scaled to the resized
         image the model sees. `cancel` is asked before the page, between the vision tower's blocks
-        and after every generated token.
+        and every few generated tokens (workers/backends/hf_generate.py).
 
         The result's text and raw are the model's answer as generated (layout JSON for the layout
         modes; parsing is left to the caller). `details`: backend, quantization, device,
         image_size_sent [w, h], scale [sx, sy] (original pixels per pixel sent), image_tokens,
         prompt_tokens, new_tokens, max_new_tokens, hit_token_limit (the answer may be cut off),
         seconds, first_token_seconds (vision encoder and prefill), tokens_per_second (decoding
-        after the first token), peak_gpu_bytes (None on the CPU), bbox_sent (grounding).
+        after the first token), peak_gpu_bytes (None on the CPU), bbox_sent (grounding),
+        stopped (the loop guard stopped the page early: why, after how many tokens), batch.
         """
+        return self._read_batch([image], mode, cancel, bbox)[0]
+
+    def pages_at_once(self) -> int:
+        return max(1, int(self._plan.get("pages_at_once") or 1))
+
+    def read_pages(
+        self,
+        pages: Iterable[PageInput],
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+    ) -> Iterator[PageEvent]:
+        """The pages in batches of `pages_at_once` (the planner's), each batch one generate call.
+        When CUDA runs out of memory, the batch is halved and tried again; only a single page that
+        does not fit raises OutOfMemory (the worker then retries smaller or falls back)."""
+        size = self.pages_at_once()
+        if size <= 1:
+            yield from super().read_pages(pages, mode, cancel, bbox=bbox)
+            return
+        source = iter(pages)
+        waiting: list[tuple[Any, Image.Image]] = []
+        exhausted = False
+        while True:
+            while not exhausted and len(waiting) < size:
+                if cancel():
+                    raise JobCancelled()
+                try:
+                    key, image = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if isinstance(image, BaseException):
+                    yield PageEvent(FAILED, key, error=image)
+                else:
+                    waiting.append((key, image))
+            if not waiting:
+                return
+            batch, waiting = waiting[:size], waiting[size:]
+            for key, _ in batch:
+                yield PageEvent(STARTED, key)
+            try:
+                results_ = self._read_batch([image for _, image in batch], mode, cancel, bbox)
+            except OutOfMemory:
+                if size == 1:
+                    raise
+                size = max(1, size // 2)
+                log.warning("CUDA ran out of memory with %d pages in a batch; trying %d", len(batch), size)
+                waiting = batch + waiting
+                continue
+            except BackendError as exc:
+                for key, _ in batch:
+                    yield PageEvent(FAILED, key, error=exc)
+                continue
+            for (key, _), result in zip(batch, results_, strict=True):
+                yield PageEvent(DONE, key, result=result)
+
+    def _read_batch(
+        self, images: list[Image.Image], mode: str, cancel: CancelCheck, bbox: Sequence[float] | None
+    ) -> list[OcrResult]:
         if not self.loaded:
             raise BackendError("dots.ocr is not loaded.")
         if mode not in prompts.MODES:
@@ -469,48 +505,40 @@ class TransformersBackend(OcrBackend):
 
         max_pixels = int(self._plan.get("max_pixels") or MAX_PIXELS)
         max_new_tokens = int(self._plan.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
-        try:
-            resized, sx, sy = fit_for_model(image, max_pixels=max_pixels, min_pixels=MIN_PIXELS)
-        except ValueError as exc:
-            raise BackendError(f"This page cannot be sent to dots.ocr: {exc}.") from exc
-        box = None
-        if bbox is not None:
-            x1, y1, x2, y2 = (float(v) for v in bbox)
-            box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
-        prompt = prompts.prompt_for(mode, box)
-        size = [resized.width, resized.height]
-        tokens = image_tokens(resized.height, resized.width)
-
-        model, processor = self._model, self._processor
+        sent_images, boxes, page_prompts = [], [], []
+        for image in images:
+            try:
+                resized, sx, sy = fit_for_model(image, max_pixels=max_pixels, min_pixels=MIN_PIXELS)
+            except ValueError as exc:
+                raise BackendError(f"This page cannot be sent to dots.ocr: {exc}.") from exc
+            box = None
+            if bbox is not None:
+                x1, y1, x2, y2 = (float(v) for v in bbox)
+                box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
+            sent_images.append(resized)
+            boxes.append(box)
+            page_prompts.append(prompts.prompt_for(mode, box))
+        tokens = [image_tokens(r.height, r.width) for r in sent_images]
         cuda = self._device.startswith("cuda")
-        watch = _cancel_criteria(cancel)
         block_hooks = self._watch_vision_blocks(cancel)
         started = time.monotonic()
         out_of_memory = False
         try:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self._device)
-            messages = [{"role": "user", "content": [{"type": "image", "image": resized},
-                                                     {"type": "text", "text": prompt}]}]  # fmt: skip
-            text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            inputs = processor(
-                text=[text],
-                images=[resized],
-                padding=True,
-                return_tensors="pt",
+            run = generate_batch(
+                self._model,
+                self._processor,
+                self._device,
+                sent_images,
+                page_prompts,
+                max_new_tokens=max_new_tokens,
                 min_pixels=MIN_PIXELS,
                 max_pixels=max_pixels,
-            ).to(self._device)
-            prompt_length = int(inputs["input_ids"].shape[1])
-            from transformers import StoppingCriteriaList
-
-            with torch.inference_mode():
-                output = model.generate(
-                    **inputs,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    stopping_criteria=StoppingCriteriaList([watch]),
-                )
+                cancel=cancel,
+                loop=LoopSettings.from_plan(self._plan),
+                fast_decode=bool(self._plan.get("fast_decode")),
+            )
         except torch.cuda.OutOfMemoryError:
             # Raised below, once the traceback (and the activations its frames hold) is gone.
             out_of_memory = True
@@ -521,46 +549,50 @@ class TransformersBackend(OcrBackend):
             for hook in block_hooks:
                 hook.remove()
         if out_of_memory:
-            inputs = output = None
             self._free_memory()
+            first = sent_images[0]
+            pages = f"{len(images)} pages" if len(images) > 1 else "a page"
             raise OutOfMemory(
-                f"CUDA ran out of memory reading a {size[0]}×{size[1]} page ({tokens:,} image tokens) with "
-                f"dots.ocr {self._label()} on {self._device}.",
-                image_size=size,
-                image_tokens=tokens,
+                f"CUDA ran out of memory reading {pages} of {first.width}×{first.height} ({tokens[0]:,} image tokens) "
+                f"with dots.ocr {self._label()} on {self._device}.",
+                image_size=[first.width, first.height],
+                image_tokens=tokens[0],
             )
         finished = time.monotonic()
-        seconds = finished - started
-        if watch.cancelled:
+        if run.cancelled:
             raise JobCancelled()
-
-        new_ids = output[:, prompt_length:]
-        new_tokens = int(new_ids.shape[1])
-        raw = processor.batch_decode(new_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
-        grid = inputs["image_grid_thw"][0].tolist()
-        # The first token closes the vision encoder and the prefill; the rate counts the tokens after it.
-        first = watch.first_token_at
-        decoding = first is not None and new_tokens > 1 and finished > first
-        sent = [int(grid[2]) * 14, int(grid[1]) * 14]
-        details = {
-            "backend": self.name,
-            "quantization": self._label(),
-            "device": self._device,
-            "image_size_sent": sent,
-            "scale": [image.width / sent[0], image.height / sent[1]],
-            "image_tokens": tokens,
-            "prompt_tokens": prompt_length,
-            "new_tokens": new_tokens,
-            "max_new_tokens": max_new_tokens,
-            "hit_token_limit": new_tokens >= max_new_tokens,
-            "seconds": round(seconds, 3),
-            "first_token_seconds": round(first - started, 3) if first else None,
-            "tokens_per_second": round((new_tokens - 1) / (finished - first), 2) if decoding else None,
-            "peak_gpu_bytes": int(torch.cuda.max_memory_allocated(self._device)) if cuda else None,
-        }
-        if box is not None:
-            details["bbox_sent"] = [int(round(v)) for v in box]
-        return OcrResult(text=raw, raw=raw, details=details)
+        seconds = finished - started
+        first = run.first_token_at
+        peak = int(torch.cuda.max_memory_allocated(self._device)) if cuda else None
+        out = []
+        for image, page, box, count in zip(images, run.pages, boxes, tokens, strict=True):
+            grid = page.grid_thw
+            decoding = first is not None and page.new_tokens > 1 and finished > first
+            sent = [int(grid[2]) * 14, int(grid[1]) * 14]
+            details = {
+                "backend": self.name,
+                "quantization": self._label(),
+                "device": self._device,
+                "image_size_sent": sent,
+                "scale": [image.width / sent[0], image.height / sent[1]],
+                "image_tokens": count,
+                "prompt_tokens": page.prompt_tokens,
+                "new_tokens": page.new_tokens,
+                "max_new_tokens": max_new_tokens,
+                "hit_token_limit": page.hit_token_limit,
+                "seconds": round(seconds, 3),
+                "first_token_seconds": round(first - started, 3) if first else None,
+                "tokens_per_second": round((page.new_tokens - 1) / (finished - first), 2) if decoding else None,
+                "peak_gpu_bytes": peak,
+                "batch": len(images),
+                "fast_decode": run.fast_decode,
+            }
+            if box is not None:
+                details["bbox_sent"] = [int(round(v)) for v in box]
+            if page.stopped is not None:
+                details["stopped"] = page.stopped.as_json()
+            out.append(OcrResult(text=page.text, raw=page.text, details=details))
+        return out
 
     def _label(self) -> str:
         return self._quantization
@@ -598,9 +630,7 @@ class CpuBackend(TransformersBackend):
             )
         dtype = _DTYPE_NAMES.get(str(plan.get("dtype") or "float32").lower())
         if dtype not in ("float32", "bfloat16"):
-            raise BackendError(
-                f"The cpu backend runs dots.ocr in float32 or bfloat16, not {plan.get('dtype')!r}."
-            )
+            raise BackendError(f"The cpu backend runs dots.ocr in float32 or bfloat16, not {plan.get('dtype')!r}.")
         return "cpu", dtype, dtype
 
     def _label(self) -> str:

@@ -148,6 +148,7 @@ class Command(BaseCommand):
                 ("max_pixels", f"{plan.max_pixels:,} ({plan.max_image_tokens:,} image tokens)"),
                 ("max_new_tokens", f"{plan.max_new_tokens:,}"),
                 ("estimated memory", f"{plan.estimated_bytes / GiB:.2f} GiB of {plan.memory.upper()}"),
+                ("pages at once", plan.pages_at_once),
             ]
         if plan.backend == VLLM.name and not plan.vllm_external:
             rows += [

@@ -45,6 +45,11 @@ Plan keys read (all optional unless said):
 ``max_pixels``              largest image sent (also the processor's limit)
 ``max_new_tokens``          the answer budget (``max_completion_tokens``)
 ``estimated_bytes``         what ``memory_estimate()`` reports for a managed server
+``pages_at_once``           how many pages of a document are sent at once (the planner's,
+                            from the KV-cache budget; 1 without it)
+``loop_window``,            the loop guard (core/loopguard.py): a page whose streamed answer
+``loop_ngram``,             repeats, or runs past ``page_time_limit`` seconds, is aborted and
+``page_time_limit``         keeps the text that came before
 =========================== ============================================================
 
 Grounding (mode ``grounding``) needs a box: ``ocr(..., bbox=[x1, y1, x2, y2])`` in the pixels of
@@ -59,7 +64,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from PIL import Image
@@ -67,8 +72,10 @@ from PIL import Image
 from core.backends import VLLM
 from core.dots.prompts import GROUNDING, MODES, prompt_for
 from core.dots.resize import MAX_PIXELS, fit_for_model, image_tokens
+from core.loopguard import LoopGuard, LoopSettings
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
 from workers.backends.base import OcrBackend
+from workers.backends.pagereading import PageEvent, PageInput, read_concurrently
 from workers.backends.vllm.client import (
     DEFAULT_TIMEOUT,
     SERVED_MODEL_NAME,
@@ -237,6 +244,23 @@ class VllmBackend(OcrBackend):
 
     # -- recognition -----------------------------------------------------------------------------
 
+    def pages_at_once(self) -> int:
+        return max(1, int(self._plan.get("pages_at_once") or 1))
+
+    def read_pages(
+        self,
+        pages: Iterable[PageInput],
+        mode: str,
+        cancel: CancelCheck,
+        *,
+        bbox: Sequence[float] | None = None,
+    ) -> Iterator[PageEvent]:
+        """The pages of a document sent concurrently, up to `pages_at_once` (the server batches them
+        on the GPU); a cancel aborts every request in flight."""
+        return read_concurrently(
+            pages, lambda image, check: self.ocr(image, mode, check, bbox=bbox), cancel, self.pages_at_once()
+        )
+
     def ocr(
         self,
         image: Image.Image,
@@ -291,8 +315,9 @@ class VllmBackend(OcrBackend):
             max_tokens = min(max_tokens, room)
 
         started = time.monotonic()
+        guard = LoopGuard(LoopSettings.from_plan(plan))
         try:
-            answer = client.complete(sent, prompt, max_tokens, TEMPERATURE, TOP_P, cancel)
+            answer = client.complete(sent, prompt, max_tokens, TEMPERATURE, TOP_P, cancel, guard=guard)
         except VllmServerError as exc:
             raise self._server_failed(exc) from exc
         seconds = time.monotonic() - started
@@ -311,7 +336,10 @@ class VllmBackend(OcrBackend):
         }
         if box is not None:
             details["bbox_sent"] = box
-        if answer.truncated:
+        if answer.stopped is not None:
+            details["stopped"] = answer.stopped.as_json()
+            details["warning"] = answer.stopped.message
+        elif answer.truncated:
             details["warning"] = (
                 f"The answer was cut at {max_tokens:,} tokens (the output budget); the end of the page may be missing."
             )

@@ -26,6 +26,7 @@ import requests
 from PIL import Image
 
 from core.dots.prompts import IMAGE_PLACEHOLDER
+from core.loopguard import LoopGuard, Stopped
 from core.results import BackendError, CancelCheck, JobCancelled
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class ChatAnswer:
     text: str
     usage: dict[str, Any]
     finish_reason: str | None
+    #: Set when the loop guard stopped the answer early (its text is what came before).
+    stopped: Stopped | None = None
 
     @property
     def truncated(self) -> bool:
@@ -313,7 +316,11 @@ class VllmClient:
         cancel: CancelCheck | None = None,
         *,
         stream: bool = True,
+        guard: LoopGuard | None = None,
     ) -> ChatAnswer:
+        """The answer; with a `guard` (streamed requests), each streamed piece is fed to it and the
+        request is aborted once it says stop (repeating output, time limit): the answer then holds
+        the text that came before, and `stopped` says why."""
         body = self.request_body(image, prompt, max_tokens, temperature, top_p, stream=stream)
         if cancel is not None and cancel():
             raise JobCancelled()
@@ -329,6 +336,8 @@ class VllmClient:
             try:
                 kind, value = state.items.get(timeout=self.poll_seconds)
             except queue.Empty:
+                if guard is not None and guard.check_time():
+                    return self._stopped(state, events, guard.stopped)
                 continue
             if kind == "error":
                 raise value
@@ -336,10 +345,19 @@ class VllmClient:
                 return self._parse_whole(value)
             if kind == "event":
                 events.append(value)
+                if guard is not None and guard.feed(_pieces(value)):
+                    return self._stopped(state, events, guard.stopped)
             elif kind == "raw":
                 raw_sample.append(value)
             elif kind == "end":
                 return self._parse_events(events, "".join(raw_sample))
+
+    def _stopped(self, state: _Stream, events: list[Any], stopped: Stopped) -> ChatAnswer:
+        """Abort the request (vLLM frees its KV cache at once) and keep what came before."""
+        state.abort()
+        text = "".join(p for e in events for p in _pieces(e))
+        usage = {"completion_tokens": stopped.tokens}
+        return ChatAnswer(text=text, usage=usage, finish_reason="stopped", stopped=stopped)
 
     # -- reading (in a thread, so that cancel() is polled while it blocks) -----------------------
 
@@ -493,6 +511,19 @@ class VllmClient:
 @dataclass
 class _NotJson:
     text: str
+
+
+def _pieces(event: Any) -> list[str]:
+    """The text pieces of one stream chunk (vLLM sends one piece per generated token)."""
+    if not isinstance(event, dict):
+        return []
+    out = []
+    for choice in event.get("choices") or []:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        piece = delta.get("content") if isinstance(delta, dict) else None
+        if isinstance(piece, str) and piece:
+            out.append(piece)
+    return out
 
 
 def _reason(exc: BaseException) -> str:
