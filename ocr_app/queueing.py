@@ -48,7 +48,12 @@ def send_to_worker(job: Job, announce: bool = True, first: bool = False) -> None
 
 
 def cache_key(
-    sha256: str, mode: str, language: str, cfg: BackendSettings | None = None, region: list[int] | None = None
+    sha256: str,
+    mode: str,
+    language: str,
+    cfg: BackendSettings | None = None,
+    region: list[int] | None = None,
+    question: str = "",
 ) -> str:
     """What decides a result: the same file read with the same settings gives the same text."""
     cfg = cfg or BackendSettings.load()
@@ -64,6 +69,8 @@ def cache_key(
     }
     if region is not None:
         facts["region"] = list(region)
+    if question:
+        facts["question"] = question
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -76,6 +83,7 @@ def stage_job(
     mode: str = LAYOUT_ALL,
     region: list[int] | None = None,
     thumbnail: bytes | None = None,
+    question: str = "",
 ) -> Job:
     """A new, unsaved job for an upload, with its file and thumbnail stored. Raises UploadRefused
     (the file cannot be previewed) or files.DiskFull, with nothing left on disk. `thumbnail`: one
@@ -94,8 +102,9 @@ def stage_job(
         language=language,
         mode=mode,
         region=list(region) if region is not None else None,
+        question=question,
         page_count=checked.pages,
-        cache_key=cache_key(checked.sha256, mode, language, region=region),
+        cache_key=cache_key(checked.sha256, mode, language, region=region, question=question),
     )
     try:
         job.upload.save(stored_name(name, checked.image_format), ContentFile(data), save=False)
@@ -138,9 +147,11 @@ def create_job(
     mode: str = LAYOUT_ALL,
     reuse: bool = True,
     region: list[int] | None = None,
+    question: str = "",
 ) -> Job:
-    """A new job for an upload (see stage_job and commit_job). `region` is the box a grounding job reads."""
-    job = stage_job(owner, name, data, checked, language, mode, region)
+    """A new job for an upload (see stage_job and commit_job). `region` is the box a grounding job reads,
+    `question` what a question job asks."""
+    job = stage_job(owner, name, data, checked, language, mode, region, question=question)
     try:
         return commit_job(job, reuse)
     except BaseException:

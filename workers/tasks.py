@@ -28,7 +28,7 @@ from django.utils import timezone
 from PIL import Image
 
 from core import backends, containers, jobstate, readpage
-from core.dots.prompts import GROUNDING
+from core.dots.prompts import GROUNDING, QUESTION
 from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused, render_page
 from core.planner import Plan, PlanRefused, replan_after_oom
@@ -463,7 +463,8 @@ def _run_with_fallback(job: Job, choice: Choice, page, notes: list[str]):
             job.message = ""
         try:
             region = job.region if job.mode == GROUNDING else None
-            return backend.ocr(page, job.mode, _CancelFlag(job.pk), bbox=region), choice
+            asked = {"question": job.question} if job.mode == QUESTION else {}
+            return backend.ocr(page, job.mode, _CancelFlag(job.pk), bbox=region, **asked), choice
         except BackendError as exc:
             if not _is_out_of_memory(exc) or choice.plan is None:
                 raise

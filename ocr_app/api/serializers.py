@@ -9,12 +9,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core import backends, jobstate, languages
-from core.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
+from core.dots import tasks
+from core.dots.prompts import MAX_QUESTION_CHARS, MODES
 from ocr_app.models import BackendSettings, Job
 
 KNOWN_BACKENDS = list(backends.names())
 # Task modes an upload can ask for; grounding (the text of one region) needs a box.
-AVAILABLE_MODES = [LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY]
+AVAILABLE_MODES = [t.code for t in tasks.uploadable()]
 
 
 def language_codes() -> list[str]:
@@ -254,7 +255,13 @@ class UploadOptionsSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(
         choices=AVAILABLE_MODES, required=False,
         help_text="The task: `layout_all` (default; boxes, categories and text), `layout_only` (boxes and "
-        "categories) or `text` (plain text). rapidocr gives its text lines as boxes for the layout tasks.",
+        "categories), `text` (plain text); with dots.mocr `web_parsing`, `scene_spotting`, `question`, "
+        "`image_to_svg` (core/dots/tasks.py). rapidocr gives its text lines as boxes for the layout tasks "
+        "and as outlines for scene text.",
+    )
+    question = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_QUESTION_CHARS, trim_whitespace=True,
+        help_text="The question to ask about the image (task `question` only).",
     )
 
     def __init__(self, *args, **kwargs):

@@ -39,7 +39,7 @@ from core import jobstate
 from core.backends import AUTO
 from core.dots.prompts import GROUNDING, LAYOUT_ALL
 from core.planner import PlanRefused
-from ocr_app import backendconfig, jobactions, livestate, regions, retention
+from ocr_app import backendconfig, jobactions, livestate, regions, retention, taskchoice
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.errors import ApiError
@@ -70,7 +70,7 @@ WAIT_MAX_SECONDS = 300.0
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Form fields POST /api/v1/jobs understands; anything else is refused by name.
-UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse"}
+UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse", "question"}
 
 
 def errors(*codes: int, **described: str) -> dict:
@@ -218,8 +218,11 @@ class JobsView(APIView):
             "of making new ones (header `Idempotent-Replayed: true`); the same key with another request is "
             "a 422.\n\n"
             "`mode` picks the task: `layout_all` (the default: boxes, categories and text), `layout_only` "
-            "(boxes and categories) or `text` (plain text). Page ranges are not supported: every page of "
-            "a PDF is read.\n\n"
+            "(boxes and categories) or `text` (plain text); with dots.mocr also `web_parsing` (a web page "
+            "screenshot), `scene_spotting` (text in photos, with outlines), `question` (send the question in "
+            "`question`) and `image_to_svg` (also dots.mocr-svg). A task the configured model cannot run is "
+            "refused (400, code `task_not_supported`, naming the models that can). Page ranges are not "
+            "supported: every page of a PDF is read.\n\n"
             "A file sent again with the same settings (content, backend settings, task, model, revision, "
             "image-size cap and, for rapidocr, language) as a job that succeeded gets a new job that has "
             "already succeeded with that result (`reused_from` names it); send `reuse=false` to run it again."
@@ -263,7 +266,8 @@ class JobsView(APIView):
                 f"Unknown field(s): {', '.join(unknown)}. Known: {', '.join(sorted(UPLOAD_FIELDS))}.",
                 code="invalid", field_errors={name: ["unknown field"] for name in unknown},
             )
-        strings = {k: data.get(k) for k in ("language", "backend", "mode", "reuse") if isinstance(data.get(k), str)}
+        strings = {k: data.get(k) for k in ("language", "backend", "mode", "reuse", "question")
+                   if isinstance(data.get(k), str)}
         options_in = UploadOptionsSerializer(data=strings)
         if strings.get("mode") == GROUNDING:
             raise ApiError(
@@ -274,6 +278,8 @@ class JobsView(APIView):
         options_in.is_valid(raise_exception=True)
         options = options_in.validated_data
         options.setdefault("language", settings.OCRDASH_OCR_LANGUAGE)
+        if why := taskchoice.problem(options.get("mode", LAYOUT_ALL), options.get("question", "")):
+            raise ApiError(why, code="task_not_supported", field_errors={"mode": [why]})
 
         files = uploads.getlist("file") + uploads.getlist("files")
         if not files:
@@ -413,7 +419,7 @@ def _replay(request, key: str, request_hash: str) -> Response | None:
 def _stage_job(request, item: dict, options: dict) -> Job:
     mode = options.get("mode", LAYOUT_ALL)
     return stage_job(request.user, item["name"], item["data"], item["checked"], options["language"], mode,
-                     thumbnail=item["thumbnail"])
+                     thumbnail=item["thumbnail"], question=options.get("question", "").strip())
 
 
 def _commit_job(request, job: Job, options: dict) -> Job:

@@ -79,6 +79,7 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
         )
     else:
         language, mode = form.cleaned_data["language"], form.cleaned_data["mode"]
+        question = form.cleaned_data.get("question") or ""
         for upload_file in files:
             name = PurePath(upload_file.name or "upload").name
             try:
@@ -92,7 +93,7 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
                 checked = check_upload(
                     name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MAX_PDF_PAGES
                 )
-                accepted.append(create_job(request.user, name, data, checked, language, mode))
+                accepted.append(create_job(request.user, name, data, checked, language, mode, question=question))
             except UploadRefused as refused:
                 errors.append({"name": name, "error": str(refused)})
             except DiskFull as exc:

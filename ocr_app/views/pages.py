@@ -17,10 +17,10 @@ from core import containers, jobstate, languages
 from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
 from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE, gib
-from ocr_app import documents, livestate, retention
+from ocr_app import documents, livestate, retention, taskchoice
 from ocr_app.api.results import DOWNLOADS
 from ocr_app.events import job_payload
-from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
+from ocr_app.forms import HistoryFilterForm, UploadForm
 from ocr_app.models import Job, queued_jobs_in_order
 from ocr_app.validation import ACCEPTED_EXTENSIONS, human_bytes
 
@@ -192,7 +192,8 @@ def upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
             "limits": _limits(),
             "languages": _languages(),
             "default_language": settings.OCRDASH_OCR_LANGUAGE,
-            "modes": [{"value": v, "label": label, "help": hint} for v, label, hint in UPLOAD_MODES],
+            "modes": [{"value": t.code, "label": t.label, "help": t.help} for t in taskchoice.offered()],
+            "model_name": taskchoice.configured_model().name,
             "running": running,
             "waiting": waiting,
             "mine": mine,

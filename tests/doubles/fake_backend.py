@@ -32,6 +32,7 @@ class Call:
     mode: str
     bbox: list[float] | None
     args: dict[str, Any] = field(default_factory=dict)  # what the backend was loaded with
+    question: str | None = None
 
     @property
     def max_pixels(self) -> int | None:
@@ -127,6 +128,7 @@ class FakeBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         if not self._loaded:
             raise BackendError(f"The {self.name} backend is not loaded.")
@@ -140,6 +142,7 @@ class FakeBackend(OcrBackend):
             mode=mode,
             bbox=list(bbox) if bbox is not None else None,
             args=dict(self.loads[-1]),
+            question=question,
         )
         fakes.calls.append(call)
         self.calls.append(call)

@@ -439,10 +439,12 @@ class TransformersBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         """Read one page.
 
-        `mode` is one of core.dots.prompts.MODES. For "grounding", `bbox` is the box
+        `mode` is one of core.dots.prompts.MODES (`question`: the user's question for "question").
+        For "grounding", `bbox` is the box
         [x1, y1, x2, y2] to read, in pixels of `image` as given here; it is scaled to the resized
         image the model sees. `cancel` is asked before the page, between the vision tower's blocks
         and after every generated token.
@@ -477,7 +479,8 @@ class TransformersBackend(OcrBackend):
         if bbox is not None:
             x1, y1, x2, y2 = (float(v) for v in bbox)
             box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
-        prompt = prompts.prompt_for(mode, box)
+        prompt = prompts.prompt_for(mode, box, size=image.size, question=question)
+        system = prompts.system_prompt_for(mode)
         size = [resized.width, resized.height]
         tokens = image_tokens(resized.height, resized.width)
 
@@ -490,8 +493,9 @@ class TransformersBackend(OcrBackend):
         try:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self._device)
-            messages = [{"role": "user", "content": [{"type": "image", "image": resized},
-                                                     {"type": "text", "text": prompt}]}]  # fmt: skip
+            messages = [{"role": "system", "content": system}] if system else []
+            messages += [{"role": "user", "content": [{"type": "image", "image": resized},
+                                                      {"type": "text", "text": prompt}]}]  # fmt: skip
             text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             inputs = processor(
                 text=[text],

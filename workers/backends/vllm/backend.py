@@ -64,16 +64,15 @@ from typing import Any
 
 from PIL import Image
 
+from core import catalog
 from core.backends import VLLM
-from core.dots.prompts import GROUNDING, MODES, prompt_for
+from core.dots.prompts import GROUNDING, MODES, prompt_for, system_prompt_for
 from core.dots.resize import MAX_PIXELS, fit_for_model, image_tokens
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
 from workers.backends.base import OcrBackend
 from workers.backends.vllm.client import (
     DEFAULT_TIMEOUT,
     SERVED_MODEL_NAME,
-    TEMPERATURE,
-    TOP_P,
     VllmClient,
     VllmServerError,
 )
@@ -245,6 +244,7 @@ class VllmBackend(OcrBackend):
         *,
         bbox: Sequence[float] | None = None,
         sent_bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         """Read one page. For ``grounding``, `bbox` is the box in the pixels of `image`, or
         `sent_bbox` the box in the pixels of the image sent (after ``fit_for_model``)."""
@@ -273,9 +273,10 @@ class VllmBackend(OcrBackend):
                 given = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
             box = [int(round(float(v))) for v in given]
         try:
-            prompt = prompt_for(mode, box)
+            prompt = prompt_for(mode, box, size=image.size, question=question)
         except ValueError as exc:
             raise BackendError(str(exc)) from exc
+        sampling = catalog.for_setting(str(plan.get("model") or "")).sampling_for(mode)
 
         client = self._client
         max_tokens = int(plan.get("max_new_tokens") or 24_000)
@@ -292,7 +293,8 @@ class VllmBackend(OcrBackend):
 
         started = time.monotonic()
         try:
-            answer = client.complete(sent, prompt, max_tokens, TEMPERATURE, TOP_P, cancel)
+            answer = client.complete(sent, prompt, max_tokens, sampling.temperature, sampling.top_p, cancel,
+                                     system=system_prompt_for(mode))
         except VllmServerError as exc:
             raise self._server_failed(exc) from exc
         seconds = time.monotonic() - started
