@@ -482,6 +482,7 @@ class JobResultView(APIView):
             (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="format=md or md_nohf"),
             (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="format=html"),
             (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json or layout"),
+            (200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.STR, description="format=svg (task image_to_svg)"),
             **errors(400, 401, 404, 409, 410, e409="The job (or the page asked for) has not succeeded: the body "
                      "says its state.", e410="The result was removed by the retention settings."),
         },
@@ -506,7 +507,10 @@ class JobResultView(APIView):
         if removed := retention.removed_message(job, retention.RESULT):
             raise ApiError(removed, status.HTTP_410_GONE, "pruned", state=job.state)
         page = _page_param(request, job)
-        return results.FORMATS[fmt](job, page)
+        try:
+            return results.FORMATS[fmt](job, page)
+        except results.NoSvg as exc:
+            raise ApiError(str(exc), status.HTTP_404_NOT_FOUND, "no_svg") from None
 
 
 def _page_param(request, job: Job) -> int | None:
