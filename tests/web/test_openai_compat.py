@@ -104,7 +104,7 @@ def test_it_records_the_mode_the_prompt_asked_for_and_the_sampling(openai, worke
     origin = Job.objects.get().origin
     assert origin.via == "openai" and origin.mode == "layout_all"
     assert origin.options["max_tokens"] == 4096 and origin.options["temperature"] == 0.1
-    assert origin.options["served_mode"] == "text"
+    assert origin.options["served_mode"] == "layout_all" and Job.objects.get().mode == "layout_all"
 
 
 def test_it_reads_a_grounding_prompt_and_its_box(openai, worker):
@@ -112,8 +112,10 @@ def test_it_reads_a_grounding_prompt_and_its_box(openai, worker):
     text_part(body)["text"] = "<|img|><|imgpad|><|endofimg|>" + PROMPTS["grounding"] + "[1, 2, 30, 40]"
 
     assert chat(openai, body).status_code == 200
-    origin = Job.objects.get().origin
-    assert origin.mode == "grounding" and origin.options["bbox"] == [1, 2, 30, 40]
+    job = Job.objects.get()
+    assert job.origin.mode == job.mode == "grounding" and job.origin.options["sent_bbox"] == [1, 2, 30, 40]
+    # The box was in the pixels the model sees (64×48 is seen as 56×56); the region is in the image's.
+    assert job.region == [1, 2, 34, 34]
 
 
 @pytest.mark.parametrize(
@@ -226,7 +228,7 @@ def text_part(body) -> dict:
          "messages[0].content", "has 2"),
         (broken(lambda b: b["messages"][0]["content"].pop(1)), "messages", "no prompt"),
         (broken(lambda b: text_part(b).update(text="Describe this picture as a poem.")), "messages",
-         "dots.ocr's own prompts"),
+         "needs dots.mocr"),
         (broken(lambda b: b["messages"][0].update(content="What is in the image?")), "messages[0].content",
          "must be a list"),
         (broken(lambda b: b["messages"].append({"role": "assistant", "content": "Sure."})), "messages",
