@@ -48,6 +48,9 @@ ATTRIBUTES = frozenset({
     "patternContentUnits", "clipPathUnits", "maskUnits", "maskContentUnits", "preserveAspectRatio",
     "visibility", "display", "color", "style", "href", "xml:space", "startOffset", "vector-effect",
 })
+# Links and switches are unwrapped: what they draw stays, the link goes. Any other element not
+# listed (script, style, foreignObject, image, animation…) is dropped with all it holds.
+UNWRAPPED = frozenset({"a", "switch"})
 # Values that reach outside the document or run code.
 _DANGEROUS_VALUE = re.compile(r"javascript:|vbscript:|data:|expression\s*\(|@import|behavior\s*:|-moz-binding", re.I)
 _URL = re.compile(r"url\(\s*(['\"]?)(.*?)\1\s*\)", re.I | re.S)
@@ -117,6 +120,10 @@ class _Writer:
 
     def element(self, node: ET.Element, depth: int, root: bool = False) -> None:
         name = _local(node.tag) if isinstance(node.tag, str) else ""
+        if name in UNWRAPPED and not root and depth <= MAX_DEPTH:
+            self.dropped.add(name)
+            self.children(node, depth)
+            return
         if name not in ELEMENTS or depth > MAX_DEPTH:
             self.dropped.add(name or "comment")
             return
@@ -135,13 +142,16 @@ class _Writer:
                 continue
             attrs.append(f"{local}={quoteattr(value)}")
         self.parts.append(f"<{name}{' ' if attrs else ''}{' '.join(attrs)}>")
+        self.children(node, depth)
+        self.parts.append(f"</{name}>")
+
+    def children(self, node: ET.Element, depth: int) -> None:
         if node.text:
             self.parts.append(escape(node.text))
         for child in node:
             self.element(child, depth + 1)
             if child.tail:
                 self.parts.append(escape(child.tail))
-        self.parts.append(f"</{name}>")
 
 
 def sanitize(code: str) -> tuple[str | None, set[str]]:

@@ -11,6 +11,7 @@ Every backend a FakeBackends makes shares its records: `created` (the backends, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,43 @@ def layout_answer(template: str) -> Answer:
         return OcrResult(text=raw, raw=raw, details={"image_size_sent": list(image.size)})
 
     return answer
+
+
+HOSTILE_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" onload="document.title=\'svg-ran\'">'
+    "<script>document.title='svg-ran'</script>"
+    '<foreignObject width="10" height="10"><iframe src="https://example.com/"></iframe></foreignObject>'
+    '<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>'
+    '<a href="javascript:alert(1)"><text x="4" y="14" font-size="12">Total 42</text></a>'
+    '<path d="M0 {h} L{w} 0" stroke="#0057b8" stroke-width="2'
+)
+
+
+def task_answer(call: Call, image: Image.Image) -> OcrResult:
+    """What a dots model answers for the call's task, in the documented formats, at the sent size:
+    layout JSON (web pages too), text, scene-text lines, an SVG cut off at the token limit that
+    carries script, an event handler, a foreignObject and a javascript: link (HOSTILE_SVG)."""
+    w, h = image.size
+    cells = [
+        {"bbox": [2, 2, w - 2, h // 3], "category": "Title", "text": "# Invoice"},
+        {"bbox": [2, h // 2, w - 2, h - 2], "category": "Text", "text": "Total: 42 EUR"},
+    ]
+    truncated = False
+    if call.mode in ("layout_all", "web_parsing"):
+        raw = json.dumps(cells)
+    elif call.mode == "layout_only":
+        raw = json.dumps([{k: v for k, v in c.items() if k != "text"} for c in cells])
+    elif call.mode == "scene_spotting":
+        raw = f"(2, 2), ({w - 3}, 4), ({w - 3}, {h // 3}), (2, {h // 3 - 2}) OPEN\n" \
+              f"(3, {h // 2}), ({w - 2}, {h // 2}), ({w - 2}, {h - 2}), (3, {h - 2}) 24 HOURS"
+    elif call.mode == "image_to_svg":
+        raw, truncated = HOSTILE_SVG.format(w=w, h=h), True
+    elif call.mode == "question":
+        raw = f"The total is 42 EUR. (asked: {call.question})"
+    else:
+        raw = "Invoice\nTotal: 42 EUR"
+    details = {"image_size_sent": [w, h], "truncated": truncated}
+    return OcrResult(text=raw, raw=raw, details=details)
 
 
 def always(result: OcrResult) -> Answer:
