@@ -34,7 +34,7 @@ from core.dots.prompts import (
 )
 
 DOTS_OCR_TASKS = (LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY, GROUNDING)
-VLLM_FLAGS = ("--chat-template-content-format", "string", "--trust-remote-code")
+VLLM_FLAGS = ("--trust-remote-code", "--chat-template-content-format", "string")
 # 3.04 B parameters in bf16 (core/modelfacts.py), plus tokenizer and code.
 WEIGHTS_BYTES = 6_080_000_000
 
