@@ -45,8 +45,10 @@ def layout_cells(page: ParsedPage, with_text: bool = True) -> list[dict]:
     for element in page.elements:
         if element.bbox is None:
             continue
-        cell: dict = {"bbox": _scaled(element.bbox, sx, sy, seen) if seen else list(element.bbox),
-                      "category": element.category}
+        cell: dict = {
+            "bbox": _scaled(element.bbox, sx, sy, seen) if seen else list(element.bbox),
+            "category": element.category,
+        }
         if with_text and element.category != "Picture":
             cell["text"] = element.text
         cells.append(cell)

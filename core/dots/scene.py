@@ -106,8 +106,7 @@ def parse_scene(
             warnings.append("The model answered without text positions, so this image has its text but no outlines.")
     page.text = "\n".join(e.text for e in page.elements)
     if stray:
-        warnings.append(f"{stray} corner point{'s' if stray != 1 else ''} outside a complete outline "
-                        "were left out.")
+        warnings.append(f"{stray} corner point{'s' if stray != 1 else ''} outside a complete outline were left out.")
     if page.repeated_dropped:
         many = "s were" if page.repeated_dropped != 1 else " was"
         warnings.append(f"{page.repeated_dropped} repeated text instance{many} dropped (the model repeated itself).")

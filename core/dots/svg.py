@@ -30,24 +30,119 @@ MAX_SVG_CHARS = 4_000_000
 MAX_DEPTH = 64
 TRUNCATED_NOTE = "truncated: the model's answer ended early and ocrdash closed its open tags"
 
-ELEMENTS = frozenset({
-    "svg", "g", "defs", "title", "desc", "path", "rect", "circle", "ellipse", "line", "polyline",
-    "polygon", "text", "tspan", "textPath", "linearGradient", "radialGradient", "stop", "clipPath",
-    "mask", "pattern", "marker", "symbol", "use",
-})
-ATTRIBUTES = frozenset({
-    "id", "class", "viewBox", "width", "height", "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r",
-    "rx", "ry", "d", "points", "transform", "fill", "fill-opacity", "fill-rule", "stroke",
-    "stroke-width", "stroke-opacity", "stroke-linecap", "stroke-linejoin", "stroke-dasharray",
-    "stroke-dashoffset", "stroke-miterlimit", "opacity", "font-family", "font-size", "font-weight",
-    "font-style", "text-anchor", "dominant-baseline", "alignment-baseline", "baseline-shift",
-    "letter-spacing", "word-spacing", "dx", "dy", "rotate", "textLength", "lengthAdjust", "offset",
-    "stop-color", "stop-opacity", "gradientUnits", "gradientTransform", "spreadMethod", "fx", "fy",
-    "clip-path", "clip-rule", "mask", "marker-start", "marker-mid", "marker-end", "markerWidth",
-    "markerHeight", "markerUnits", "refX", "refY", "orient", "patternUnits", "patternTransform",
-    "patternContentUnits", "clipPathUnits", "maskUnits", "maskContentUnits", "preserveAspectRatio",
-    "visibility", "display", "color", "style", "href", "xml:space", "startOffset", "vector-effect",
-})
+ELEMENTS = frozenset(
+    {
+        "svg",
+        "g",
+        "defs",
+        "title",
+        "desc",
+        "path",
+        "rect",
+        "circle",
+        "ellipse",
+        "line",
+        "polyline",
+        "polygon",
+        "text",
+        "tspan",
+        "textPath",
+        "linearGradient",
+        "radialGradient",
+        "stop",
+        "clipPath",
+        "mask",
+        "pattern",
+        "marker",
+        "symbol",
+        "use",
+    }
+)
+ATTRIBUTES = frozenset(
+    {
+        "id",
+        "class",
+        "viewBox",
+        "width",
+        "height",
+        "x",
+        "y",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "cx",
+        "cy",
+        "r",
+        "rx",
+        "ry",
+        "d",
+        "points",
+        "transform",
+        "fill",
+        "fill-opacity",
+        "fill-rule",
+        "stroke",
+        "stroke-width",
+        "stroke-opacity",
+        "stroke-linecap",
+        "stroke-linejoin",
+        "stroke-dasharray",
+        "stroke-dashoffset",
+        "stroke-miterlimit",
+        "opacity",
+        "font-family",
+        "font-size",
+        "font-weight",
+        "font-style",
+        "text-anchor",
+        "dominant-baseline",
+        "alignment-baseline",
+        "baseline-shift",
+        "letter-spacing",
+        "word-spacing",
+        "dx",
+        "dy",
+        "rotate",
+        "textLength",
+        "lengthAdjust",
+        "offset",
+        "stop-color",
+        "stop-opacity",
+        "gradientUnits",
+        "gradientTransform",
+        "spreadMethod",
+        "fx",
+        "fy",
+        "clip-path",
+        "clip-rule",
+        "mask",
+        "marker-start",
+        "marker-mid",
+        "marker-end",
+        "markerWidth",
+        "markerHeight",
+        "markerUnits",
+        "refX",
+        "refY",
+        "orient",
+        "patternUnits",
+        "patternTransform",
+        "patternContentUnits",
+        "clipPathUnits",
+        "maskUnits",
+        "maskContentUnits",
+        "preserveAspectRatio",
+        "visibility",
+        "display",
+        "color",
+        "style",
+        "href",
+        "xml:space",
+        "startOffset",
+        "vector-effect",
+    }
+)
 # Links and switches are unwrapped: what they draw stays, the link goes. Any other element not
 # listed (script, style, foreignObject, image, animation…) is dropped with all it holds.
 UNWRAPPED = frozenset({"a", "switch"})
@@ -179,8 +274,9 @@ def parse_svg(
     page = ParsedPage(mode=IMAGE_TO_SVG, original_size=size, sent_size=size, truncated=bool(hit_token_limit))
     raw = raw if isinstance(raw, str) else ""
     warnings: list[str] = []
-    body, cuts = cut_loops(raw[:MAX_SVG_CHARS].replace("svg:", "", 1) if raw.lstrip().startswith("svg:") else
-                           raw[:MAX_SVG_CHARS])
+    body, cuts = cut_loops(
+        raw[:MAX_SVG_CHARS].replace("svg:", "", 1) if raw.lstrip().startswith("svg:") else raw[:MAX_SVG_CHARS]
+    )
     page.loops_cut = cuts
     start = _SVG_START.search(body)
     if not start:
@@ -190,22 +286,25 @@ def parse_svg(
         page.plain_text_fallback = True
         page.warnings = ["The model answered without SVG code; its text is shown as it came."]
         return page
-    body = body[start.start():]
+    body = body[start.start() :]
     end = _SVG_END.search(body)
     cut = end is None or len(raw) > MAX_SVG_CHARS or bool(cuts)
     body = body[: end.end()] if end else close_tags(body)
     svg, dropped = sanitize(body)
     if svg is None:
         page.text = normalize_text(body)
-        page.warnings = ["The model's SVG code could not be read as XML, so there is no picture; its code is "
-                         "kept as text."]
+        page.warnings = [
+            "The model's SVG code could not be read as XML, so there is no picture; its code is kept as text."
+        ]
         page.truncated = page.truncated or cut
         return page
     if cut:
         page.truncated = True
         svg = svg.replace(">", f"><!-- {TRUNCATED_NOTE} -->", 1)
-        warnings.append("The SVG code was cut off before its end; its open tags were closed, so the end of "
-                        "the drawing may be missing.")
+        warnings.append(
+            "The SVG code was cut off before its end; its open tags were closed, so the end of "
+            "the drawing may be missing."
+        )
     if cuts:
         warnings.append("A part the model repeated over and over was cut short.")
     if dropped:

@@ -36,8 +36,12 @@ class Task:
 
 
 TASKS: tuple[Task, ...] = (
-    Task(prompts.LAYOUT_ALL, "Full layout", "boxes, categories (title, table, formula…) and text, in reading order",
-         LAYOUT),
+    Task(
+        prompts.LAYOUT_ALL,
+        "Full layout",
+        "boxes, categories (title, table, formula…) and text, in reading order",
+        LAYOUT,
+    ),
     Task(prompts.LAYOUT_ONLY, "Layout only", "boxes and categories, no text (faster)", LAYOUT),
     Task(prompts.TEXT_ONLY, "Text only", "the page's plain text, without page headers and footers", TEXT),
     Task(prompts.GROUNDING, "Region", "the text inside one box", TEXT, uploadable=False),
@@ -95,7 +99,8 @@ def parse(
         return svg.parse_svg(raw, original_size, hit_token_limit=hit_token_limit)
     # Web pages are answered in the layout format; a question like the text task.
     like = {prompts.WEB_PARSING: prompts.LAYOUT_ALL, prompts.QUESTION: prompts.TEXT_ONLY}.get(mode, mode)
-    page = parse_output(raw, like, sent_size, original_size, grounding_box=grounding_box,
-                        hit_token_limit=hit_token_limit)
+    page = parse_output(
+        raw, like, sent_size, original_size, grounding_box=grounding_box, hit_token_limit=hit_token_limit
+    )
     page.mode = mode
     return page

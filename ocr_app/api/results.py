@@ -116,8 +116,10 @@ def as_svg(job: Job, page: int | None = None) -> HttpResponse:
     pages = _pages(job, page if page is not None else 1)
     drawing = pages[0].svg if pages else None
     if drawing is None:
-        raise NoSvg(f"Job {job.pk} has no SVG drawing{'' if page is None else f' on page {page}'}: only the "
-                    "task image_to_svg makes one.")
+        raise NoSvg(
+            f"Job {job.pk} has no SVG drawing{'' if page is None else f' on page {page}'}: only the "
+            "task image_to_svg makes one."
+        )
     return _answer(drawing, "image/svg+xml", job, ".svg", page)
 
 

@@ -4,20 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ocr_app', '0011_reliability_attempts_retries_pruned'),
+        ("ocr_app", "0011_reliability_attempts_retries_pruned"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='question',
-            field=models.TextField(blank=True, default=''),
+            model_name="job",
+            name="question",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='mode',
-            field=models.CharField(choices=[('layout_all', 'Full layout: boxes, categories and text'), ('layout_only', 'Layout only: boxes and categories, no text'), ('text', "Text only: the page's plain text"), ('grounding', 'Text of one region'), ('web_parsing', 'Web page: layout elements and text'), ('scene_spotting', 'Scene text: outlines and text'), ('image_to_svg', 'Image to SVG'), ('question', 'A question about the image')], default='layout_all', max_length=20),
+            model_name="job",
+            name="mode",
+            field=models.CharField(
+                choices=[
+                    ("layout_all", "Full layout: boxes, categories and text"),
+                    ("layout_only", "Layout only: boxes and categories, no text"),
+                    ("text", "Text only: the page's plain text"),
+                    ("grounding", "Text of one region"),
+                    ("web_parsing", "Web page: layout elements and text"),
+                    ("scene_spotting", "Scene text: outlines and text"),
+                    ("image_to_svg", "Image to SVG"),
+                    ("question", "A question about the image"),
+                ],
+                default="layout_all",
+                max_length=20,
+            ),
         ),
     ]

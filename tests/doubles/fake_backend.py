@@ -88,8 +88,10 @@ def task_answer(call: Call, image: Image.Image) -> OcrResult:
     elif call.mode == "layout_only":
         raw = json.dumps([{k: v for k, v in c.items() if k != "text"} for c in cells])
     elif call.mode == "scene_spotting":
-        raw = f"(2, 2), ({w - 3}, 4), ({w - 3}, {h // 3}), (2, {h // 3 - 2}) OPEN\n" \
-              f"(3, {h // 2}), ({w - 2}, {h // 2}), ({w - 2}, {h - 2}), (3, {h - 2}) 24 HOURS"
+        raw = (
+            f"(2, 2), ({w - 3}, 4), ({w - 3}, {h // 3}), (2, {h // 3 - 2}) OPEN\n"
+            f"(3, {h // 2}), ({w - 2}, {h // 2}), ({w - 2}, {h - 2}), (3, {h - 2}) 24 HOURS"
+        )
     elif call.mode == "image_to_svg":
         raw, truncated = HOSTILE_SVG.format(w=w, h=h), True
     elif call.mode == "question":

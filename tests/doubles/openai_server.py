@@ -98,8 +98,12 @@ def check_chat_request(body: Any, model_name: str, max_pixels: int) -> ChatReque
 
     messages = body.get("messages")
     system = None
-    if isinstance(messages, list) and len(messages) == 2 and isinstance(messages[0], dict) \
-            and messages[0].get("role") == "system":
+    if (
+        isinstance(messages, list)
+        and len(messages) == 2
+        and isinstance(messages[0], dict)
+        and messages[0].get("role") == "system"
+    ):
         system, messages = messages[0].get("content"), messages[1:]
     if not isinstance(messages, list) or len(messages) != 1:
         problems.append("there must be exactly one message")

@@ -61,8 +61,9 @@ def test_upstreams_parser_writes_layout_json_and_markdown_for_each_page_of_a_pdf
     pdf_with_pages(pdf, [["First page 11"], ["Second page 22"]])
     pages = upstream.load_images_from_pdf(pdf)
     written = [
-        upstream.parse_single_image(page, LAYOUT_ALL, tmp_path, f"report_page_{i}", base_url,
-                                    model_name="rednote-hilab/dots.ocr")
+        upstream.parse_single_image(
+            page, LAYOUT_ALL, tmp_path, f"report_page_{i}", base_url, model_name="rednote-hilab/dots.ocr"
+        )
         for i, page in enumerate(pages)
     ]
 
@@ -76,8 +77,9 @@ def test_upstreams_parser_writes_layout_json_and_markdown_for_each_page_of_a_pdf
 
 def test_the_layout_only_prompt_gets_boxes_without_text_under_a_catalog_models_name(base_url, tmp_path):
     image = Image.open(io.BytesIO(text_image(["Only boxes"], size=(500, 160))))
-    result = upstream.parse_single_image(image, PROMPTS["layout_only"], tmp_path, "boxes", base_url,
-                                         model_name="dots.ocr", layout_only=True)
+    result = upstream.parse_single_image(
+        image, PROMPTS["layout_only"], tmp_path, "boxes", base_url, model_name="dots.ocr", layout_only=True
+    )
 
     assert result["filtered"] is False
     (cell,) = result["cells"]

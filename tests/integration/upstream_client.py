@@ -38,24 +38,38 @@ def pil_image_to_base64(image: Image.Image, fmt: str = "PNG") -> str:
     return f"data:image/{fmt.lower()};base64,{base64.b64encode(buffered.getvalue()).decode('utf-8')}"
 
 
-def inference_with_vllm(image, prompt, base_url: str, temperature=0.1, top_p=1.0, max_completion_tokens=16384,
-                        model_name="model", system_prompt=None) -> str:
+def inference_with_vllm(
+    image,
+    prompt,
+    base_url: str,
+    temperature=0.1,
+    top_p=1.0,
+    max_completion_tokens=16384,
+    model_name="model",
+    system_prompt=None,
+) -> str:
     from openai import OpenAI
 
     client = OpenAI(api_key=os.environ.get("API_KEY", "0"), base_url=base_url)
     messages = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
-    messages.append({
-        "role": "user",
-        "content": [
-            {"type": "image_url", "image_url": {"url": pil_image_to_base64(image)}},
-            {"type": "text", "text": f"<|img|><|imgpad|><|endofimg|>{prompt}"},
-        ],
-    })
-    response = client.chat.completions.create(messages=messages, model=model_name,
-                                              max_completion_tokens=max_completion_tokens,
-                                              temperature=temperature, top_p=top_p)
+    messages.append(
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": pil_image_to_base64(image)}},
+                {"type": "text", "text": f"<|img|><|imgpad|><|endofimg|>{prompt}"},
+            ],
+        }
+    )
+    response = client.chat.completions.create(
+        messages=messages,
+        model=model_name,
+        max_completion_tokens=max_completion_tokens,
+        temperature=temperature,
+        top_p=top_p,
+    )
     return response.choices[0].message.content
 
 
@@ -68,8 +82,12 @@ def post_process_cells(origin_image: Image.Image, cells: list, input_width: int,
     for cell in cells:
         bbox = cell["bbox"]
         copy = dict(cell)
-        copy["bbox"] = [int(float(bbox[0]) / scale_x), int(float(bbox[1]) / scale_y),
-                        int(float(bbox[2]) / scale_x), int(float(bbox[3]) / scale_y)]
+        copy["bbox"] = [
+            int(float(bbox[0]) / scale_x),
+            int(float(bbox[1]) / scale_y),
+            int(float(bbox[2]) / scale_x),
+            int(float(bbox[3]) / scale_y),
+        ]
         out.append(copy)
     return out
 
@@ -92,8 +110,15 @@ def layoutjson2md(cells: list, text_key: str = "text", no_page_hf: bool = False)
     return "\n\n".join(items)
 
 
-def parse_single_image(origin_image: Image.Image, prompt: str, save_dir: Path, save_name: str, base_url: str,
-                       model_name: str = "model", layout_only: bool = False) -> dict:
+def parse_single_image(
+    origin_image: Image.Image,
+    prompt: str,
+    save_dir: Path,
+    save_name: str,
+    base_url: str,
+    model_name: str = "model",
+    layout_only: bool = False,
+) -> dict:
     """What `_parse_single_image` writes for a layout prompt: {name}.json and, unless layout only,
     {name}.md; returns its result record."""
     image = origin_image.convert("RGB")

@@ -82,9 +82,11 @@ def test_written_back_it_reads_as_the_same_outlines():
 
 
 @settings(max_examples=150, deadline=None)
-@given(raw=st.text(alphabet="(),0123456789 -.\nABCxyz营", max_size=400),
-       sent=st.tuples(st.integers(28, 2000), st.integers(28, 2000)),
-       original=st.tuples(st.integers(1, 4000), st.integers(1, 4000)))
+@given(
+    raw=st.text(alphabet="(),0123456789 -.\nABCxyz营", max_size=400),
+    sent=st.tuples(st.integers(28, 2000), st.integers(28, 2000)),
+    original=st.tuples(st.integers(1, 4000), st.integers(1, 4000)),
+)
 def test_any_answer_is_read_without_error_and_every_outline_lies_in_the_image(raw, sent, original):
     page = scene.parse_scene(raw, sent_size=sent, original_size=original)
     w, h = original

@@ -106,8 +106,9 @@ def test_an_answer_without_svg_is_kept_as_text_and_broken_xml_gives_no_picture()
 
 
 def test_html_entities_the_model_writes_are_read_as_characters():
-    page = svg.parse_svg('<svg xmlns="http://www.w3.org/2000/svg"><text>a&nbsp;b &copy; &bogus; &#65;</text></svg>',
-                         (10, 10))
+    page = svg.parse_svg(
+        '<svg xmlns="http://www.w3.org/2000/svg"><text>a&nbsp;b &copy; &bogus; &#65;</text></svg>', (10, 10)
+    )
     assert page.text == "a b © &bogus; A"
 
 

@@ -38,8 +38,10 @@ class Command(BaseCommand):
                 f"{mark} {row['name']:<14} {row['repo']:<28} {revision:<18} {row['weights_bytes'] / GiB:.1f} GiB, "
                 f"{here}; tasks: {', '.join(row['tasks'])}"
             )
-        self.stdout.write("* the model the backend settings choose. Fetch one: python3 ocrdash.py manage fetch_model "
-                          "--model NAME --revision COMMIT")
+        self.stdout.write(
+            "* the model the backend settings choose. Fetch one: python3 ocrdash.py manage fetch_model "
+            "--model NAME --revision COMMIT"
+        )
 
 
 def _dumps(rows) -> str:

@@ -293,8 +293,9 @@ class VllmBackend(OcrBackend):
 
         started = time.monotonic()
         try:
-            answer = client.complete(sent, prompt, max_tokens, sampling.temperature, sampling.top_p, cancel,
-                                     system=system_prompt_for(mode))
+            answer = client.complete(
+                sent, prompt, max_tokens, sampling.temperature, sampling.top_p, cancel, system=system_prompt_for(mode)
+            )
         except VllmServerError as exc:
             raise self._server_failed(exc) from exc
         seconds = time.monotonic() - started
