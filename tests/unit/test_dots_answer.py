@@ -54,7 +54,8 @@ def test_scene_text_answers_in_the_models_line_format_and_reads_back_the_same_ou
     again = scene.parse_scene(lines, sent_size=seen, original_size=(701, 263))
     for before, after in zip(page.elements, again.elements, strict=True):
         assert after.text == before.text
-        assert all(abs(a - b) <= 2 for p, q in zip(before.polygon, after.polygon, strict=True) for a, b in zip(p, q, strict=True))
+        corners = zip(before.polygon, after.polygon, strict=True)
+        assert all(abs(a - b) <= 2 for p, q in corners for a, b in zip(p, q, strict=True))
 
 
 def test_text_svg_and_questions_answer_as_they_are():
