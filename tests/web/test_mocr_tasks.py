@@ -132,3 +132,25 @@ def test_the_job_page_shows_the_svg_only_as_an_image_and_scene_outlines_as_polyg
     page = alice_client.get(f"/jobs/{svg_job.pk}/").content.decode()
     assert f'<img id="svg-image" src="/api/v1/jobs/{svg_job.pk}/result?format=svg&amp;page=1"' in page
     assert "Total 42" not in page.split('id="svg-result"')[1].split("</figure>")[0]  # never inlined
+
+
+def test_manage_models_json_lists_the_catalog_with_the_chosen_model_and_what_is_present(settings, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.OCRDASH_MODEL_DIR = str(tmp_path)
+    snapshot = tmp_path / "huggingface" / "models--rednote-hilab--dots.mocr-svg" / "snapshots" / ("b" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(b"x")
+    choose_model("rednote-hilab/dots.mocr")
+    out = StringIO()
+    call_command("models", "--json", stdout=out)
+
+    listed = {m["name"]: m for m in json.loads(out.getvalue())}
+    assert list(listed) == ["dots.ocr", "dots.mocr", "dots.mocr-svg"]
+    assert {"web_parsing", "scene_spotting", "question"} <= set(listed["dots.mocr"]["tasks"])
+    assert listed["dots.mocr-svg"]["tasks"] == ["image_to_svg"]
+    assert [m["present"] for m in listed.values()] == [False, False, True]
+    assert [m["chosen"] for m in listed.values()] == [False, True, False]
+    assert all({"repo", "revision", "sampling", "weights_bytes", "vllm_image"} <= set(m) for m in listed.values())
