@@ -40,7 +40,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core import jobstate
+from core import catalog, jobstate
 from core.dots import answer
 from core.dots.prompts import (
     DEFAULT_QUESTION,
@@ -577,10 +577,16 @@ class ModelsView(OpenAiErrorsMixin, APIView):
         tags=["openai"],
     )
     def get(self, request):
+        configured = taskchoice.configured_model()
         return Response(
             {
                 "object": "list",
-                "data": [{"id": MODEL_ID, "object": "model", "created": MODEL_CREATED, "owned_by": "ocrdash"}],
+                # The configured model first (it answers every request), then the rest of the catalog.
+                "data": [
+                    {"id": m.name, "object": "model", "created": MODEL_CREATED, "owned_by": "ocrdash", "root": m.repo,
+                     "tasks": list(m.tasks)}
+                    for m in sorted(catalog.MODELS, key=lambda m: m is not configured)
+                ],
             }
         )
 

@@ -154,3 +154,20 @@ def test_manage_models_json_lists_the_catalog_with_the_chosen_model_and_what_is_
     assert [m["present"] for m in listed.values()] == [False, False, True]
     assert [m["chosen"] for m in listed.values()] == [False, True, False]
     assert all({"repo", "revision", "sampling", "weights_bytes", "vllm_image"} <= set(m) for m in listed.values())
+
+
+def test_the_admin_chooses_a_catalog_model_and_the_upload_page_follows(client, make_user, alice_client):
+    make_user("root", is_staff=True, is_superuser=True)
+    client.login(username="root", password="secret-pass-123")
+    cfg = BackendSettings.load()
+    form = {f: getattr(cfg, f) for f in ("backend", "model", "revision", "vllm_url", "reserve_mib", "reserve_percent",
+                                         "max_pixels", "max_new_tokens")}
+    form.update(allow_vllm="on", allow_fp8="on", catalog_model="dots.mocr")
+
+    response = client.post("/admin/ocr_app/backendsettings/1/change/", form)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert BackendSettings.load().model == "rednote-hilab/dots.mocr"
+    page = client.get("/admin/ocr_app/backendsettings/1/change/").content.decode()
+    assert "dots.mocr: Full layout" in page and "Scene text" in page
+    assert 'value="scene_spotting"' in alice_client.get("/upload/").content.decode()

@@ -341,10 +341,11 @@ def test_the_real_wait_gives_up_after_the_timeout(openai, settings):
 # -- /v1/models -------------------------------------------------------------------------------------
 
 
-def test_models_names_dots_ocr(openai):
+def test_models_names_the_configured_model_first_and_the_rest_of_the_catalog(openai):
     body = openai.get("/v1/models").json()
 
-    assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["dots.ocr"]
+    assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["dots.ocr", "dots.mocr", "dots.mocr-svg"]
+    assert body["data"][0]["tasks"] == ["layout_all", "layout_only", "text", "grounding"]
 
 
 def test_models_needs_a_token(client):
