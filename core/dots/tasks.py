@@ -42,7 +42,7 @@ TASKS: tuple[Task, ...] = (
         "boxes, categories (title, table, formula…) and text, in reading order",
         LAYOUT,
     ),
-    Task(prompts.LAYOUT_ONLY, "Layout only", "boxes and categories, no text (faster)", LAYOUT),
+    Task(prompts.LAYOUT_ONLY, "Layout only", "boxes and categories without the text: faster", LAYOUT),
     Task(prompts.TEXT_ONLY, "Text only", "the page's plain text, without page headers and footers", TEXT),
     Task(prompts.GROUNDING, "Region", "the text inside one box", TEXT, uploadable=False),
     Task(prompts.WEB_PARSING, "Web page", "a screenshot of a web page: its layout elements and their text", LAYOUT),

@@ -110,6 +110,7 @@ class JobSerializer(serializers.Serializer):
         child=serializers.IntegerField(), min_length=4, max_length=4, allow_null=True,
         help_text="grounding: the region read, [x1, y1, x2, y2] in the image's pixels; null otherwise.",
     )
+    question = serializers.CharField(help_text="question: what was asked about the image; empty otherwise.")
     pages = serializers.IntegerField(source="page_count", help_text="Pages to read: 1 for an image.")
     page = serializers.SerializerMethodField(help_text="The page being read now (1-based); null unless running.")
     reused_from = serializers.IntegerField(source="reused_from_id", allow_null=True,
