@@ -1,10 +1,11 @@
 """Any backend's answer for one page as a ParsedPage, the one shape results are stored, shown
 and exported in (pure: no Django).
 
-dots.ocr's answer is parsed for the job's task (`core.dots.parse.parse_output`). rapidocr, the CPU
+A dots model's answer is parsed for the job's task (`core.dots.tasks.parse`). rapidocr, the CPU
 text engine (the backend that does not run dots.ocr, core/backends.py), finds text lines, not
-layout: for the layout tasks each line becomes a Text element with the box around it, for `text`
-the page is its plain text.
+layout: for the layout tasks (web pages too) each line becomes a Text element with the box around
+it, for scene text each line keeps its four corners as its outline, for `text` the page is its
+plain text. It cannot draw SVG or answer questions (core/dots/tasks.py `rapidocr`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core import backends
-from core.dots.parse import Element, ParsedPage, normalize_text, parse_output
-from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
+from core.dots import tasks
+from core.dots.parse import Element, ParsedPage, normalize_text
+from core.dots.prompts import GROUNDING, LAYOUT_ALL, LAYOUT_ONLY, MODES, SCENE_SPOTTING, TEXT_ONLY, WEB_PARSING
 from core.loopguard import REPEATING, TIME_LIMIT, Stopped
 from core.results import OcrResult, TextLine
 
@@ -39,11 +41,15 @@ def from_lines(
         text = normalize_text(text)
         elements = [Element("Text", tuple(int(v) for v in region), text, 0)] if text and region else []
         return ParsedPage(elements=elements, text=text, mode=GROUNDING, original_size=size, sent_size=size)
-    if mode in (LAYOUT_ALL, LAYOUT_ONLY):
-        elements = [
-            Element("Text", line_box(line), line.text if isinstance(line, TextLine) else line["text"], index)
-            for index, line in enumerate(lines)
-        ]
+    if mode in (LAYOUT_ALL, LAYOUT_ONLY, WEB_PARSING, SCENE_SPOTTING):
+        elements = []
+        for index, line in enumerate(lines):
+            words = line.text if isinstance(line, TextLine) else line["text"]
+            element = Element("Text", line_box(line), words, index)
+            if mode == SCENE_SPOTTING:
+                points = line.box if isinstance(line, TextLine) else line["box"]
+                element.polygon = tuple((int(round(p[0])), int(round(p[1]))) for p in points[:4])
+            elements.append(element)
         return ParsedPage(elements=elements, text=text, mode=mode, original_size=size, sent_size=size)
     text = normalize_text(text)
     elements = [Element("Text", None, text, 0)] if text else []
@@ -63,7 +69,7 @@ def parsed_page(result: OcrResult, backend: str, mode: str, original_size: Seque
     details = result.details or {}
     sent = details.get("image_size_sent") or original_size
     stopped = stopped_early(result)
-    page = parse_output(
+    page = tasks.parse(
         result.raw or result.text,
         mode,
         sent_size=sent,

@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
@@ -5,6 +6,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from core import catalog
+from core.dots import tasks
 from core.events import BackendSettingsNotice
 from core.gpu import gib
 from core.planner import PlanRefused
@@ -28,14 +31,42 @@ class JobAdmin(admin.ModelAdmin):
         return False  # jobs come from uploads, not from a form
 
 
+class BackendSettingsForm(forms.ModelForm):
+    """The model picked from the catalog (core/catalog.py) fills in its repository and pinned
+    revision; "as typed" keeps the model field as written (another hub id or a local folder)."""
+
+    catalog_model = forms.ChoiceField(
+        label="Catalog model",
+        required=False,
+        choices=[("", "as typed below")] + [(m.name, f"{m.name} ({m.repo})") for m in catalog.MODELS],
+        help_text="dots.ocr reads documents; dots.mocr adds web pages, scene text, SVG and questions; "
+        "dots.mocr-svg draws SVG best. Fetch its weights first: python3 ocrdash.py manage fetch_model --model NAME.",
+    )
+
+    class Meta:
+        model = BackendSettings
+        fields = ("backend", "model", "revision", "vllm_url", "allow_vllm", "allow_fp8", "allow_cpu", "reserve_mib",
+                  "reserve_percent", "max_pixels", "max_new_tokens")
+
+    def clean(self):
+        cleaned = super().clean()
+        if name := cleaned.get("catalog_model"):
+            entry = catalog.get(name)
+            cleaned["model"] = entry.repo
+            cleaned["revision"] = entry.revision or cleaned.get("revision") or ""
+            self.instance.model, self.instance.revision = cleaned["model"], cleaned["revision"]
+        return cleaned
+
+
 @admin.register(BackendSettings)
 class BackendSettingsAdmin(admin.ModelAdmin):
     """One row; the page shows the plan these settings give on the GPU as it is now."""
 
-    readonly_fields = ("current_plan", "updated_at", "updated_by")
+    form = BackendSettingsForm
+    readonly_fields = ("current_plan", "model_tasks", "updated_at", "updated_by")
     fieldsets = (
         (None, {"fields": ("current_plan", "backend")}),
-        ("Model", {"fields": ("model", "revision")}),
+        ("Model", {"fields": ("catalog_model", "model", "revision", "model_tasks")}),
         ("vLLM", {"fields": ("allow_vllm", "vllm_url", "allow_fp8")}),
         ("Limits", {"fields": ("reserve_mib", "reserve_percent", "max_pixels", "max_new_tokens", "allow_cpu")}),
         ("Changed", {"fields": ("updated_at", "updated_by")}),
@@ -43,7 +74,7 @@ class BackendSettingsAdmin(admin.ModelAdmin):
 
     # Where the model's code and the pages go: a superuser's decision (the model runs its own code,
     # trust_remote_code, in the worker; the vLLM server receives every page).
-    SUPERUSER_FIELDS = ("model", "revision", "vllm_url")
+    SUPERUSER_FIELDS = ("catalog_model", "model", "revision", "vllm_url")
 
     def has_add_permission(self, request):
         return False
@@ -62,6 +93,11 @@ class BackendSettingsAdmin(admin.ModelAdmin):
             raise PermissionDenied
         obj = BackendSettings.load()
         return redirect("admin:ocr_app_backendsettings_change", obj.pk)
+
+    @admin.display(description="What it can do")
+    def model_tasks(self, obj):
+        entry = catalog.for_setting(obj.model)
+        return format_html("{}: {}", entry.name, ", ".join(tasks.get(t).label for t in entry.tasks))
 
     @admin.display(description="Plan on the GPU now")
     def current_plan(self, obj):

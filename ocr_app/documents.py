@@ -97,6 +97,7 @@ def page_document(job: Job, number: int) -> dict:
         "html": "",
         "text": "",
         "warnings": [],
+        "svg_url": None,
     }
     if page is not None:
         body.update(
@@ -105,4 +106,7 @@ def page_document(job: Job, number: int) -> dict:
             text=page.text,
             warnings=list(page.warnings),
         )
+        if page.svg is not None:
+            # Shown only through <img>: an SVG in an image never runs script (core/dots/svg.py).
+            body["svg_url"] = reverse("api-job-result", args=[job.pk]) + f"?format=svg&page={number}"
     return body

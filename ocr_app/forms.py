@@ -7,16 +7,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from core import backends, jobstate, languages, textlayer
-from core.dots import prompts
+from core.dots import prompts, tasks
+from ocr_app import taskchoice
 from ocr_app.validation import ACCEPTED_EXTENSIONS
 
-# The tasks an upload can ask for; the text of one region (grounding) needs a box, which an upload
-# does not carry.
-UPLOAD_MODES = [
-    (prompts.LAYOUT_ALL, "Full layout", "boxes, categories (title, table, formula…) and text, in reading order"),
-    (prompts.LAYOUT_ONLY, "Layout only", "boxes and categories without the text: faster"),
-    (prompts.TEXT_ONLY, "Text only", "the page's plain text, without page headers and footers"),
-]
+# The tasks an upload can ask for (core/dots/tasks.py); the text of one region (grounding) needs a
+# box, which an upload does not carry. The page offers those the configured model can run.
+UPLOAD_MODES = [(t.code, t.label, t.help) for t in tasks.uploadable()]
 
 
 def language_choices() -> list[tuple[str, str]]:
@@ -48,6 +45,7 @@ class UploadForm(forms.Form):
         required=False,
         label="A PDF's own text",
     )
+    question = forms.CharField(required=False, max_length=prompts.MAX_QUESTION_CHARS, strip=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,6 +61,11 @@ class UploadForm(forms.Form):
 
     def clean_text_layer(self) -> str:
         return self.cleaned_data.get("text_layer") or settings.PDF_TEXT_LAYER
+    def clean(self):
+        cleaned = super().clean()
+        if "mode" in cleaned and (why := taskchoice.problem(cleaned["mode"], cleaned.get("question") or "")):
+            self.add_error("mode", why)
+        return cleaned
 
 
 class HistoryFilterForm(forms.Form):

@@ -23,6 +23,10 @@ MODE_CHOICES = [
     (prompts.LAYOUT_ONLY, "Layout only: boxes and categories, no text"),
     (prompts.TEXT_ONLY, "Text only: the page's plain text"),
     (prompts.GROUNDING, "Text of one region"),
+    (prompts.WEB_PARSING, "Web page: layout elements and text"),
+    (prompts.SCENE_SPOTTING, "Scene text: outlines and text"),
+    (prompts.IMAGE_TO_SVG, "Image to SVG"),
+    (prompts.QUESTION, "A question about the image"),
 ]
 
 TEXT_LAYER_CHOICES = [
@@ -52,6 +56,8 @@ class Job(models.Model):
     # The task: dots.ocr's prompt mode (core.dots.prompts.MODES). rapidocr reads it as the shape
     # of the result: line boxes as Text elements for the layout modes, plain text for `text`.
     mode = models.CharField(max_length=20, choices=MODE_CHOICES, default=prompts.LAYOUT_ALL)
+    # The question asked (task `question` only; core.dots.prompts.MAX_QUESTION_CHARS).
+    question = models.TextField(blank=True, default="")
     # grounding: the region to read, [x1, y1, x2, y2] in the pixels of the uploaded image.
     region = models.JSONField(null=True, blank=True)
     # Celery hostname of the worker that ran it, to recover jobs a dead worker left running.

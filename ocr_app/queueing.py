@@ -55,6 +55,7 @@ def cache_key(
     cfg: BackendSettings | None = None,
     region: list[int] | None = None,
     text_layer: str = textlayer.AUTO,
+    question: str = "",
 ) -> str:
     """What decides a result: the same file read with the same settings gives the same text."""
     cfg = cfg or BackendSettings.load()
@@ -72,6 +73,8 @@ def cache_key(
         facts["region"] = list(region)
     if text_layer != textlayer.AUTO:  # so keys made before the option stay the same for auto
         facts["text_layer"] = text_layer
+    if question:
+        facts["question"] = question
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
@@ -85,6 +88,7 @@ def stage_job(
     region: list[int] | None = None,
     thumbnail: bytes | None = None,
     text_layer: str | None = None,
+    question: str = "",
 ) -> Job:
     """A new, unsaved job for an upload, with its file and thumbnail stored. Raises UploadRefused
     (the file cannot be previewed) or files.DiskFull, with nothing left on disk. `thumbnail`: one
@@ -105,9 +109,10 @@ def stage_job(
         language=language,
         mode=mode,
         region=list(region) if region is not None else None,
+        question=question,
         page_count=checked.pages,
         text_layer=text_layer,
-        cache_key=cache_key(checked.sha256, mode, language, region=region, text_layer=text_layer),
+        cache_key=cache_key(checked.sha256, mode, language, region=region, text_layer=text_layer, question=question),
     )
     job.staged_page_kinds = list(checked.page_kinds)  # for commit_job's Page rows
     try:
@@ -155,9 +160,11 @@ def create_job(
     reuse: bool = True,
     region: list[int] | None = None,
     text_layer: str | None = None,
+    question: str = "",
 ) -> Job:
-    """A new job for an upload (see stage_job and commit_job). `region` is the box a grounding job reads."""
-    job = stage_job(owner, name, data, checked, language, mode, region, text_layer=text_layer)
+    """A new job for an upload (see stage_job and commit_job). `region` is the box a grounding job reads,
+    `question` what a question job asks."""
+    job = stage_job(owner, name, data, checked, language, mode, region, text_layer=text_layer, question=question)
     try:
         return commit_job(job, reuse)
     except BaseException:

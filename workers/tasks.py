@@ -28,7 +28,7 @@ from django.utils import timezone
 from PIL import Image
 
 from core import backends, containers, documents, jobstate, readpage, textlayer
-from core.dots.prompts import GROUNDING, TEXT_ONLY
+from core.dots.prompts import GROUNDING, QUESTION, TEXT_ONLY
 from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused
 from core.planner import Plan, PlanRefused, replan_after_oom
@@ -277,6 +277,7 @@ def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int 
         notes.append("Only the first frame of this animated GIF was read.")
     _read_text_layer_pages(job, pages, doc_data)
     region = job.region if job.mode == GROUNDING else None
+    question = job.question if job.mode == QUESTION else None
     held = holder()
     while True:
         todo = [p.number for p in pages if p.state not in (Page.SUCCEEDED, Page.FAILED)]
@@ -290,7 +291,7 @@ def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int 
             backend = held.ensure(choice, _Progress(job))
             if job.message:
                 job.message = ""
-            for event in backend.read_pages(source, job.mode, _CancelFlag(job.pk), bbox=region):
+            for event in backend.read_pages(source, job.mode, _CancelFlag(job.pk), bbox=region, question=question):
                 page = by_number[event.key]
                 if event.kind == STARTED:
                     started[page.number] = time.monotonic()

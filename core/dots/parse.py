@@ -93,13 +93,18 @@ class Element:
     text: str
     index: int  # position in reading order on its page
     complete: bool = True  # False: the answer was cut off inside this element's text
+    # scene_spotting: the text's quadrilateral, four (x, y) corners in original-image pixels
+    polygon: tuple[tuple[int, int], ...] | None = None
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "index": self.index, "category": self.category,
             "bbox": list(self.bbox) if self.bbox is not None else None,
             "text": self.text, "complete": self.complete,
         }
+        if self.polygon is not None:
+            data["polygon"] = [list(p) for p in self.polygon]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Element:
@@ -107,6 +112,7 @@ class Element:
         return cls(
             category=data["category"], bbox=tuple(int(v) for v in bbox) if bbox else None,
             text=data.get("text") or "", index=int(data.get("index", 0)), complete=bool(data.get("complete", True)),
+            polygon=tuple((int(p[0]), int(p[1])) for p in data["polygon"]) if data.get("polygon") else None,
         )
 
 
@@ -123,9 +129,10 @@ class ParsedPage:
     sent_size: tuple[int, int] | None = None  # (width, height) of the image the model saw
     original_size: tuple[int, int] | None = None  # (width, height) of the page image
     page_number: int | None = None  # set by whoever assembles a document
+    svg: str | None = None  # image_to_svg: the sanitized SVG document (core/dots/svg.py)
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "elements": [e.to_dict() for e in self.elements], "text": self.text, "warnings": list(self.warnings),
             "truncated": self.truncated, "repeated_dropped": self.repeated_dropped,
             "plain_text_fallback": self.plain_text_fallback, "loops_cut": self.loops_cut, "mode": self.mode,
@@ -133,6 +140,9 @@ class ParsedPage:
             "original_size": list(self.original_size) if self.original_size else None,
             "page_number": self.page_number,
         }
+        if self.svg is not None:
+            data["svg"] = self.svg
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ParsedPage:
@@ -146,6 +156,7 @@ class ParsedPage:
             plain_text_fallback=bool(data.get("plain_text_fallback")), loops_cut=int(data.get("loops_cut", 0)),
             mode=data.get("mode", LAYOUT_ALL), sent_size=size(data.get("sent_size")),
             original_size=size(data.get("original_size")), page_number=data.get("page_number"),
+            svg=data.get("svg") if isinstance(data.get("svg"), str) else None,
         )
 
 

@@ -1,8 +1,9 @@
-"""The task prompts dots.ocr was trained on.
+"""The task prompts dots.ocr and dots.mocr were trained on.
 
-The wording is the model's own (rednote-hilab/dots.ocr, dots_ocr/utils/prompts.py): the
-model answers in the trained format only when asked with these exact sentences, so they
-must not be "improved".
+The wording is the models' own (rednote-hilab/dots.ocr at 36d7248878f181c6257dc1cbd799ae940970444f,
+dots_ocr/utils/prompts.py; the same file in rednote-hilab/dots.mocr at 23f3e5612fb8, where the
+four dots.ocr prompts are unchanged): the model answers in the trained format only when asked with
+these exact sentences, so they must not be "improved".
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ LAYOUT_ALL = "layout_all"  # boxes + categories + text (the default)
 LAYOUT_ONLY = "layout_only"  # boxes + categories, no text
 TEXT_ONLY = "text"  # plain text of the page (page headers/footers left out by the model)
 GROUNDING = "grounding"  # text inside one box
-MODES = (LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY, GROUNDING)
+# dots.mocr's tasks.
+WEB_PARSING = "web_parsing"  # a web page screenshot: layout cells as JSON
+SCENE_SPOTTING = "scene_spotting"  # text in a photo: quadrilaterals and their text
+IMAGE_TO_SVG = "image_to_svg"  # a chart or diagram as SVG code (best with dots.mocr-svg)
+QUESTION = "question"  # a free question about the image, with a system prompt
+MODES = (LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY, GROUNDING, WEB_PARSING, SCENE_SPOTTING, IMAGE_TO_SVG, QUESTION)
 
 PROMPTS = {
     LAYOUT_ALL: f"""Please output the layout information from the PDF image, including each layout element's bbox, its category, and the corresponding text content within the bbox.
@@ -49,16 +55,41 @@ PROMPTS = {
     GROUNDING: (
         "Extract text from the given bounding box on the image (format: [x1, y1, x2, y2]).\nBounding Box:\n"
     ),
+    WEB_PARSING: "Parsing the layout info of this webpage image with format json:\n",
+    SCENE_SPOTTING: "Detect and recognize the text in the image.",
+    # {width} and {height}: the original image's size (dots_mocr/parser.py get_prompt).
+    IMAGE_TO_SVG: 'Please generate the SVG code based on the image.viewBox="0 0 {width} {height}"',
 }
+
+# Questions are sent with this system prompt (dots_mocr/parser.py _inference_with_vllm,
+# demo/demo_vllm_general.py: "general tasks need system_prompt"); the other tasks with none.
+QUESTION_SYSTEM_PROMPT = "You are a helpful assistant."
+# Upstream's own question when none is given (dots_mocr/parser.py get_prompt).
+DEFAULT_QUESTION = "Please describe the content of this image."
+MAX_QUESTION_CHARS = 2000
 
 # vLLM's chat template adds a newline around the image unless the placeholder is spelled out.
 IMAGE_PLACEHOLDER = "<|img|><|imgpad|><|endofimg|>"
 
 
-def prompt_for(mode: str, bbox: list[int] | tuple[int, ...] | None = None) -> str:
-    """The prompt for `mode`; grounding needs `bbox` in the pixels of the image sent to the model."""
+def prompt_for(
+    mode: str,
+    bbox: list[int] | tuple[int, ...] | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    question: str | None = None,
+) -> str:
+    """The prompt for `mode`; grounding needs `bbox` in the pixels of the image sent to the model,
+    image_to_svg the original image's `size` (width, height), a question its text."""
+    if mode == QUESTION:
+        text = (question or "").strip()
+        return text or DEFAULT_QUESTION
     if mode not in PROMPTS:
         raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    if mode == IMAGE_TO_SVG:
+        if size is None:
+            raise ValueError("image_to_svg needs the image's size")
+        return PROMPTS[IMAGE_TO_SVG].replace("{width}", str(int(size[0]))).replace("{height}", str(int(size[1])))
     if mode == GROUNDING:
         if bbox is None or len(bbox) != 4:
             raise ValueError("grounding needs a box [x1, y1, x2, y2]")
@@ -66,3 +97,7 @@ def prompt_for(mode: str, bbox: list[int] | tuple[int, ...] | None = None) -> st
     if bbox is not None:
         raise ValueError(f"mode {mode!r} takes no box")
     return PROMPTS[mode]
+
+
+def system_prompt_for(mode: str) -> str | None:
+    return QUESTION_SYSTEM_PROMPT if mode == QUESTION else None

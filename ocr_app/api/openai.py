@@ -1,17 +1,24 @@
-"""An OpenAI-compatible endpoint, so that a script written for a dots.ocr vLLM server works unchanged.
+"""An OpenAI-compatible endpoint, so that a script written for a dots.ocr / dots.mocr vLLM server works
+unchanged.
 
-`POST /v1/chat/completions` accepts what dots.ocr's own client sends to vLLM (see
-workers/backends/vllm/client.py `VllmClient.request_body`): one user message whose content is the
-page as a data URL and the text `<|img|><|imgpad|><|endofimg|>` + one of dots.ocr's prompts. The
-image becomes one job in the same queue as every upload (in the history, owned by the token's
-user); the answer comes when the job ends, in the chat.completion format, or as server-sent events
-with one final chunk when `stream` is true. The model name is echoed back, whatever it is (scripts
-name the model as their vLLM server was started).
+`POST /v1/chat/completions` accepts what dots.ocr's own client sends to vLLM (upstream's
+dots_ocr/model/inference.py `inference_with_vllm`, rednote-hilab/dots.ocr at 36d7248878f1; our
+workers/backends/vllm/client.py `VllmClient.request_body` sends the same): one user message whose
+content is the page as a data URL and the text `<|img|><|imgpad|><|endofimg|>` + a prompt, and for
+questions a system message. The prompt picks the task (core/dots/tasks.py): each of dots.ocr's and
+dots.mocr's prompts (the SVG one with any viewBox, the grounding one with its box in the pixels
+the model sees), and any other text is a question about the image. The image becomes one job in
+the same queue as every upload (in the history, owned by the token's user); the answer comes when
+the job ends, written in the format the prompt asks for whatever backend read it
+(core/dots/answer.py: layout JSON with boxes in the pixels the model sees, scene-text lines, SVG,
+text), in the chat.completion format, or as server-sent events with one final chunk when `stream`
+is true. The model name is echoed back: any name is accepted (scripts name the model as their vLLM
+server was started: "model", the repository, a catalog name); the task must be one the configured
+model (core/catalog.py) can run.
 
-What is recorded but not applied: the prompt's task mode (JobOrigin.mode; these jobs run in the
-`text` task and the answer is the page's plain text) and the sampling parameters
-(max_tokens, temperature, top_p: the backend uses dots.ocr's own sampling and the admin's output
-budget). Errors have OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+What is recorded but not applied: the sampling parameters (max_tokens, temperature, top_p: the
+backend uses the model's own sampling and the admin's output budget). Errors have OpenAI's shape:
+{"error": {"message", "type", "param", "code"}}.
 """
 
 from __future__ import annotations
@@ -33,9 +40,19 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core import jobstate
-from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS, TEXT_ONLY
-from ocr_app import jobactions
+from core import catalog, jobstate
+from core.dots import answer
+from core.dots.prompts import (
+    DEFAULT_QUESTION,
+    GROUNDING,
+    IMAGE_PLACEHOLDER,
+    IMAGE_TO_SVG,
+    MAX_QUESTION_CHARS,
+    PROMPTS,
+    QUESTION,
+    TEXT_ONLY,
+)
+from ocr_app import documents, jobactions, taskchoice
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.auth import ApiTokenAuthentication
 from ocr_app.api.errors import ApiError
@@ -51,6 +68,9 @@ MODEL_CREATED = 1722470400  # 2024-08-01, dots.ocr's release month: a fixed "cre
 DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[^;,]*)*?);base64,(?P<data>.*)$", re.S)
 _NUMBER = r"\s*(-?\d+(?:\.\d+)?)\s*"
 _BBOX = re.compile(rf"^\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]$")
+_SVG_PROMPT = re.compile(
+    "^" + re.escape(PROMPTS[IMAGE_TO_SVG].split("{width}")[0]) + r"\d+ \d+" + re.escape('"') + "$"
+)
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -77,30 +97,33 @@ class OpenAiError(ApiError):
 # -- reading the request ----------------------------------------------------------------------------
 
 
-def _prompt_mode(prompt: str) -> tuple[str, dict]:
-    """dots.ocr's mode for a prompt, and what it carries (the grounding box)."""
+def _prompt_mode(prompt: str, system: str = "") -> tuple[str, dict]:
+    """The task a prompt asks for, and what it carries (the grounding box in the pixels the model
+    sees, the question)."""
     text = prompt.replace(IMAGE_PLACEHOLDER, "").strip()
     if not text:
+        if system:  # upstream's general prompt is blank: its own question then
+            return QUESTION, {"question": DEFAULT_QUESTION}
         raise OpenAiError(
             "The message has no prompt: add a text part with one of dots.ocr's prompts, e.g. "
             f"{IMAGE_PLACEHOLDER}{PROMPTS['text']}",
             "messages",
         )
     for mode, known in PROMPTS.items():
-        if mode != GROUNDING and text == known.strip():
+        if mode not in (GROUNDING, IMAGE_TO_SVG) and text == known.strip():
             return mode, {}
+    if _SVG_PROMPT.match(text):
+        return IMAGE_TO_SVG, {}
     grounding = PROMPTS[GROUNDING].strip()
     if text.startswith(grounding):
         box = _BBOX.match(text[len(grounding):].strip())
         if not box:
             raise OpenAiError("A grounding prompt must end with the box as [x1, y1, x2, y2].", "messages")
-        return GROUNDING, {"bbox": [float(v) for v in box.groups()]}
-    raise OpenAiError(
-        "ocrdash answers dots.ocr's own prompts only (the model answers in its trained format only for them); "
-        f"this one is none of them. Modes: {', '.join(PROMPTS)}; for plain text send "
-        f"'{IMAGE_PLACEHOLDER}{PROMPTS['text']}'.",
-        "messages",
-    )
+        return GROUNDING, {"sent_bbox": [float(v) for v in box.groups()]}
+    if len(text) > MAX_QUESTION_CHARS:
+        raise OpenAiError(f"The question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,}.",
+                          "messages")
+    return QUESTION, {"question": text}
 
 
 def _image_from_url(url, param: str) -> bytes:
@@ -153,6 +176,7 @@ def parse_request(body) -> dict:
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise OpenAiError(f"messages[{i}] must be an object with a role.", "messages")
     users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    system = " ".join(m["content"] for m in messages if m["role"] == "system" and isinstance(m.get("content"), str))
     others = [m["role"] for m in messages if m["role"] not in ("user", "system")]
     if len(users) != 1 or others:
         raise OpenAiError("Send exactly one user message (the page and the prompt); this is not a chat.", "messages")
@@ -191,19 +215,20 @@ def parse_request(body) -> dict:
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise OpenAiError("stream_options must be an object.", "stream_options")
-    mode, extra = _prompt_mode("".join(texts))
+    mode, extra = _prompt_mode("".join(texts), system.strip())
     options = {
         "model": model,
         "max_tokens": _number(body, "max_completion_tokens", 1, 10**7, True) or _number(body, "max_tokens", 1, 10**7,
                                                                                        True),
         "temperature": _number(body, "temperature", 0, 2),
         "top_p": _number(body, "top_p", 0, 1),
-        **extra,
+        **{k: v for k, v in extra.items() if k != "question"},
     }
     return {
         "model": model,
         "image": images[0],
         "mode": mode,
+        "question": extra.get("question", ""),
         "stream": stream,
         "include_usage": bool(stream_options.get("include_usage")),
         "options": {k: v for k, v in options.items() if v is not None},
@@ -222,9 +247,16 @@ def make_job(user, token, request_data: dict) -> Job:
     except UploadRefused as exc:
         raise OpenAiError(str(exc), param) from None
     name = f"{name}.{checked.image_format.lower()}"
+    mode, question = request_data["mode"], request_data.get("question", "")
+    if why := taskchoice.problem(mode if mode != GROUNDING else TEXT_ONLY, question):
+        raise OpenAiError(why, "messages", code="task_not_supported")
+    region = None
+    if mode == GROUNDING:
+        region = _region_in_image(request_data["options"]["sent_bbox"], (checked.width, checked.height))
     try:
         require_broker()
-        job = create_job(user, name, data, checked, settings.OCRDASH_OCR_LANGUAGE, TEXT_ONLY)
+        job = create_job(user, name, data, checked, settings.OCRDASH_OCR_LANGUAGE, mode, region=region,
+                         question=question)
     except UploadRefused as exc:
         raise OpenAiError(str(exc), param) from None
     except BrokerUnavailable as exc:
@@ -238,9 +270,31 @@ def make_job(user, token, request_data: dict) -> Job:
         via=JobOrigin.OPENAI,
         token=token if hasattr(token, "key_hash") else None,
         mode=request_data["mode"],
-        options={**request_data["options"], "served_mode": "text"},
+        options={**request_data["options"], "served_mode": mode},
     )
     return job
+
+
+def _region_in_image(sent_box: list[float], size: tuple[int, int]) -> list[int]:
+    """A grounding box in the pixels the model sees (smart_resize of the image) as a region of the
+    image itself (upstream's pre_process_bboxes scaled it the other way)."""
+    seen = answer.model_size(size)
+    sx, sy = size[0] / seen[0], size[1] / seen[1]
+    x1, y1, x2, y2 = sent_box
+    box = [round(min(x1, x2) * sx), round(min(y1, y2) * sy), round(max(x1, x2) * sx), round(max(y1, y2) * sy)]
+    box = [min(max(box[0], 0), size[0] - 1), min(max(box[1], 0), size[1] - 1), min(box[2], size[0]),
+           min(box[3], size[1])]
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise OpenAiError("The grounding box is empty or outside the image.", "messages")
+    return box
+
+
+def answer_text(job: Job) -> str:
+    """The job's result in the format its prompt asked for (core/dots/answer.py)."""
+    pages = documents.parsed_pages(job)
+    if not pages:
+        return job.text
+    return answer.model_answer(pages[0], job.mode)
 
 
 def _reload(pk: int) -> Job:
@@ -276,7 +330,7 @@ def completion(job: Job, model: str) -> dict:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": job.text},
+                "message": {"role": "assistant", "content": answer_text(job)},
                 "finish_reason": finish_reason,
                 "logprobs": None,
             }
@@ -295,7 +349,7 @@ def event_stream(job: Job, model: str, include_usage: bool) -> bytes:
             "choices": [
                 {
                     "index": 0,
-                    "delta": {"role": "assistant", "content": job.text},
+                    "delta": {"role": "assistant", "content": whole["choices"][0]["message"]["content"]},
                     "finish_reason": whole["choices"][0]["finish_reason"],
                     "logprobs": None,
                 }
@@ -523,10 +577,16 @@ class ModelsView(OpenAiErrorsMixin, APIView):
         tags=["openai"],
     )
     def get(self, request):
+        configured = taskchoice.configured_model()
         return Response(
             {
                 "object": "list",
-                "data": [{"id": MODEL_ID, "object": "model", "created": MODEL_CREATED, "owned_by": "ocrdash"}],
+                # The configured model first (it answers every request), then the rest of the catalog.
+                "data": [
+                    {"id": m.name, "object": "model", "created": MODEL_CREATED, "owned_by": "ocrdash", "root": m.repo,
+                     "tasks": list(m.tasks)}
+                    for m in sorted(catalog.MODELS, key=lambda m: m is not configured)
+                ],
             }
         )
 

@@ -20,6 +20,7 @@ from django.utils.http import content_disposition_header
 
 from core.dots import render
 from core.dots.parse import ParsedPage
+from core.dots.prompts import IMAGE_TO_SVG
 from ocr_app import documents, pictures, searchablepdf, serving
 from ocr_app.events import job_payload
 from ocr_app.models import Job, Page
@@ -119,6 +120,23 @@ def as_layout(job: Job, page: int | None = None) -> HttpResponse:
     return _answer(body, "application/json", job, "-layout.json", page)
 
 
+class NoSvg(Exception):
+    """The job (or page) has no SVG drawing."""
+
+
+def as_svg(job: Job, page: int | None = None) -> HttpResponse:
+    """The page's drawing (task image_to_svg), sanitized when it was read (core/dots/svg.py); served
+    with the user-content headers and meant for <img>, never inlined."""
+    pages = _pages(job, page if page is not None else 1)
+    drawing = pages[0].svg if pages else None
+    if drawing is None:
+        raise NoSvg(
+            f"Job {job.pk} has no SVG drawing{'' if page is None else f' on page {page}'}: only the "
+            "task image_to_svg makes one."
+        )
+    return _answer(drawing, "image/svg+xml", job, ".svg", page)
+
+
 FORMATS: dict[str, Callable[[Job, int | None], HttpResponse]] = {
     "txt": as_txt,
     "md": as_markdown,
@@ -127,6 +145,7 @@ FORMATS: dict[str, Callable[[Job, int | None], HttpResponse]] = {
     "json": as_json,
     "layout": as_layout,
     "pdf": as_pdf,
+    "svg": as_svg,
 }
 DEFAULT_FORMAT = "json"
 # What the job page offers to download, in this order.
@@ -139,6 +158,12 @@ DOWNLOADS = [
     ("json", "Everything (JSON)"),
     ("pdf", "Searchable PDF"),
 ]
+SVG_DOWNLOAD = ("svg", "SVG drawing")
+
+
+def downloads_for(job: Job) -> list[tuple[str, str]]:
+    """What the job page offers: the SVG too for the SVG task."""
+    return [SVG_DOWNLOAD, *DOWNLOADS] if job.mode == IMAGE_TO_SVG else DOWNLOADS
 
 
 def page_state(job: Job, number: int) -> str | None:

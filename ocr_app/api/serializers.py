@@ -9,12 +9,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core import backends, jobstate, languages, textlayer
-from core.dots.prompts import LAYOUT_ALL, LAYOUT_ONLY, MODES, TEXT_ONLY
+from core.dots import tasks
+from core.dots.prompts import MAX_QUESTION_CHARS, MODES
 from ocr_app.models import BackendSettings, Job
 
 KNOWN_BACKENDS = list(backends.names())
 # Task modes an upload can ask for; grounding (the text of one region) needs a box.
-AVAILABLE_MODES = [LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY]
+AVAILABLE_MODES = [t.code for t in tasks.uploadable()]
 
 
 def language_codes() -> list[str]:
@@ -109,6 +110,7 @@ class JobSerializer(serializers.Serializer):
         child=serializers.IntegerField(), min_length=4, max_length=4, allow_null=True,
         help_text="grounding: the region read, [x1, y1, x2, y2] in the image's pixels; null otherwise.",
     )
+    question = serializers.CharField(help_text="question: what was asked about the image; empty otherwise.")
     pages = serializers.IntegerField(source="page_count", help_text="Pages to read: 1 for an image; a PDF's "
                                      "pages or a multi-page TIFF's frames.")
     text_layer = serializers.ChoiceField(choices=textlayer.CHOICES, help_text="How a PDF's own text is used "
@@ -264,7 +266,13 @@ class UploadOptionsSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(
         choices=AVAILABLE_MODES, required=False,
         help_text="The task: `layout_all` (default; boxes, categories and text), `layout_only` (boxes and "
-        "categories) or `text` (plain text). rapidocr gives its text lines as boxes for the layout tasks.",
+        "categories), `text` (plain text); with dots.mocr `web_parsing`, `scene_spotting`, `question`, "
+        "`image_to_svg` (core/dots/tasks.py). rapidocr gives its text lines as boxes for the layout tasks "
+        "and as outlines for scene text.",
+    )
+    question = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_QUESTION_CHARS, trim_whitespace=True,
+        help_text="The question to ask about the image (task `question` only).",
     )
     text_layer = serializers.ChoiceField(
         choices=textlayer.CHOICES, required=False,

@@ -39,7 +39,7 @@ from core import jobstate
 from core.backends import AUTO
 from core.dots.prompts import GROUNDING, LAYOUT_ALL
 from core.planner import PlanRefused
-from ocr_app import backendconfig, jobactions, livestate, regions, retention
+from ocr_app import backendconfig, jobactions, livestate, regions, retention, taskchoice
 from ocr_app.api import results, waiting
 from ocr_app.api.asyncview import AsyncAPIView
 from ocr_app.api.errors import ApiError
@@ -70,7 +70,7 @@ WAIT_MAX_SECONDS = 300.0
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 # Form fields POST /api/v1/jobs understands; anything else is refused by name.
-UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse", "text_layer"}
+UPLOAD_FIELDS = {"file", "files", "language", "backend", "mode", "reuse", "text_layer", "question"}
 
 
 def errors(*codes: int, **described: str) -> dict:
@@ -220,8 +220,11 @@ class JobsView(APIView):
             "of making new ones (header `Idempotent-Replayed: true`); the same key with another request is "
             "a 422.\n\n"
             "`mode` picks the task: `layout_all` (the default: boxes, categories and text), `layout_only` "
-            "(boxes and categories) or `text` (plain text). Page ranges are not supported: every page of "
-            "a PDF is read.\n\n"
+            "(boxes and categories) or `text` (plain text); with dots.mocr also `web_parsing` (a web page "
+            "screenshot), `scene_spotting` (text in photos, with outlines), `question` (send the question in "
+            "`question`) and `image_to_svg` (also dots.mocr-svg). A task the configured model cannot run is "
+            "refused (400, code `task_not_supported`, naming the models that can). Page ranges are not "
+            "supported: every page of a PDF is read.\n\n"
             "A file sent again with the same settings (content, backend settings, task, model, revision, "
             "image-size cap and, for rapidocr, language) as a job that succeeded gets a new job that has "
             "already succeeded with that result (`reused_from` names it); send `reuse=false` to run it again."
@@ -265,7 +268,7 @@ class JobsView(APIView):
                 f"Unknown field(s): {', '.join(unknown)}. Known: {', '.join(sorted(UPLOAD_FIELDS))}.",
                 code="invalid", field_errors={name: ["unknown field"] for name in unknown},
             )
-        named = ("language", "backend", "mode", "reuse", "text_layer")
+        named = ("language", "backend", "mode", "reuse", "text_layer", "question")
         strings = {k: data.get(k) for k in named if isinstance(data.get(k), str)}
         options_in = UploadOptionsSerializer(data=strings)
         if strings.get("mode") == GROUNDING:
@@ -277,6 +280,8 @@ class JobsView(APIView):
         options_in.is_valid(raise_exception=True)
         options = options_in.validated_data
         options.setdefault("language", settings.OCRDASH_OCR_LANGUAGE)
+        if why := taskchoice.problem(options.get("mode", LAYOUT_ALL), options.get("question", "")):
+            raise ApiError(why, code="task_not_supported", field_errors={"mode": [why]})
 
         files = uploads.getlist("file") + uploads.getlist("files")
         if not files:
@@ -416,7 +421,8 @@ def _replay(request, key: str, request_hash: str) -> Response | None:
 def _stage_job(request, item: dict, options: dict) -> Job:
     mode = options.get("mode", LAYOUT_ALL)
     return stage_job(request.user, item["name"], item["data"], item["checked"], options["language"], mode,
-                     thumbnail=item["thumbnail"], text_layer=options.get("text_layer"))
+                     thumbnail=item["thumbnail"], text_layer=options.get("text_layer"),
+                     question=options.get("question", "").strip())
 
 
 def _commit_job(request, job: Job, options: dict) -> Job:
@@ -483,6 +489,7 @@ class JobResultView(APIView):
             (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="format=json or layout"),
             (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="format=pdf: a searchable "
                                                       "PDF, the pages with an invisible text layer"),
+            (200, "image/svg+xml"): OpenApiResponse(OpenApiTypes.STR, description="format=svg (task image_to_svg)"),
             **errors(400, 401, 404, 409, 410, e409="The job (or the page asked for) has not succeeded: the body "
                      "says its state.", e410="The result was removed by the retention settings."),
         },
@@ -507,7 +514,10 @@ class JobResultView(APIView):
         if removed := retention.removed_message(job, retention.RESULT):
             raise ApiError(removed, status.HTTP_410_GONE, "pruned", state=job.state)
         page = _page_param(request, job)
-        return results.FORMATS[fmt](job, page)
+        try:
+            return results.FORMATS[fmt](job, page)
+        except results.NoSvg as exc:
+            raise ApiError(str(exc), status.HTTP_404_NOT_FOUND, "no_svg") from None
 
 
 def _page_param(request, job: Job) -> int | None:

@@ -80,6 +80,7 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
     else:
         language, mode = form.cleaned_data["language"], form.cleaned_data["mode"]
         text_layer = form.cleaned_data["text_layer"]
+        question = form.cleaned_data.get("question") or ""
         for upload_file in files:
             name = PurePath(upload_file.name or "upload").name
             try:
@@ -93,7 +94,11 @@ def _receive_upload(request: HttpRequest) -> HttpResponse:
                 checked = check_upload(
                     name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MAX_PDF_PAGES
                 )
-                accepted.append(create_job(request.user, name, data, checked, language, mode, text_layer=text_layer))
+                accepted.append(
+                    create_job(
+                        request.user, name, data, checked, language, mode, text_layer=text_layer, question=question
+                    )
+                )
             except UploadRefused as refused:
                 errors.append({"name": name, "error": str(refused)})
             except DiskFull as exc:

@@ -14,13 +14,14 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from core import containers, imageformats, jobstate, languages, textlayer
-from core.dots.prompts import GROUNDING, LAYOUT_CATEGORIES, TEXT_ONLY
+from core.dots import tasks
+from core.dots.prompts import LAYOUT_CATEGORIES, SCENE_SPOTTING
 from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE, gib
-from ocr_app import documents, livestate, retention
-from ocr_app.api.results import DOWNLOADS
+from ocr_app import documents, livestate, retention, taskchoice
+from ocr_app.api.results import downloads_for
 from ocr_app.events import job_payload
-from ocr_app.forms import UPLOAD_MODES, HistoryFilterForm, UploadForm
+from ocr_app.forms import HistoryFilterForm, UploadForm
 from ocr_app.models import Job, queued_jobs_in_order
 from ocr_app.validation import ACCEPTED_EXTENSIONS, human_bytes
 
@@ -196,7 +197,8 @@ def upload_page(request: HttpRequest, status: int = 200) -> HttpResponse:
             "limits": _limits(),
             "languages": _languages(),
             "default_language": settings.OCRDASH_OCR_LANGUAGE,
-            "modes": [{"value": v, "label": label, "help": hint} for v, label, hint in UPLOAD_MODES],
+            "modes": [{"value": t.code, "label": t.label, "help": t.help} for t in taskchoice.offered()],
+            "model_name": taskchoice.configured_model().name,
             "running": running,
             "waiting": waiting,
             "mine": mine,
@@ -252,9 +254,8 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=pk)
     lang = _language_or_none(job.language)
     first = documents.page_document(job, 1)
-    boxes = [
-        {**e, "points": "{0},{1} {2},{1} {2},{3} {0},{3}".format(*e["bbox"])} for e in first["elements"] if e["bbox"]
-    ]
+    boxes = [{**e, "points": _outline(e)} for e in first["elements"] if e["bbox"]]
+    task = tasks.get(job.mode) if job.mode in tasks.CODES else None
     return render(
         request,
         "ocr_app/job_detail.html",
@@ -266,10 +267,13 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "boxes": boxes,
             "categories": LAYOUT_CATEGORIES,
             # Plain text reads best for the text and region tasks; the layout tasks open rendered.
-            "text_first": job.mode in (TEXT_ONLY, GROUNDING),
+            "text_first": task is not None and task.result == tasks.TEXT,
+            "task": task,
+            "svg_url": first.get("svg_url"),
+            "scene": job.mode == SCENE_SPOTTING,
             "page_numbers": range(1, job.page_count + 1),
             "pages": list(job.pages.order_by("number")) if job.page_count > 1 else [],
-            "downloads": DOWNLOADS,
+            "downloads": downloads_for(job),
             "pruned": retention.describe(job),
             "result_pruned": bool(retention.removed_message(job, retention.RESULT)),
             "original_pruned": bool(retention.removed_message(job, retention.ORIGINAL)),
@@ -278,6 +282,13 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             ),
         },
     )
+
+
+def _outline(element: dict) -> str:
+    """An element's outline for the page's SVG overlay: scene text's four corners, else its box."""
+    if element.get("polygon"):
+        return " ".join(f"{x},{y}" for x, y in element["polygon"])
+    return "{0},{1} {2},{1} {2},{3} {0},{3}".format(*element["bbox"])
 
 
 def _language_or_none(code: str):
@@ -300,7 +311,7 @@ def job_pages(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "ocr_app/_pages.html",
-        {"job": job, "pages": list(job.pages.order_by("number")), "downloads": DOWNLOADS},
+        {"job": job, "pages": list(job.pages.order_by("number")), "downloads": downloads_for(job)},
     )
 
 

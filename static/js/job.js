@@ -64,8 +64,10 @@
       if (!e.bbox) return;
       const [x1, y1, x2, y2] = e.bbox;
       const poly = document.createElementNS(NS, "polygon");
-      poly.setAttribute("points", [x1 + "," + y1, x2 + "," + y1, x2 + "," + y2, x1 + "," + y2].join(" "));
-      poly.setAttribute("class", "box cat-" + e.category.toLowerCase());
+      // Scene text has its own outline (four corners); other elements their box.
+      const corners = e.polygon || [[x1, y1], [x2, y1], [x2, y2], [x1, y2]];
+      poly.setAttribute("points", corners.map(function (p) { return p[0] + "," + p[1]; }).join(" "));
+      poly.setAttribute("class", "box cat-" + e.category.toLowerCase() + (e.polygon ? " scene" : ""));
       poly.dataset.index = e.index;
       poly.dataset.category = e.category;
       const title = document.createElementNS(NS, "title");

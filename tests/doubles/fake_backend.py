@@ -11,6 +11,7 @@ Every backend a FakeBackends makes shares its records: `created` (the backends, 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Call:
     page: Any = None  # the page's key when it came through read_pages (the worker: its number)
     # The cancel check the page was given (an answer that takes its time polls it).
     cancel: Any = field(default=None, repr=False, compare=False)
+    question: str | None = None
 
     @property
     def max_pixels(self) -> int | None:
@@ -64,6 +66,45 @@ def layout_answer(template: str) -> Answer:
         return OcrResult(text=raw, raw=raw, details={"image_size_sent": list(image.size)})
 
     return answer
+
+
+HOSTILE_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" onload="document.title=\'svg-ran\'">'
+    "<script>document.title='svg-ran'</script>"
+    '<foreignObject width="10" height="10"><iframe src="https://example.com/"></iframe></foreignObject>'
+    '<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>'
+    '<a href="javascript:alert(1)"><text x="4" y="14" font-size="12">Total 42</text></a>'
+    '<path d="M0 {h} L{w} 0" stroke="#0057b8" stroke-width="2'
+)
+
+
+def task_answer(call: Call, image: Image.Image) -> OcrResult:
+    """What a dots model answers for the call's task, in the documented formats, at the sent size:
+    layout JSON (web pages too), text, scene-text lines, an SVG cut off at the token limit that
+    carries script, an event handler, a foreignObject and a javascript: link (HOSTILE_SVG)."""
+    w, h = image.size
+    cells = [
+        {"bbox": [2, 2, w - 2, h // 3], "category": "Title", "text": "# Invoice"},
+        {"bbox": [2, h // 2, w - 2, h - 2], "category": "Text", "text": "Total: 42 EUR"},
+    ]
+    truncated = False
+    if call.mode in ("layout_all", "web_parsing"):
+        raw = json.dumps(cells)
+    elif call.mode == "layout_only":
+        raw = json.dumps([{k: v for k, v in c.items() if k != "text"} for c in cells])
+    elif call.mode == "scene_spotting":
+        raw = (
+            f"(2, 2), ({w - 3}, 4), ({w - 3}, {h // 3}), (2, {h // 3 - 2}) OPEN\n"
+            f"(3, {h // 2}), ({w - 2}, {h // 2}), ({w - 2}, {h - 2}), (3, {h - 2}) 24 HOURS"
+        )
+    elif call.mode == "image_to_svg":
+        raw, truncated = HOSTILE_SVG.format(w=w, h=h), True
+    elif call.mode == "question":
+        raw = f"The total is 42 EUR. (asked: {call.question})"
+    else:
+        raw = "Invoice\nTotal: 42 EUR"
+    details = {"image_size_sent": [w, h], "truncated": truncated}
+    return OcrResult(text=raw, raw=raw, details=details)
 
 
 def always(result: OcrResult) -> Answer:
@@ -138,6 +179,7 @@ class FakeBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         if not self._loaded:
             raise BackendError(f"The {self.name} backend is not loaded.")
@@ -154,6 +196,7 @@ class FakeBackend(OcrBackend):
                 args=dict(self.loads[-1]),
                 page=self._keys.get(id(image)),
                 cancel=cancel,
+                question=question,
             )
             fakes.calls.append(call)
             self.calls.append(call)
@@ -175,12 +218,14 @@ class FakeBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> Iterator[PageEvent]:
         def noted():
             for key, image in pages:
                 self._keys[id(image)] = key
                 yield key, image
 
-        return read_concurrently(
-            noted(), lambda image, check: self.ocr(image, mode, check, bbox=bbox), cancel, self.pages_at_once()
-        )
+        def read_one(image, check):
+            return self.ocr(image, mode, check, bbox=bbox, question=question)
+
+        return read_concurrently(noted(), read_one, cancel, self.pages_at_once())

@@ -48,7 +48,7 @@ from typing import Any
 
 from PIL import Image
 
-from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, PROMPTS
+from core.dots.prompts import GROUNDING, IMAGE_PLACEHOLDER, IMAGE_TO_SVG, PROMPTS, QUESTION, QUESTION_SYSTEM_PROMPT
 from core.dots.resize import FACTOR, MAX_PIXELS
 
 BEHAVIOURS = (
@@ -71,6 +71,7 @@ DEFAULT_ANSWERS = {
     "grounding": "Hello",
 }
 _BOX_RE = re.compile(r"^\[(-?\d+), (-?\d+), (-?\d+), (-?\d+)\]$")
+_SVG_RE = re.compile(re.escape(PROMPTS[IMAGE_TO_SVG].split("{width}")[0]) + r'\d+ \d+"$')
 DATA_URL_PREFIX = "data:image/png;base64,"
 
 
@@ -96,10 +97,6 @@ def check_chat_request(body: Any, model_name: str, max_pixels: int) -> ChatReque
         return req
     if body.get("model") != model_name:
         problems.append(f"model is {body.get('model')!r}, the server serves {model_name!r}")
-    if body.get("temperature") != 0.1:
-        problems.append(f"temperature is {body.get('temperature')!r}, dots.ocr uses 0.1")
-    if body.get("top_p") != 0.9:
-        problems.append(f"top_p is {body.get('top_p')!r}, dots.ocr uses 0.9")
     budget = body.get("max_completion_tokens", body.get("max_tokens"))
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         problems.append(f"max_completion_tokens (or max_tokens) must be a positive integer, not {budget!r}")
@@ -108,6 +105,14 @@ def check_chat_request(body: Any, model_name: str, max_pixels: int) -> ChatReque
     req.stream = bool(body.get("stream"))
 
     messages = body.get("messages")
+    system = None
+    if (
+        isinstance(messages, list)
+        and len(messages) == 2
+        and isinstance(messages[0], dict)
+        and messages[0].get("role") == "system"
+    ):
+        system, messages = messages[0].get("content"), messages[1:]
     if not isinstance(messages, list) or len(messages) != 1:
         problems.append("there must be exactly one message")
         return req
@@ -121,7 +126,13 @@ def check_chat_request(body: Any, model_name: str, max_pixels: int) -> ChatReque
         return req
     image_part, text_part = content
     _check_image(image_part, max_pixels, req)
-    _check_text(text_part, req)
+    _check_text(text_part, req, system)
+    # dots.mocr's sampling (core/catalog.py): SVG at 0.9 / 1.0, everything else at 0.1 / 0.9.
+    temperature, top_p = (0.9, 1.0) if req.mode == IMAGE_TO_SVG else (0.1, 0.9)
+    if body.get("temperature") != temperature:
+        problems.append(f"temperature is {body.get('temperature')!r}, the model uses {temperature}")
+    if body.get("top_p") != top_p:
+        problems.append(f"top_p is {body.get('top_p')!r}, the model uses {top_p}")
     return req
 
 
@@ -151,7 +162,7 @@ def _check_image(part: Any, max_pixels: int, req: ChatRequest) -> None:
         req.problems.append(f"the image has {w * h:,} pixels, more than max_pixels {max_pixels:,}")
 
 
-def _check_text(part: Any, req: ChatRequest) -> None:
+def _check_text(part: Any, req: ChatRequest, system: str | None = None) -> None:
     if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
         req.problems.append("the second part must be a text")
         return
@@ -160,6 +171,14 @@ def _check_text(part: Any, req: ChatRequest) -> None:
         req.problems.append(f"the text must start with {IMAGE_PLACEHOLDER}")
         return
     prompt = text[len(IMAGE_PLACEHOLDER) :]
+    if system is not None:
+        if system != QUESTION_SYSTEM_PROMPT or not prompt.strip():
+            req.problems.append("a system message goes only with a question, and says " + QUESTION_SYSTEM_PROMPT)
+        req.mode = QUESTION
+        return
+    if _SVG_RE.match(prompt):
+        req.mode = IMAGE_TO_SVG
+        return
     for mode, wording in PROMPTS.items():
         if mode == GROUNDING:
             if prompt.startswith(wording):

@@ -226,6 +226,29 @@ SVG = (
 )
 
 
+# What a model could be made to write in an SVG (the README counts these among the hostile model
+# outputs; tests/unit/test_dots_svg.py and tests/security/browser/test_hostile_svg.py use them).
+# Each entry: (name, the fragment inside <svg>, what must not survive); None: a DOCTYPE entity bomb.
+HOSTILE_SVG = [
+    ("script-element", "<script>alert(document.cookie)</script>", "<script"),
+    ("onload-handler", '<rect width="5" height="5" onload="alert(1)"/>', "onload"),
+    ("onclick-mixed-case", '<circle r="4" OnClick="alert(1)"/>', "alert"),
+    ("foreign-object-html", '<foreignObject width="9" height="9"><iframe src="https://evil.example"/></foreignObject>',
+     "evil.example"),
+    ("javascript-link", '<a href="javascript:alert(1)"><text x="1" y="9">go</text></a>', "javascript:"),
+    ("xlink-javascript", '<a xmlns:xlink="http://www.w3.org/1999/xlink" xlink:href="javascript:alert(2)">'
+                         '<text x="1" y="9">go</text></a>', "javascript:"),
+    ("external-image", '<image href="https://evil.example/track.png" width="5" height="5"/>', "evil.example"),
+    ("external-use", '<use href="https://evil.example/sprite.svg#icon"/>', "evil.example"),
+    ("css-import", "<style>@import url(https://evil.example/x.css);</style>", "evil.example"),
+    ("style-url", '<rect width="5" height="5" style="fill:url(https://evil.example/p.png)"/>', "evil.example"),
+    ("data-url-fill", '<rect width="5" height="5" fill="url(data:image/svg+xml;base64,PHN2Zz4=)"/>', "data:"),
+    ("animate-href", '<a href="#x"><animate attributeName="href" to="javascript:alert(3)"/></a>', "javascript:"),
+    ("set-onbegin", '<set attributeName="fill" to="red" onbegin="alert(4)"/>', "alert"),
+    ("doctype-entity", None, "lollol"),
+]  # fmt: skip
+
+
 def hostile_files() -> list[Hostile]:
     good_png = png()
     return [

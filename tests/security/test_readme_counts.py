@@ -7,6 +7,7 @@ import re
 
 from tests.conftest import ROOT
 from tests.security.browser.test_hostile_output import HOSTILE_OUTPUT
+from tests.security.hostile import HOSTILE_SVG
 from tests.security.test_hostile_files import HOSTILE
 from tests.security.test_permission_matrix import PAIRS, ROLES, ROWS
 
@@ -27,9 +28,10 @@ def number(pattern: str, text: str) -> int:
 def test_the_readme_states_the_suite_s_own_counts():
     section = security_section()
 
-    assert number(r"\*\*(\d+) hostile inputs\*\*", section) == len(HOSTILE) + len(HOSTILE_OUTPUT)
+    outputs = len(HOSTILE_OUTPUT) + len(HOSTILE_SVG)  # in the page's layout, and in SVG drawings
+    assert number(r"\*\*(\d+) hostile inputs\*\*", section) == len(HOSTILE) + outputs
     assert number(r"(\d+) hostile files", section) == len(HOSTILE)
-    assert number(r"(\d+) hostile model outputs", section) == len(HOSTILE_OUTPUT)
+    assert number(r"(\d+) hostile model outputs", section) == outputs
     assert number(r"\*\*([\d,]+) URL × role pairs\*\*", section) == PAIRS
     assert number(r"every one of the (\d+) URL patterns", section) == len(ROWS)
     assert PAIRS == len(ROWS) * len(ROLES)

@@ -361,3 +361,9 @@ def test_a_region_tight_around_a_line_reads_it(backend):
 def test_a_region_without_a_usable_box_is_refused(backend, bbox, says):
     with pytest.raises(BackendError, match=says):
         backend.ocr(draw(TWO_LINES), "grounding", never, bbox=bbox)
+
+
+@pytest.mark.parametrize("mode", ["image_to_svg", "question"])
+def test_the_cpu_engine_refuses_what_only_a_dots_model_can_do_naming_the_models(mode):
+    with pytest.raises(BackendError, match="needs dots.mocr"):
+        RapidOcrBackend().ocr(Image.new("RGB", (20, 20)), mode, never)

@@ -38,3 +38,13 @@ def test_an_empty_region_gives_an_empty_page():
     page = readpage.parsed_page(result, "rapidocr", "grounding", (300, 100))
 
     assert page.elements == [] and page.text == ""
+
+
+def test_rapidocr_lines_are_scene_outlines_and_web_page_cells():
+    read_lines = readpage.from_lines
+    line = TextLine("OPEN", [[10, 12], [90, 15], [88, 40], [9, 37]], 0.9)
+    scene_page = read_lines([line], "OPEN", "scene_spotting", (100, 50))
+    (element,) = scene_page.elements
+    assert element.polygon == ((10, 12), (90, 15), (88, 40), (9, 37)) and element.bbox == (9, 12, 90, 40)
+    web = read_lines([line], "OPEN", "web_parsing", (100, 50))
+    assert web.mode == "web_parsing" and web.elements[0].polygon is None and web.elements[0].text == "OPEN"

@@ -122,7 +122,8 @@ def sent(cpu, monkeypatch):
 @pytest.mark.parametrize("mode", prompts.MODES)
 def test_it_reads_a_page_in_each_mode(cpu, mode):
     bbox = [40, 40, 560, 120] if mode == prompts.GROUNDING else None
-    result = cpu.ocr(page(), mode, never, bbox=bbox)
+    question = "What is the total on this invoice?" if mode == prompts.QUESTION else None
+    result = cpu.ocr(page(), mode, never, bbox=bbox, question=question)
 
     assert isinstance(result, OcrResult)
     assert result.text and result.raw == result.text
@@ -142,13 +143,16 @@ def test_it_reads_a_page_in_each_mode(cpu, mode):
 @pytest.mark.parametrize("mode", prompts.MODES)
 def test_it_sends_the_exact_prompt_and_one_pad_token_per_28_pixels(cpu, sent, mode):
     bbox = [40, 40, 560, 120] if mode == prompts.GROUNDING else None
-    result = cpu.ocr(page(), mode, never, bbox=bbox)
+    question = "What is the total on this invoice?" if mode == prompts.QUESTION else None
+    result = cpu.ocr(page(), mode, never, bbox=bbox, question=question)
 
     tokenizer = cpu._processor.tokenizer
     ids = sent[0]["input_ids"][0].tolist()
     text = tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
     box = result.details.get("bbox_sent")
-    assert prompts.prompt_for(mode, box) in text
+    assert prompts.prompt_for(mode, box, size=page().size, question=question) in text
+    # A question goes with dots.mocr's system prompt (dots_mocr/parser.py), the other tasks without one.
+    assert ("<|system|>You are a helpful assistant.<|endofsystem|>" in text) == (mode == prompts.QUESTION)
     assert "<|img|><|imgpad|>" in text and "<|imgpad|><|endofimg|>" in text
     assert text.endswith("<|assistant|>")
     width, height = result.details["image_size_sent"]

@@ -293,8 +293,8 @@ def test_an_unknown_format_is_a_400_listing_the_available_ones(api, done, fmt):
     assert response.status_code == 400
     body = error_of(response)
     assert body["code"] == "unknown_format"
-    assert body["available"] == ["txt", "md", "md_nohf", "html", "json", "layout", "pdf"]
-    assert "available: txt, md, md_nohf, html, json, layout, pdf" in body["error"]
+    assert body["available"] == ["txt", "md", "md_nohf", "html", "json", "layout", "pdf", "svg"]
+    assert "available: txt, md, md_nohf, html, json, layout, pdf, svg" in body["error"]
 
 
 def test_the_markdown_result_has_each_line_as_a_paragraph(api, done):

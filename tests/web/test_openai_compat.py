@@ -44,7 +44,8 @@ def worker(monkeypatch):
             return  # still queued when the wait gives up
         job.move_to("running")
         if outcome["state"] == "succeeded":
-            job.move_to("succeeded", text=outcome["text"], result={"details": outcome["details"]})
+            result = {"details": outcome["details"], **({"page": outcome["page"]} if outcome.get("page") else {})}
+            job.move_to("succeeded", text=outcome["text"], result=result)
         else:
             job.move_to(outcome["state"], message="The engine failed on this page.")
 
@@ -104,7 +105,7 @@ def test_it_records_the_mode_the_prompt_asked_for_and_the_sampling(openai, worke
     origin = Job.objects.get().origin
     assert origin.via == "openai" and origin.mode == "layout_all"
     assert origin.options["max_tokens"] == 4096 and origin.options["temperature"] == 0.1
-    assert origin.options["served_mode"] == "text"
+    assert origin.options["served_mode"] == "layout_all" and Job.objects.get().mode == "layout_all"
 
 
 def test_it_reads_a_grounding_prompt_and_its_box(openai, worker):
@@ -112,8 +113,10 @@ def test_it_reads_a_grounding_prompt_and_its_box(openai, worker):
     text_part(body)["text"] = "<|img|><|imgpad|><|endofimg|>" + PROMPTS["grounding"] + "[1, 2, 30, 40]"
 
     assert chat(openai, body).status_code == 200
-    origin = Job.objects.get().origin
-    assert origin.mode == "grounding" and origin.options["bbox"] == [1, 2, 30, 40]
+    job = Job.objects.get()
+    assert job.origin.mode == job.mode == "grounding" and job.origin.options["sent_bbox"] == [1, 2, 30, 40]
+    # The box was in the pixels the model sees (64×48 is seen as 56×56); the region is in the image's.
+    assert job.region == [1, 2, 34, 34]
 
 
 @pytest.mark.parametrize(
@@ -226,7 +229,7 @@ def text_part(body) -> dict:
          "messages[0].content", "has 2"),
         (broken(lambda b: b["messages"][0]["content"].pop(1)), "messages", "no prompt"),
         (broken(lambda b: text_part(b).update(text="Describe this picture as a poem.")), "messages",
-         "dots.ocr's own prompts"),
+         "needs dots.mocr"),
         (broken(lambda b: b["messages"][0].update(content="What is in the image?")), "messages[0].content",
          "must be a list"),
         (broken(lambda b: b["messages"].append({"role": "assistant", "content": "Sure."})), "messages",
@@ -339,13 +342,72 @@ def test_the_real_wait_gives_up_after_the_timeout(openai, settings):
 # -- /v1/models -------------------------------------------------------------------------------------
 
 
-def test_models_names_dots_ocr(openai):
+def test_models_names_the_configured_model_first_and_the_rest_of_the_catalog(openai):
     body = openai.get("/v1/models").json()
 
-    assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["dots.ocr"]
+    assert body["object"] == "list" and [m["id"] for m in body["data"]] == ["dots.ocr", "dots.mocr", "dots.mocr-svg"]
+    assert body["data"][0]["tasks"] == ["layout_all", "layout_only", "text", "grounding"]
 
 
 def test_models_needs_a_token(client):
     response = client.get("/v1/models")
 
     assert response.status_code == 401 and openai_error(response)["type"] == "authentication_error"
+
+
+# -- dots.mocr's prompts and the answer's format ------------------------------------------------------
+
+
+def use_model(repo: str) -> None:
+    from ocr_app.models import BackendSettings
+
+    cfg = BackendSettings.load()
+    cfg.model = repo
+    cfg.save()
+
+
+def test_each_new_prompt_picks_its_task_and_any_other_text_is_a_question():
+    svg = openai_endpoint.parse_request(dots_request(
+        "text", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+            {"type": "text", "text": '<|img|><|imgpad|><|endofimg|>Please generate the SVG code based on the '
+                                     'image.viewBox="0 0 640 480"'}]}]))  # fmt: skip
+    assert svg["mode"] == "image_to_svg"
+    for mode in ("web_parsing", "scene_spotting"):
+        assert openai_endpoint.parse_request(dots_request(mode))["mode"] == mode
+    body = dots_request("text")
+    text_part(body)["text"] = "<|img|><|imgpad|><|endofimg|>What is the total on this invoice?"
+    body["messages"].insert(0, {"role": "system", "content": "You are a helpful assistant."})
+    asked = openai_endpoint.parse_request(body)
+    assert (asked["mode"], asked["question"]) == ("question", "What is the total on this invoice?")
+    body["messages"][1]["content"][1]["text"] = "<|img|><|imgpad|><|endofimg|> "  # upstream's prompt_general
+    assert openai_endpoint.parse_request(body)["question"] == "Please describe the content of this image."
+
+
+def test_a_layout_prompt_is_answered_with_layout_json_in_the_pixels_the_model_sees(openai, worker):
+    page = {"elements": [{"index": 0, "category": "Title", "bbox": [8, 8, 56, 24], "text": "# Hi", "complete": True}],
+            "text": "Hi", "mode": "layout_all", "original_size": [64, 48], "sent_size": [64, 48]}
+    worker["details"] = {}
+    worker["text"] = "Hi"
+    worker["page"] = page
+
+    response = chat(openai, dots_request("layout_all"))
+
+    cells = json.loads(response.json()["choices"][0]["message"]["content"])
+    # 64×48 is seen as 56×56: x by 56/64, y by 56/48.
+    assert cells == [{"bbox": [7, 9, 49, 28], "category": "Title", "text": "# Hi"}]
+
+
+def test_a_question_runs_as_the_question_task_when_the_model_can_answer_it(openai, worker):
+    use_model("rednote-hilab/dots.mocr")
+    body = dots_request("text", model="rednote-hilab/dots.mocr")
+    text_part(body)["text"] = "<|img|><|imgpad|><|endofimg|>What colour is the page?"
+    body["messages"].insert(0, {"role": "system", "content": "You are a helpful assistant."})
+    worker["text"] = "White."
+
+    response = chat(openai, body)
+
+    job = Job.objects.get()
+    assert (job.mode, job.question) == ("question", "What colour is the page?")
+    assert response.json()["choices"][0]["message"]["content"] == "White."
+    assert response.json()["model"] == "rednote-hilab/dots.mocr"

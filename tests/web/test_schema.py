@@ -55,7 +55,7 @@ def test_the_result_formats_are_listed(schema):
     params = schema["paths"]["/api/v1/jobs/{id}/result"]["get"]["parameters"]
     fmt = next(p for p in params if p["name"] == "format")
 
-    assert sorted(fmt["schema"]["enum"]) == ["html", "json", "layout", "md", "md_nohf", "pdf", "txt"]
+    assert sorted(fmt["schema"]["enum"]) == ["html", "json", "layout", "md", "md_nohf", "pdf", "svg", "txt"]
     page = next(p for p in params if p["name"] == "page")
     assert page["schema"]["type"] == "integer" and not page.get("required", False)
 

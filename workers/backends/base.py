@@ -43,12 +43,14 @@ class OcrBackend(ABC):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         """Read one page image.
 
-        `mode` is one of core.dots.prompts.MODES. `bbox` is passed for GROUNDING only, and required
-        there: the region [x1, y1, x2, y2] to read, in the pixels of `image` (BackendError without
-        one). `cancel()` turns True once the job is cancelled: a backend asks it between its steps
+        `mode` is one of core.dots.prompts.MODES (the tasks of core/dots/tasks.py). `bbox` is passed
+        for GROUNDING only, and required there: the region [x1, y1, x2, y2] to read, in the pixels of
+        `image` (BackendError without one). `question` is the user's question for QUESTION.
+        `cancel()` turns True once the job is cancelled: a backend asks it between its steps
         and raises JobCancelled. Failures worded for the user are BackendError (OutOfMemory when
         CUDA ran out of memory, so the worker can retry smaller)."""
 

@@ -21,6 +21,7 @@ from PIL import Image
 
 from core import language_download, languages
 from core.backends import RAPIDOCR
+from core.dots import tasks
 from core.dots.prompts import GROUNDING, TEXT_ONLY
 from core.languages import OcrLanguage
 from core.loopguard import LoopGuard, LoopSettings, Stopped
@@ -168,6 +169,7 @@ class RapidOcrBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
         upright: bool = False,
     ) -> OcrResult:
         """Read a page; for the grounding task (`bbox` = [x1, y1, x2, y2] in the page's pixels)
@@ -175,6 +177,13 @@ class RapidOcrBackend(OcrBackend):
         text-direction classifier, which turns short lines of a cropped region upside down."""
         if mode == GROUNDING:
             return self._read_region(image, bbox, cancel)
+        task = next((t for t in tasks.TASKS if t.code == mode), None)
+        if task is not None and not task.rapidocr:
+            able = " or ".join(task.models)
+            raise BackendError(
+                f"The CPU text recognizer reads text lines only; the task '{mode}' needs {able} on a GPU "
+                "(vLLM or transformers)."
+            )
         if not self.loaded:
             raise BackendError("The CPU text recognizer is not loaded.")
         assert self._language is not None

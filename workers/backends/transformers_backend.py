@@ -414,10 +414,12 @@ class TransformersBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         """Read one page.
 
-        `mode` is one of core.dots.prompts.MODES. For "grounding", `bbox` is the box
+        `mode` is one of core.dots.prompts.MODES (`question`: the user's question for "question").
+        For "grounding", `bbox` is the box
         [x1, y1, x2, y2] to read, in pixels of `image` as given here; it is scaled to the resized
         image the model sees. `cancel` is asked before the page, between the vision tower's blocks
         and every few generated tokens (workers/backends/hf_generate.py).
@@ -430,7 +432,7 @@ class TransformersBackend(OcrBackend):
         after the first token), peak_gpu_bytes (None on the CPU), bbox_sent (grounding),
         stopped (the loop guard stopped the page early: why, after how many tokens), batch.
         """
-        return self._read_batch([image], mode, cancel, bbox)[0]
+        return self._read_batch([image], mode, cancel, bbox, question)[0]
 
     def pages_at_once(self) -> int:
         return max(1, int(self._plan.get("pages_at_once") or 1))
@@ -442,13 +444,14 @@ class TransformersBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> Iterator[PageEvent]:
         """The pages in batches of `pages_at_once` (the planner's), each batch one generate call.
         When CUDA runs out of memory, the batch is halved and tried again; only a single page that
         does not fit raises OutOfMemory (the worker then retries smaller or falls back)."""
         size = self.pages_at_once()
         if size <= 1:
-            yield from super().read_pages(pages, mode, cancel, bbox=bbox)
+            yield from super().read_pages(pages, mode, cancel, bbox=bbox, question=question)
             return
         source = iter(pages)
         waiting: list[tuple[Any, Image.Image]] = []
@@ -472,7 +475,7 @@ class TransformersBackend(OcrBackend):
             for key, _ in batch:
                 yield PageEvent(STARTED, key)
             try:
-                results_ = self._read_batch([image for _, image in batch], mode, cancel, bbox)
+                results_ = self._read_batch([image for _, image in batch], mode, cancel, bbox, question)
             except OutOfMemory:
                 if size == 1:
                     raise
@@ -488,7 +491,12 @@ class TransformersBackend(OcrBackend):
                 yield PageEvent(DONE, key, result=result)
 
     def _read_batch(
-        self, images: list[Image.Image], mode: str, cancel: CancelCheck, bbox: Sequence[float] | None
+        self,
+        images: list[Image.Image],
+        mode: str,
+        cancel: CancelCheck,
+        bbox: Sequence[float] | None,
+        question: str | None = None,
     ) -> list[OcrResult]:
         if not self.loaded:
             raise BackendError("dots.ocr is not loaded.")
@@ -517,7 +525,7 @@ class TransformersBackend(OcrBackend):
                 box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
             sent_images.append(resized)
             boxes.append(box)
-            page_prompts.append(prompts.prompt_for(mode, box))
+            page_prompts.append(prompts.prompt_for(mode, box, size=image.size, question=question))
         tokens = [image_tokens(r.height, r.width) for r in sent_images]
         cuda = self._device.startswith("cuda")
         block_hooks = self._watch_vision_blocks(cancel)
@@ -532,6 +540,7 @@ class TransformersBackend(OcrBackend):
                 self._device,
                 sent_images,
                 page_prompts,
+                system=prompts.system_prompt_for(mode),
                 max_new_tokens=max_new_tokens,
                 min_pixels=MIN_PIXELS,
                 max_pixels=max_pixels,

@@ -1,5 +1,6 @@
-"""`python manage.py fetch_model` — download dots.ocr's files once, with a progress bar, into the
-model folder the worker and the managed vLLM container read."""
+"""`python manage.py fetch_model` — download a catalog model's files once (dots.ocr, dots.mocr,
+dots.mocr-svg: core/catalog.py), with a progress bar, into the model folder the worker and the
+managed vLLM container read. `--model` takes a catalog name or a hub id."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core import catalog
 from ocr_app import backendconfig
 from ocr_app.models import BackendSettings
 
@@ -17,14 +19,25 @@ class Command(BaseCommand):
     help = "Download the dots.ocr model named in the backend settings (or --model/--revision)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", help="Hub id (default: the backend settings' model).")
-        parser.add_argument("--revision", help="Commit hash to pin (default: the backend settings').")
+        parser.add_argument(
+            "--model", help=f"Catalog name ({', '.join(catalog.names())}) or hub id (default: the backend settings')."
+        )
+        parser.add_argument(
+            "--revision", help="Commit hash to pin (default: the catalog's pin, else the backend settings')."
+        )
         parser.add_argument("--save", action="store_true", help="Also store --model/--revision in the settings.")
 
     def handle(self, *args, model=None, revision=None, save=False, **options):
         cfg = BackendSettings.load()
         model = (model or cfg.model).strip()
-        revision = (revision or cfg.revision).strip()
+        try:
+            entry = catalog.get(model)
+        except KeyError:
+            entry = None
+        if entry is not None:
+            model = entry.repo
+        same = model == cfg.model.strip()
+        revision = (revision or (entry.revision if entry else None) or (cfg.revision if same else "")).strip()
         if not COMMIT.match(revision):
             raise CommandError(
                 f"Give the commit hash to pin (--revision, 40 hex characters), not {revision or 'nothing'!r}: "

@@ -69,8 +69,9 @@ from typing import Any
 
 from PIL import Image
 
+from core import catalog
 from core.backends import VLLM
-from core.dots.prompts import GROUNDING, MODES, prompt_for
+from core.dots.prompts import GROUNDING, MODES, prompt_for, system_prompt_for
 from core.dots.resize import MAX_PIXELS, fit_for_model, image_tokens
 from core.loopguard import LoopGuard, LoopSettings
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
@@ -79,8 +80,6 @@ from workers.backends.pagereading import PageEvent, PageInput, read_concurrently
 from workers.backends.vllm.client import (
     DEFAULT_TIMEOUT,
     SERVED_MODEL_NAME,
-    TEMPERATURE,
-    TOP_P,
     VllmClient,
     VllmServerError,
 )
@@ -254,12 +253,15 @@ class VllmBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> Iterator[PageEvent]:
         """The pages of a document sent concurrently, up to `pages_at_once` (the server batches them
         on the GPU); a cancel aborts every request in flight."""
-        return read_concurrently(
-            pages, lambda image, check: self.ocr(image, mode, check, bbox=bbox), cancel, self.pages_at_once()
-        )
+
+        def read_one(image: Image.Image, check: CancelCheck) -> OcrResult:
+            return self.ocr(image, mode, check, bbox=bbox, question=question)
+
+        return read_concurrently(pages, read_one, cancel, self.pages_at_once())
 
     def ocr(
         self,
@@ -269,6 +271,7 @@ class VllmBackend(OcrBackend):
         *,
         bbox: Sequence[float] | None = None,
         sent_bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         """Read one page. For ``grounding``, `bbox` is the box in the pixels of `image`, or
         `sent_bbox` the box in the pixels of the image sent (after ``fit_for_model``)."""
@@ -297,9 +300,10 @@ class VllmBackend(OcrBackend):
                 given = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
             box = [int(round(float(v))) for v in given]
         try:
-            prompt = prompt_for(mode, box)
+            prompt = prompt_for(mode, box, size=image.size, question=question)
         except ValueError as exc:
             raise BackendError(str(exc)) from exc
+        sampling = catalog.for_setting(str(plan.get("model") or "")).sampling_for(mode)
 
         client = self._client
         max_tokens = int(plan.get("max_new_tokens") or 24_000)
@@ -317,7 +321,16 @@ class VllmBackend(OcrBackend):
         started = time.monotonic()
         guard = LoopGuard(LoopSettings.from_plan(plan))
         try:
-            answer = client.complete(sent, prompt, max_tokens, TEMPERATURE, TOP_P, cancel, guard=guard)
+            answer = client.complete(
+                sent,
+                prompt,
+                max_tokens,
+                sampling.temperature,
+                sampling.top_p,
+                cancel,
+                guard=guard,
+                system=system_prompt_for(mode),
+            )
         except VllmServerError as exc:
             raise self._server_failed(exc) from exc
         seconds = time.monotonic() - started

@@ -82,8 +82,10 @@ def png_data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def chat_messages(image: Image.Image, prompt: str) -> list[dict[str, Any]]:
-    return [
+def chat_messages(image: Image.Image, prompt: str, system: str | None = None) -> list[dict[str, Any]]:
+    # Questions go with a system prompt (core.dots.prompts.system_prompt_for), the other tasks without.
+    head = [{"role": "system", "content": system}] if system else []
+    return head + [
         {
             "role": "user",
             "content": [
@@ -274,10 +276,11 @@ class VllmClient:
         temperature: float = TEMPERATURE,
         top_p: float = TOP_P,
         stream: bool = True,
+        system: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model_name,
-            "messages": chat_messages(image, prompt),
+            "messages": chat_messages(image, prompt, system),
             "max_completion_tokens": int(max_tokens),
             "temperature": temperature,
             "top_p": top_p,
@@ -317,11 +320,12 @@ class VllmClient:
         *,
         stream: bool = True,
         guard: LoopGuard | None = None,
+        system: str | None = None,
     ) -> ChatAnswer:
         """The answer; with a `guard` (streamed requests), each streamed piece is fed to it and the
         request is aborted once it says stop (repeating output, time limit): the answer then holds
-        the text that came before, and `stopped` says why."""
-        body = self.request_body(image, prompt, max_tokens, temperature, top_p, stream=stream)
+        the text that came before, and `stopped` says why. `system`: the system prompt, if any."""
+        body = self.request_body(image, prompt, max_tokens, temperature, top_p, stream=stream, system=system)
         if cancel is not None and cancel():
             raise JobCancelled()
         state = _Stream()

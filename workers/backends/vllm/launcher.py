@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from core import catalog
 from core.containers import (
     CONFIG_LABEL,
     DEFAULT_STOP_TIMEOUT,
@@ -232,6 +233,7 @@ class Launch:
 def build_launch(plan: dict[str, Any]) -> Launch:
     """The container launch for a managed server (raises BackendError for a plan it cannot run)."""
     model = str(plan.get("model") or DEFAULT_MODEL)
+    entry = catalog.for_setting(model)  # its image and flags (core/catalog.py)
     revision = plan.get("revision") or plan.get("model_revision")
     model_dir = None
     if os.path.isdir(model):
@@ -260,8 +262,7 @@ def build_launch(plan: dict[str, Any]) -> Launch:
         "--host", "0.0.0.0",
         "--port", str(CONTAINER_PORT),
         "--served-model-name", str(plan.get("vllm_model_name") or SERVED_MODEL_NAME),
-        "--trust-remote-code",
-        "--chat-template-content-format", "string",
+        *entry.vllm_flags,
     ]  # fmt: skip
     command += flags
     if not _has_flag(command, "--mm-processor-kwargs") and plan.get("max_pixels"):
@@ -272,7 +273,7 @@ def build_launch(plan: dict[str, Any]) -> Launch:
     if plan.get("hf_token"):
         environment["HF_TOKEN"] = str(plan["hf_token"])
     return Launch(
-        image=str(plan.get("vllm_image") or VLLM_IMAGE),
+        image=str(plan.get("vllm_image") or entry.vllm_image or VLLM_IMAGE),
         command=command,
         device_index=int(plan.get("device_index") or 0),
         cache_dir=cache_dir,
