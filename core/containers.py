@@ -127,7 +127,9 @@ class ContainerNames:
         with self._lock:
             now = self._clock()
             ask = [
-                i for i in wanted if i not in self._known and now - self._unknown.get(i, -self._retry) >= self._retry
+                i
+                for i in wanted
+                if i not in self._known and now - self._unknown.get(i, -self._retry) >= self._retry
             ]
             if ask:
                 self._refresh(ask, now)
@@ -152,7 +154,9 @@ class ContainerNames:
                 log.debug("closing the Docker client: %s", exc)
 
     def _fail(self, exc: BaseException, now: float) -> None:
-        reason = f"Docker engine not reachable: {exc}" if str(exc) else f"Docker engine not reachable: {exc!r}"
+        reason = (
+            f"Docker engine not reachable: {exc}" if str(exc) else f"Docker engine not reachable: {exc!r}"
+        )
         if reason != self.reason:
             log.info("%s (container names stay empty; asking again in %.0f s)", reason, self._retry)
         self.reason = reason

@@ -290,7 +290,9 @@ class NvmlReader:
             uuid = self._optional(notes, f"{label} uuid", nvml.nvmlDeviceGetUUID, h)
             device.uuid = _text(uuid) if uuid is not None else None
         if device.capability is None:
-            cc = self._optional(notes, f"{label} compute_capability", nvml.nvmlDeviceGetCudaComputeCapability, h)
+            cc = self._optional(
+                notes, f"{label} compute_capability", nvml.nvmlDeviceGetCudaComputeCapability, h
+            )
             device.capability = (int(cc[0]), int(cc[1])) if cc is not None else None
 
         total, used, free, reserved = self._memory(nvml, device)

@@ -128,7 +128,9 @@ def _model_entry(models: dict[str, Any], version: str, task: str, key: str) -> d
     try:
         return models[ENGINE][version][task][key]
     except KeyError as exc:
-        raise BackendError(f"The installed rapidocr package does not list the model {key} ({version} {task}).") from exc
+        raise BackendError(
+            f"The installed rapidocr package does not list the model {key} ({version} {task})."
+        ) from exc
 
 
 def _make_language(
@@ -167,7 +169,9 @@ def _catalog() -> dict[str, OcrLanguage]:
     version, model_type = str(rec["ocr_version"]), str(rec["model_type"])
     key = _route_key(models, "rec", version, model_type, str(rec["lang_type"]))
     entry = _model_entry(models, version, "rec", key)
-    catalog[DEFAULT_LANGUAGE] = _make_language(DEFAULT_LANGUAGE, key, version, model_type, entry, True, "Built-in")
+    catalog[DEFAULT_LANGUAGE] = _make_language(
+        DEFAULT_LANGUAGE, key, version, model_type, entry, True, "Built-in"
+    )
 
     version, model_type = "PP-OCRv5", "mobile"
     for route in models["model_routes"][version]["rec"][model_type]:

@@ -180,7 +180,9 @@ class ModelFacts:
             return self.lm_linear_weights + (self.total_params - self.lm_linear_weights) * BF16
         if scheme == "int8":
             rows = self.num_hidden_layers * (
-                self.hidden_size * 2 + 2 * self.num_key_value_heads * self.head_dim + 2 * self.intermediate_size
+                self.hidden_size * 2
+                + 2 * self.num_key_value_heads * self.head_dim
+                + 2 * self.intermediate_size
             ) + self.vision_num_layers * (5 * self.vision_embed_dim + 2 * self.vision_intermediate_size)
             return lin + rows * FP32 + other * BF16
         if scheme == "nf4":

@@ -86,7 +86,9 @@ def looks_like_pdf(data: bytes) -> bool:
     return bytes(data[:_HEADER_WINDOW]).lstrip(_LEADING_WHITESPACE).startswith(_PDF_HEADER)
 
 
-def inspect_pdf(data: bytes, name: str, max_pages: int, max_bytes: int, max_image_pixels: int | None = None) -> PdfInfo:
+def inspect_pdf(
+    data: bytes, name: str, max_pages: int, max_bytes: int, max_image_pixels: int | None = None
+) -> PdfInfo:
     """Check an uploaded PDF and describe it, or raise PdfRefused with a sentence naming the file.
 
     Every page is loaded once, so a document whose page tree is damaged is refused here rather

@@ -64,22 +64,10 @@ def _category_key(name: str) -> str:
 
 _CANONICAL = {_category_key(c): c for c in LAYOUT_CATEGORIES}
 _SYNONYMS = {
-    "figure": "Picture",
-    "image": "Picture",
-    "img": "Picture",
-    "chart": "Picture",
-    "photo": "Picture",
-    "equation": "Formula",
-    "math": "Formula",
-    "list": "List-item",
-    "header": "Page-header",
-    "footer": "Page-footer",
-    "heading": "Section-header",
-    "sectiontitle": "Section-header",
-    "paragraph": "Text",
-    "plaintext": "Text",
-    "tablecaption": "Caption",
-    "figurecaption": "Caption",
+    "figure": "Picture", "image": "Picture", "img": "Picture", "chart": "Picture", "photo": "Picture",
+    "equation": "Formula", "math": "Formula", "list": "List-item", "header": "Page-header",
+    "footer": "Page-footer", "heading": "Section-header", "sectiontitle": "Section-header",
+    "paragraph": "Text", "plaintext": "Text", "tablecaption": "Caption", "figurecaption": "Caption",
 }
 
 
@@ -108,22 +96,17 @@ class Element:
 
     def to_dict(self) -> dict:
         return {
-            "index": self.index,
-            "category": self.category,
+            "index": self.index, "category": self.category,
             "bbox": list(self.bbox) if self.bbox is not None else None,
-            "text": self.text,
-            "complete": self.complete,
+            "text": self.text, "complete": self.complete,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Element:
         bbox = data.get("bbox")
         return cls(
-            category=data["category"],
-            bbox=tuple(int(v) for v in bbox) if bbox else None,
-            text=data.get("text") or "",
-            index=int(data.get("index", 0)),
-            complete=bool(data.get("complete", True)),
+            category=data["category"], bbox=tuple(int(v) for v in bbox) if bbox else None,
+            text=data.get("text") or "", index=int(data.get("index", 0)), complete=bool(data.get("complete", True)),
         )
 
 
@@ -143,14 +126,9 @@ class ParsedPage:
 
     def to_dict(self) -> dict:
         return {
-            "elements": [e.to_dict() for e in self.elements],
-            "text": self.text,
-            "warnings": list(self.warnings),
-            "truncated": self.truncated,
-            "repeated_dropped": self.repeated_dropped,
-            "plain_text_fallback": self.plain_text_fallback,
-            "loops_cut": self.loops_cut,
-            "mode": self.mode,
+            "elements": [e.to_dict() for e in self.elements], "text": self.text, "warnings": list(self.warnings),
+            "truncated": self.truncated, "repeated_dropped": self.repeated_dropped,
+            "plain_text_fallback": self.plain_text_fallback, "loops_cut": self.loops_cut, "mode": self.mode,
             "sent_size": list(self.sent_size) if self.sent_size else None,
             "original_size": list(self.original_size) if self.original_size else None,
             "page_number": self.page_number,
@@ -162,17 +140,12 @@ class ParsedPage:
             return (int(v[0]), int(v[1])) if v else None
 
         return cls(
-            elements=[Element.from_dict(e) for e in data.get("elements", [])],
-            text=data.get("text", ""),
-            warnings=list(data.get("warnings", [])),
-            truncated=bool(data.get("truncated")),
+            elements=[Element.from_dict(e) for e in data.get("elements", [])], text=data.get("text", ""),
+            warnings=list(data.get("warnings", [])), truncated=bool(data.get("truncated")),
             repeated_dropped=int(data.get("repeated_dropped", 0)),
-            plain_text_fallback=bool(data.get("plain_text_fallback")),
-            loops_cut=int(data.get("loops_cut", 0)),
-            mode=data.get("mode", LAYOUT_ALL),
-            sent_size=size(data.get("sent_size")),
-            original_size=size(data.get("original_size")),
-            page_number=data.get("page_number"),
+            plain_text_fallback=bool(data.get("plain_text_fallback")), loops_cut=int(data.get("loops_cut", 0)),
+            mode=data.get("mode", LAYOUT_ALL), sent_size=size(data.get("sent_size")),
+            original_size=size(data.get("original_size")), page_number=data.get("page_number"),
         )
 
 
@@ -627,11 +600,8 @@ def _parse(raw, mode, sent_size, original_size, grounding_box, hit_token_limit) 
         if reading is not None and reading.cut:
             sentence = "The model's answer was cut off before its end (it probably reached its output limit); "
             if complete_count:
-                sentence += _plural(
-                    complete_count,
-                    "the {n} complete element before the cut was kept",
-                    "the {n} complete elements before the cut were kept",
-                )
+                sentence += _plural(complete_count, "the {n} complete element before the cut was kept",
+                                    "the {n} complete elements before the cut were kept")
             else:
                 sentence += "no element was complete before the cut"
             if cut_element_kept:
@@ -674,11 +644,8 @@ def _plain(page: ParsedPage, body: str, mode: str, warnings: list[str], groundin
         warnings.append("The model stopped at its output limit, so the end of this page may be missing.")
     if cuts:
         warnings.append(
-            _plural(
-                cuts,
-                "A phrase the model repeated over and over was cut short.",
-                "Phrases the model repeated over and over were cut short in {n} places.",
-            )
+            _plural(cuts, "A phrase the model repeated over and over was cut short.",
+                    "Phrases the model repeated over and over were cut short in {n} places.")
         )
     page.warnings = warnings
     return page
@@ -690,105 +657,45 @@ def _sentences(notes: _Notes, page: ParsedPage, reading) -> list[str]:
     if n["empty_layout"]:
         out.append("The model found nothing on this page.")
     if page.repeated_dropped:
-        out.append(
-            _plural(
-                page.repeated_dropped,
-                "A repeated element was dropped (the model repeated itself).",
-                "{n} repeated elements were dropped (the model repeated itself).",
-            )
-        )
+        out.append(_plural(page.repeated_dropped, "A repeated element was dropped (the model repeated itself).",
+                           "{n} repeated elements were dropped (the model repeated itself)."))
     if page.loops_cut:
-        out.append(
-            _plural(
-                page.loops_cut,
-                "A phrase the model repeated over and over was cut short.",
-                "Phrases the model repeated over and over were cut short in {n} places.",
-            )
-        )
+        out.append(_plural(page.loops_cut, "A phrase the model repeated over and over was cut short.",
+                           "Phrases the model repeated over and over were cut short in {n} places."))
     if notes.unknown:
         out.append("Unknown categories were read as Text: " + ", ".join(notes.unknown[:5]) + ".")
     if notes.synonyms:
         out.append("Categories were read as dots.ocr's own: " + ", ".join(notes.synonyms[:5]) + ".")
     if n["no_category"]:
-        out.append(
-            _plural(
-                n["no_category"],
-                "An element had no category and was read as Text.",
-                "{n} elements had no category and were read as Text.",
-            )
-        )
+        out.append(_plural(n["no_category"], "An element had no category and was read as Text.",
+                           "{n} elements had no category and were read as Text."))
     if n["box_not_four"]:
-        out.append(
-            _plural(
-                n["box_not_four"],
-                "A box did not have four numbers and was dropped; its text was kept.",
-                "{n} boxes did not have four numbers and were dropped; their text was kept.",
-            )
-        )
+        out.append(_plural(n["box_not_four"], "A box did not have four numbers and was dropped; its text was kept.",
+                           "{n} boxes did not have four numbers and were dropped; their text was kept."))
     if n["no_box"] and page.mode in (LAYOUT_ALL, LAYOUT_ONLY):
         out.append(_plural(n["no_box"], "An element had no box.", "{n} elements had no box."))
     if n["box_outside"]:
-        out.append(
-            _plural(
-                n["box_outside"],
-                "A box lay wholly outside the page and was dropped; its text was kept.",
-                "{n} boxes lay wholly outside the page and were dropped; their text was kept.",
-            )
-        )
+        out.append(_plural(n["box_outside"], "A box lay wholly outside the page and was dropped; its text was kept.",
+                           "{n} boxes lay wholly outside the page and were dropped; their text was kept."))
     if n["box_clamped"]:
-        out.append(
-            _plural(
-                n["box_clamped"],
-                "A box reached past the edge of the page and was cut to it.",
-                "{n} boxes reached past the edge of the page and were cut to it.",
-            )
-        )
+        out.append(_plural(n["box_clamped"], "A box reached past the edge of the page and was cut to it.",
+                           "{n} boxes reached past the edge of the page and were cut to it."))
     if n["box_swapped"]:
-        out.append(
-            _plural(
-                n["box_swapped"],
-                "A box had its corners swapped and was put in order.",
-                "{n} boxes had their corners swapped and were put in order.",
-            )
-        )
+        out.append(_plural(n["box_swapped"], "A box had its corners swapped and was put in order.",
+                           "{n} boxes had their corners swapped and were put in order."))
     if n["box_widened"]:
-        out.append(
-            _plural(
-                n["box_widened"],
-                "A box had no width or height and was widened to one pixel.",
-                "{n} boxes had no width or height and were widened to one pixel.",
-            )
-        )
+        out.append(_plural(n["box_widened"], "A box had no width or height and was widened to one pixel.",
+                           "{n} boxes had no width or height and were widened to one pixel."))
     if n["text_structured"]:
-        out.append(
-            _plural(
-                n["text_structured"],
-                "An element's text was not a string; the strings in it were kept.",
-                "{n} elements' text was not a string; the strings in it were kept.",
-            )
-        )
+        out.append(_plural(n["text_structured"], "An element's text was not a string; the strings in it were kept.",
+                           "{n} elements' text was not a string; the strings in it were kept."))
     if n["text_not text"]:
-        out.append(
-            _plural(
-                n["text_not text"],
-                "An element's text was not text and was left out.",
-                "{n} elements' text was not text and was left out.",
-            )
-        )
+        out.append(_plural(n["text_not text"], "An element's text was not text and was left out.",
+                           "{n} elements' text was not text and was left out."))
     if n["not_elements"]:
-        out.append(
-            _plural(
-                n["not_elements"],
-                "An object in the answer was not a layout element and was left out.",
-                "{n} objects in the answer were not layout elements and were left out.",
-            )
-        )
+        out.append(_plural(n["not_elements"], "An object in the answer was not a layout element and was left out.",
+                           "{n} objects in the answer were not layout elements and were left out."))
     if reading is not None and reading.skipped:
-        out.append(
-            _plural(
-                reading.skipped,
-                "A character of the answer outside any element was left out.",
-                "{n} characters of the answer outside any element were left out.",
-            )
-        )
+        out.append(_plural(reading.skipped, "A character of the answer outside any element was left out.",
+                           "{n} characters of the answer outside any element were left out."))
     return out

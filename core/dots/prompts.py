@@ -8,17 +8,8 @@ must not be "improved".
 from __future__ import annotations
 
 LAYOUT_CATEGORIES = (
-    "Caption",
-    "Footnote",
-    "Formula",
-    "List-item",
-    "Page-footer",
-    "Page-header",
-    "Picture",
-    "Section-header",
-    "Table",
-    "Text",
-    "Title",
+    "Caption", "Footnote", "Formula", "List-item", "Page-footer", "Page-header",
+    "Picture", "Section-header", "Table", "Text", "Title",
 )
 _CATEGORY_LIST = "[" + ", ".join(f"'{c}'" for c in LAYOUT_CATEGORIES) + "]"
 
@@ -55,7 +46,9 @@ PROMPTS = {
         "The layout result should be in JSON format."
     ),
     TEXT_ONLY: "Extract the text content from this image.",
-    GROUNDING: ("Extract text from the given bounding box on the image (format: [x1, y1, x2, y2]).\nBounding Box:\n"),
+    GROUNDING: (
+        "Extract text from the given bounding box on the image (format: [x1, y1, x2, y2]).\nBounding Box:\n"
+    ),
 }
 
 # vLLM's chat template adds a newline around the image unless the placeholder is spelled out.

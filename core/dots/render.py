@@ -167,9 +167,8 @@ def element_markdown(element: Element, picture_src: str | None = None) -> str:
     return markdown_text(text)
 
 
-def page_markdown(
-    page: ParsedPage, include_headers_footers: bool = True, pictures: PictureNames | None = None, page_number: int = 1
-) -> str:
+def page_markdown(page: ParsedPage, include_headers_footers: bool = True, pictures: PictureNames | None = None,
+                  page_number: int = 1) -> str:
     out = ""
     previous = None
     for e in _visible(page, include_headers_footers):
@@ -278,9 +277,8 @@ def element_html(element: Element, picture_src: str | None = None) -> str:
     return f"<div {attrs}>\n{_rich_html(text)}\n</div>"
 
 
-def page_html(
-    page: ParsedPage, include_headers_footers: bool = True, pictures: PictureNames | None = None, page_number: int = 1
-) -> str:
+def page_html(page: ParsedPage, include_headers_footers: bool = True, pictures: PictureNames | None = None,
+              page_number: int = 1) -> str:
     parts = []
     in_list = False
     for e in _visible(page, include_headers_footers):
@@ -306,13 +304,12 @@ def to_html_fragment(pages: Pages, include_headers_footers: bool = True, picture
     return "\n".join(page_html(p, include_headers_footers, pictures, n) for n, p in _numbered(pages))
 
 
-def to_html(
-    pages: Pages, include_headers_footers: bool = True, pictures: PictureNames | None = None, title: str = "OCR result"
-) -> str:
+def to_html(pages: Pages, include_headers_footers: bool = True, pictures: PictureNames | None = None,
+            title: str = "OCR result") -> str:
     """A standalone HTML document of the pages (`pictures` as for `to_markdown`)."""
     body = to_html_fragment(pages, include_headers_footers, pictures)
     return (
-        '<!DOCTYPE html>\n<html>\n<head>\n<meta charset="utf-8">\n'
+        "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{_esc(title)}</title>\n<style>\n{STYLE}\n</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
@@ -333,19 +330,17 @@ def layout_dict(pages: Pages) -> dict:
     out = []
     for number, page in _numbered(pages):
         size = page.original_size or page.sent_size
-        out.append(
-            {
-                "page": number,
-                "width": size[0] if size else None,
-                "height": size[1] if size else None,
-                "mode": page.mode,
-                "truncated": page.truncated,
-                "plain_text_fallback": page.plain_text_fallback,
-                "repeated_dropped": page.repeated_dropped,
-                "warnings": list(page.warnings),
-                "elements": [e.to_dict() for e in page.elements],
-            }
-        )
+        out.append({
+            "page": number,
+            "width": size[0] if size else None,
+            "height": size[1] if size else None,
+            "mode": page.mode,
+            "truncated": page.truncated,
+            "plain_text_fallback": page.plain_text_fallback,
+            "repeated_dropped": page.repeated_dropped,
+            "warnings": list(page.warnings),
+            "elements": [e.to_dict() for e in page.elements],
+        })
     return {"version": 1, "coordinates": "original image pixels, [x1, y1, x2, y2]", "pages": out}
 
 

@@ -24,7 +24,9 @@ def smart_resize(
     if height < 1 or width < 1:
         raise ValueError(f"an image of {width}×{height} has no pixels")
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(f"the image is {width}×{height}: its sides differ by more than {MAX_ASPECT_RATIO} times")
+        raise ValueError(
+            f"the image is {width}×{height}: its sides differ by more than {MAX_ASPECT_RATIO} times"
+        )
     h = max(factor, round(height / factor) * factor)
     w = max(factor, round(width / factor) * factor)
     if h * w > max_pixels:

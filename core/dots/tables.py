@@ -19,32 +19,12 @@ INLINE_TAGS = frozenset({"br", "b", "strong", "i", "em", "u", "s", "sub", "sup"}
 ALLOWED_TAGS = TABLE_TAGS | INLINE_TAGS
 VOID_TAGS = frozenset({"br", "col"})
 ALLOWED_ATTRIBUTES = {
-    "th": ("colspan", "rowspan"),
-    "td": ("colspan", "rowspan"),
-    "col": ("span",),
-    "colgroup": ("span",),
+    "th": ("colspan", "rowspan"), "td": ("colspan", "rowspan"), "col": ("span",), "colgroup": ("span",),
 }
 # Tags whose content is not text to show.
 DROP_CONTENT_TAGS = frozenset(
-    {
-        "script",
-        "style",
-        "iframe",
-        "object",
-        "embed",
-        "noscript",
-        "template",
-        "textarea",
-        "title",
-        "xmp",
-        "svg",
-        "math",
-        "select",
-        "head",
-        "noembed",
-        "noframes",
-        "plaintext",
-    }
+    {"script", "style", "iframe", "object", "embed", "noscript", "template", "textarea", "title", "xmp", "svg",
+     "math", "select", "head", "noembed", "noframes", "plaintext"}
 )
 _SECTIONS = frozenset({"thead", "tbody", "tfoot"})
 _IMPLIED_END = {
