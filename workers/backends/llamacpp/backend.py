@@ -225,7 +225,7 @@ class LlamaCppBackend(OcrBackend):
         details = {
             "backend": self.name,
             "quantization": str(self._plan.get("quantization") or "GGUF"),
-            "device": "cpu" if not self._plan.get("gpu_layers") else f"cuda:{self._plan.get('device_index') or 0}",
+            "device": "CPU" if not self._plan.get("gpu_layers") else f"cuda:{self._plan.get('device_index') or 0}",
             "gpu_layers": int(self._plan.get("gpu_layers") or 0),
             "image_size_sent": sent,
             "scale": [image.width / sent[0], image.height / sent[1]],
