@@ -58,7 +58,11 @@ def model_missing(cfg: BackendSettings) -> str | None:
 
 def gguf_dir(cfg: BackendSettings) -> Path:
     """Where the GGUF pair of the settings' model is: fetched there by fetch_model --gguf, or copied."""
-    return Path(settings.OCRDASH_MODEL_DIR) / "gguf" / gguf_files.gguf_model(cfg.model).folder
+    return gguf_dir_for(gguf_files.gguf_model(cfg.model))
+
+
+def gguf_dir_for(model: gguf_files.GgufModel) -> Path:
+    return Path(settings.OCRDASH_MODEL_DIR) / "gguf" / model.folder
 
 
 def llamacpp_unavailable(cfg: BackendSettings) -> str | None:

@@ -1,5 +1,6 @@
 """`python manage.py fetch_model` — download dots.ocr's files once, with a progress bar, into the
-model folder the worker and the managed vLLM container read."""
+model folder the worker and the managed vLLM container read. `--gguf` fetches the GGUF pair the
+llama.cpp backend reads instead (ocr_app/gguf_fetch.py), checksums verified."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ocr_app import backendconfig
+from core import gguf_files
+from ocr_app import backendconfig, gguf_fetch
 from ocr_app.models import BackendSettings
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -20,9 +22,19 @@ class Command(BaseCommand):
         parser.add_argument("--model", help="Hub id (default: the backend settings' model).")
         parser.add_argument("--revision", help="Commit hash to pin (default: the backend settings').")
         parser.add_argument("--save", action="store_true", help="Also store --model/--revision in the settings.")
+        parser.add_argument("--gguf", action="store_true", help="Fetch the GGUF pair for llama.cpp instead.")
+        parser.add_argument(
+            "--quantization",
+            action="append",
+            choices=gguf_files.QUANTIZATIONS,
+            help="With --gguf: the language model's quantization (repeatable; default: all).",
+        )
+        parser.add_argument("--check", action="store_true", help="With --gguf: only verify the files already there.")
 
-    def handle(self, *args, model=None, revision=None, save=False, **options):
+    def handle(self, *args, model=None, revision=None, save=False, gguf=False, **options):
         cfg = BackendSettings.load()
+        if gguf:
+            return self._gguf(cfg, model, revision, options)
         model = (model or cfg.model).strip()
         revision = (revision or cfg.revision).strip()
         if not COMMIT.match(revision):
@@ -52,3 +64,28 @@ class Command(BaseCommand):
             cfg.model, cfg.revision, cfg.updated_by = model, revision, "fetch_model"
             cfg.save()
         self.stdout.write(self.style.SUCCESS(f"Done: {path}"))
+
+    def _gguf(self, cfg, model, revision, options) -> None:
+        catalog = gguf_files.gguf_model(model or cfg.model)
+        folder = backendconfig.gguf_dir(cfg) if not model else backendconfig.gguf_dir_for(catalog)
+        if options.get("check"):
+            problems = gguf_fetch.check_folder(folder, self.stdout.write)
+            if problems:
+                raise CommandError("; ".join(problems))
+            self.stdout.write(self.style.SUCCESS(f"Every file listed in {folder / gguf_fetch.SUMS_FILE} is intact."))
+            return
+        quantizations = options.get("quantization") or list(gguf_files.QUANTIZATIONS)
+        self.stdout.write(f"Fetching {catalog.model}'s GGUF files ({', '.join(quantizations)}) into {folder} …")
+        try:
+            paths = gguf_fetch.fetch_pair(catalog, quantizations, folder, revision=revision or "main",
+                                          say=self.stdout.write)  # fmt: skip
+        except ImportError:
+            raise CommandError("huggingface_hub is missing: python3 ocrdash.py start --with-gguf adds it.") from None
+        except gguf_fetch.FetchError as exc:
+            raise CommandError(str(exc)) from None
+        except Exception as exc:
+            raise CommandError(
+                f"Could not download from {catalog.repo} ({type(exc).__name__}: {exc}). On a machine without "
+                f"internet, download the files elsewhere and copy them into {folder}."
+            ) from None
+        self.stdout.write(self.style.SUCCESS(f"Done: {', '.join(p.name for p in paths)}"))
