@@ -38,4 +38,13 @@ FREE=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits -i 0 | h
 HOLD=$(( FREE / 1024 - 8 ))
 [ "$HOLD" -gt 1 ] && timeout ${HELD_S:-160} $PY bench/backends.py --real-size --backends transformers --runs 2 \
   --max-new-tokens 64 --hold-gib "$HOLD" 2>&1 | tee "$OUT/backends-held.log"
+step "llama.cpp (GGUF) at dots.ocr's real size: Q8_0 and Q4_K_M at full and partial offload, beside nf4 above"
+# llama-cpp-python must be built with CUDA (CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=OFF"); a CPU
+# build reports it and the step is skipped.
+if $PY -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)" 2>/dev/null; then
+  timeout ${GGUF_S:-420} $PY bench/llamacpp.py --real-size --runs 2 --max-new-tokens 64 2>&1 | tee "$OUT/llamacpp-real.log"
+  timeout 120 $PY -m pytest -q -p no:cacheprovider -p no:django -rs tests/unit/test_llamacpp_backend.py 2>&1 | tail -8 | tee "$OUT/pytest-llamacpp.log"
+else
+  echo "llama-cpp-python is missing or built without CUDA here: skipped" | tee "$OUT/llamacpp-real.log"
+fi
 echo; echo "logs in $OUT"
