@@ -62,7 +62,10 @@ class GgufModel:
 
 
 # ggml-org/dots.ocr-GGUF is the build llama.cpp's dots.ocr support was merged with (llama.cpp pull
-# request 17575). Sizes measured on the converted files: Q8_0 language model 1.762 GiB, Q4_K_M
+# request 17575); it publishes dots.ocr-Q8_0.gguf with mmproj-dots.ocr-f16.gguf (and a Q8_0
+# projector). The Q4_K_M name follows the same pattern; where the repository has no such file,
+# fetch_model --gguf says so and the admin copies one made with llama.cpp's llama-quantize from an
+# F16 conversion. Sizes measured on converted files: Q8_0 language model 1.762 GiB, Q4_K_M
 # 1.038 GiB, F16 projector 2.351 GiB.
 _MMPROJ_F16 = "mmproj-dots.ocr-f16.gguf"
 GGUF_MODELS: dict[str, GgufModel] = {
