@@ -80,6 +80,7 @@ class LlamaCppBackend(OcrBackend):
         self._handler = None
         self._plan: dict[str, Any] = {}
         self._identity: tuple | None = None
+        self._end_of_answer: int | None = None
         #: Called with (piece of text, tokens so far) after every generated token; may raise to stop.
         self.on_token: TokenHook | None = None
 
@@ -140,6 +141,7 @@ class LlamaCppBackend(OcrBackend):
             llm.close()
             raise BackendError(f"llama.cpp could not load the vision projector {mmproj_path.name}: {exc}") from exc
         self._llm, self._handler = llm, handler
+        self._end_of_answer = _single_token(llm, END_OF_ANSWER)
         self._identity, self._plan = identity, dict(plan)
         report(3, f"dots.ocr ({plan.get('quantization') or 'GGUF'}) is ready in llama.cpp ({where})")
 
@@ -205,6 +207,7 @@ class LlamaCppBackend(OcrBackend):
                 temperature=0.0,
                 repeat_penalty=1.0,
                 stop=[END_OF_ANSWER],
+                logits_processor=_end_after(self._end_of_answer, llm.token_eos()),
             )
             # The handler has encoded the image and read the prompt by now; the stream generates.
             prompt_length = int(llm.n_tokens)
@@ -242,6 +245,30 @@ class LlamaCppBackend(OcrBackend):
         if box is not None:
             details["bbox_sent"] = [int(round(v)) for v in box]
         return OcrResult(text=generated.text, raw=generated.text, details=details)
+
+
+def _single_token(llm, text: str) -> int | None:
+    ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+    return ids[0] if len(ids) == 1 else None
+
+
+def _end_after(end_of_answer: int | None, eos: int):
+    """A logits processor that ends the answer after <|endofassistant|>: llama.cpp stops on its end
+    tokens (EOG), and dots.ocr's end of answer is not one of them, while generation_config.json
+    lists it with <|endoftext|>. Returns None when the vocabulary has no such token."""
+    if end_of_answer is None:
+        return None
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+
+    def force_end(input_ids, scores):
+        if len(input_ids) and int(input_ids[-1]) == end_of_answer:
+            forced = np.full_like(scores, -np.inf)
+            forced[eos] = 0.0
+            return forced
+        return scores
+
+    return LogitsProcessorList([force_end])
 
 
 def _data_url(image: Image.Image) -> str:
