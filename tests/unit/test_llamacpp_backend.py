@@ -177,3 +177,18 @@ def test_a_corrupt_language_model_with_a_good_header_is_a_message_not_a_crash(gg
     with pytest.raises(BackendError, match="llama.cpp could not load broken.gguf"):
         backend.load(plan_args(gguf_pair, lm_path=str(broken)))
     assert not backend.loaded
+
+
+def test_the_answer_ends_after_dots_ocrs_end_of_answer_token(backend):
+    import numpy as np
+
+    from workers.backends.llamacpp.backend import END_OF_ANSWER, _end_after, _single_token
+
+    end = _single_token(backend._llm, END_OF_ANSWER)
+    eos = backend._llm.token_eos()
+    assert end is not None and end != eos
+    (force_end,) = _end_after(end, eos)
+    scores = np.zeros(8 + max(end, eos), dtype=np.float32)
+    assert force_end(np.array([5, 7]), scores.copy()).max() == 0.0  # untouched before it
+    forced = force_end(np.array([5, end]), scores.copy())
+    assert int(np.argmax(forced)) == eos and np.isinf(forced[end])
