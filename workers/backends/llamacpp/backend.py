@@ -116,7 +116,7 @@ class LlamaCppBackend(OcrBackend):
                 "llama-cpp-python is not installed in the worker (python3 ocrdash.py start --with-gguf installs it)."
             ) from exc
 
-        threads = os.cpu_count() or 1
+        threads = _cores()
         where = "the CPU" if gpu_layers == 0 else f"{gpu_layers} layers on GPU {device}"
         report(1, f"Loading {lm_path.name} ({where}, {threads} CPU threads)")
         handler = _DotsChatHandler(clip_model_path=str(mmproj_path), verbose=False, use_gpu=projector_on_gpu)
@@ -245,6 +245,14 @@ class LlamaCppBackend(OcrBackend):
         if box is not None:
             details["bbox_sent"] = [int(round(v)) for v in box]
         return OcrResult(text=generated.text, raw=generated.text, details=details)
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _single_token(llm, text: str) -> int | None:
