@@ -88,7 +88,9 @@ def tiny_cpu(args) -> list[dict]:
     from tests.fixtures.tiny_dots.gguf import tiny_gguf_pair
 
     lm, mmproj = tiny_gguf_pair(cache_dir())
-    settings = PlannerSettings(backend="llamacpp", max_pixels=args.max_pixels, max_new_tokens=args.max_new_tokens)
+    from core.backends import LLAMACPP
+
+    settings = PlannerSettings(backend=LLAMACPP.name, max_pixels=args.max_pixels, max_new_tokens=args.max_new_tokens)
     plan = make_plan(None, settings).as_json()
     row = read_pages(lm, mmproj, plan, args.runs)
     return [{"model": "tiny (tests/fixtures/tiny_dots), Q8_0 + F16 projector", "where": "CPU", **row}]
