@@ -29,7 +29,7 @@ def test_the_build_is_portable_and_cuda_only_with_a_gpu_and_nvcc(launcher, monke
     assert launcher.gguf_build_env()["CMAKE_ARGS"] == "-DGGML_VULKAN=on"  # the admin's own wins
 
 
-def test_the_test_command_and_gguf_files_in_the_model_folder_ask_for_the_extra(launcher, monkeypatch, tmp_path):
+def test_the_extra_pins_llama_cpp_python_and_gguf_files_in_the_model_folder_ask_for_it(launcher, monkeypatch, tmp_path):
     assert "llama-cpp-python==0.3.36" in launcher.requirements(["gguf"])
     monkeypatch.setenv("OCRDASH_MODEL_DIR", str(tmp_path))
     assert not launcher.gguf_files_present()
