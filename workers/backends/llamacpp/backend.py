@@ -116,6 +116,7 @@ class LlamaCppBackend(OcrBackend):
                 "llama-cpp-python is not installed in the worker (python3 ocrdash.py start --with-gguf installs it)."
             ) from exc
 
+        _quiet_mtmd()
         threads = _cores()
         where = "the CPU" if gpu_layers == 0 else f"{gpu_layers} layers on GPU {device}"
         report(1, f"Loading {lm_path.name} ({where}, {threads} CPU threads)")
@@ -245,6 +246,17 @@ class LlamaCppBackend(OcrBackend):
         if box is not None:
             details["bbox_sent"] = [int(round(v)) for v in box]
         return OcrResult(text=generated.text, raw=generated.text, details=details)
+
+
+def _quiet_mtmd() -> None:
+    """mtmd logs every image batch to stderr itself; send it through llama-cpp-python's logger,
+    which prints errors only unless verbose."""
+    import ctypes
+
+    from llama_cpp import _logger, mtmd_cpp
+
+    mtmd_cpp.mtmd_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    mtmd_cpp.mtmd_helper_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
 
 
 def _cores() -> int:
