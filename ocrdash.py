@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
     if command == "start":
         with_dots = "--with-dots" in rest or gpu_visible()
         with_gguf = "--with-gguf" in rest or gguf_files_present()
-        extras = (["dots"] if with_dots or with_gguf else []) + (["gguf"] if with_gguf else [])
+        extras = (["dots"] if with_dots else []) + (["gguf"] if with_gguf else [])
         ensure_venv(extras)
         flags = ("--with-dots", "--with-gguf")
         os.execv(PY, [str(PY), "manage.py", "start", *[a for a in rest if a not in flags]])
