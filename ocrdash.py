@@ -35,7 +35,7 @@ def requirements(extras: list[str]) -> list[str]:
     reqs = list(project["dependencies"])
     for extra in extras:
         reqs += project["optional-dependencies"][extra]
-    return reqs
+    return list(dict.fromkeys(reqs))  # a pin two extras share, once
 
 
 def requirements_command(args: list[str]) -> int:
