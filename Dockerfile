@@ -2,6 +2,7 @@
 #
 #   docker build -t ocrdash .                            # CPU torch: builds and runs without a GPU
 #   docker build -t ocrdash --build-arg VARIANT=cuda .   # torch from PyPI, with its CUDA libraries
+#   … --build-arg GGUF=cuda (or cpu)                      # adds llama.cpp (the llamacpp backend)
 #
 # docker-compose.yml builds the cuda variant (IMAGE_VARIANT in .env). No GPU is needed to build
 # either: CUDA comes in the torch wheels, and the NVIDIA driver comes from the host at run time.
@@ -9,6 +10,10 @@
 # image but PYTHON_IMAGE (the CI builds it where no registry is reachable: docs/deploy.md).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# llama.cpp for the llamacpp backend: none (the default: no compiler, nothing more to fetch), cpu, or
+# cuda (compiled against the CUDA toolkit of CUDA_DEVEL_IMAGE; takes long: CUDA kernels).
+ARG GGUF=none
+ARG CUDA_DEVEL_IMAGE=nvidia/cuda:12.6.3-devel-ubuntu22.04
 
 # -- build: the virtual environment, with the pins of pyproject.toml ---------------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -36,6 +41,25 @@ RUN python ocrdash.py requirements --extras dots > /tmp/requirements.txt \
     && python -c "import torch, transformers, rapidocr, cv2, onnxruntime, pynvml, prometheus_client; \
 print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
+# -- llama.cpp: llama-cpp-python compiled into the same venv, only when GGUF is cpu or cuda --------
+# BuildKit builds only the stages the target needs, so GGUF=none fetches neither image nor compiler.
+FROM ${CUDA_DEVEL_IMAGE} AS cuda-toolkit
+FROM build AS gguf-none
+FROM build AS gguf-cpu
+RUN apt-get update && apt-get install -y --no-install-recommends g++ cmake make \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install $(python ocrdash.py requirements --extras gguf --only llama-cpp-python,sentencepiece)
+FROM build AS gguf-cuda
+COPY --from=cuda-toolkit /usr/local/cuda /usr/local/cuda
+ENV PATH=/usr/local/cuda/bin:$PATH
+# Portable CPU code; CUDA kernels for Turing to Hopper. The CUDA runtime and cuBLAS go next to
+# llama.cpp's libraries (loaded from their own folder), so the runtime image needs no toolkit.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ cmake make \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=75;80;86;89;90" \
+       pip install $(python ocrdash.py requirements --extras gguf --only llama-cpp-python,sentencepiece) \
+    && cp -P /usr/local/cuda/lib64/libcudart.so.12* /usr/local/cuda/lib64/libcublas.so.12* \
+       /usr/local/cuda/lib64/libcublasLt.so.12* /opt/venv/lib/python3.11/site-packages/llama_cpp/lib/
+FROM gguf-${GGUF} AS venv
+
 # -- runtime ---------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
@@ -48,7 +72,7 @@ RUN groupadd --system --gid 10001 ocrdash \
     && useradd --system --uid 10001 --gid ocrdash --create-home --home-dir /home/ocrdash \
         --shell /usr/sbin/nologin ocrdash \
     && install -d -o ocrdash -g ocrdash -m 0750 /data /models
-COPY --from=build /opt/venv /opt/venv
+COPY --from=venv /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

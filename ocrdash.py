@@ -8,6 +8,8 @@
 
 `start` also installs dots.ocr's in-process stack (torch, transformers, …) when an NVIDIA GPU is
 visible (nvidia-smi answers) or with --with-dots; without it the worker runs rapidocr or vLLM.
+`start --with-gguf` (or GGUF files in the model folder's gguf/) adds llama.cpp (the `gguf` extra):
+llama-cpp-python is compiled from source, a few minutes on a small machine (CMAKE_ARGS below).
 
 Only the standard library is used here: this file runs before anything is installed.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -32,7 +35,7 @@ def requirements(extras: list[str]) -> list[str]:
     reqs = list(project["dependencies"])
     for extra in extras:
         reqs += project["optional-dependencies"][extra]
-    return reqs
+    return list(dict.fromkeys(reqs))  # a pin two extras share, once
 
 
 def requirements_command(args: list[str]) -> int:
@@ -77,8 +80,30 @@ def gpu_visible() -> bool:
         return False
 
 
-def pip(*args: str) -> None:
-    subprocess.run([str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args], check=True)
+def pip(*args: str, env: dict[str, str] | None = None) -> None:
+    command = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args]
+    subprocess.run(command, check=True, env=env)
+
+
+# llama-cpp-python builds llama.cpp from source. Portable (no -march=native): a native build on
+# some x86 CPUs takes an AMX code path that crashes on Q8_0 weights. With CUDA when a GPU and nvcc
+# are there. The admin's own CMAKE_ARGS win. pip caches the built wheel, so this happens once.
+def gguf_build_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if not env.get("CMAKE_ARGS"):
+        cuda = gpu_visible() and shutil.which("nvcc") is not None
+        env["CMAKE_ARGS"] = "-DGGML_NATIVE=OFF" + (" -DGGML_CUDA=on" if cuda else "")
+    return env
+
+
+def keep_llamacpp_source(reqs: list[str]) -> None:
+    """Keep llama-cpp-python's source distribution in <venv>/src: its vendored convert_hf_to_gguf.py
+    turns a Hugging Face checkpoint into GGUF (the tests convert their tiny model with it)."""
+    pinned = [r for r in reqs if r.lower().startswith("llama-cpp-python==")]
+    if pinned:
+        command = [str(PY), "-m", "pip", "download", "--disable-pip-version-check", "-q", "--no-deps",
+                   "--no-binary", ":all:", "-d", str(VENV / "src"), pinned[0]]  # fmt: skip
+        subprocess.run(command, check=True)
 
 
 def ensure_venv(extras: list[str]) -> None:
@@ -97,10 +122,21 @@ def ensure_venv(extras: list[str]) -> None:
     if torch:
         # Alone and first: next to packages that depend on it, pip may choose another build.
         pip(*torch)
-    pip(*reqs)
+    gguf = [r for r in reqs if r.lower().startswith("llama-cpp-python==")]
+    if gguf:
+        print("Building llama-cpp-python (llama.cpp from source: about 5 minutes on 2 cores) …", flush=True)
+    pip(*reqs, env=gguf_build_env() if gguf else None)
+    keep_llamacpp_source(reqs)
     # Remember both sets, so `start` after `test` does not reinstall.
     known = set(stamp.read_text().split()) if stamp.exists() else set()
     stamp.write_text("\n".join(sorted(known | {digest})) + "\n")
+
+
+def gguf_files_present() -> bool:
+    """GGUF files in the model folder (fetched or copied there): the llama.cpp backend is wanted."""
+    data = Path(os.environ.get("OCRDASH_DATA_DIR") or ROOT / "data")
+    models = Path(os.environ.get("OCRDASH_MODEL_DIR") or data / "models")
+    return any((models / "gguf").glob("*/*.gguf"))
 
 
 def main(argv: list[str]) -> int:
@@ -109,10 +145,13 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     if command == "start":
         with_dots = "--with-dots" in rest or gpu_visible()
-        ensure_venv(["dots"] if with_dots else [])
-        os.execv(PY, [str(PY), "manage.py", "start", *[a for a in rest if a != "--with-dots"]])
+        with_gguf = "--with-gguf" in rest or gguf_files_present()
+        extras = (["dots"] if with_dots else []) + (["gguf"] if with_gguf else [])
+        ensure_venv(extras)
+        flags = ("--with-dots", "--with-gguf")
+        os.execv(PY, [str(PY), "manage.py", "start", *[a for a in rest if a not in flags]])
     if command == "test":
-        ensure_venv(["dots", "test"])
+        ensure_venv(["dots", "test", "gguf"])
         os.execv(PY, [str(PY), "-m", "tests.run", *rest])
     if command == "requirements":
         return requirements_command(rest)

@@ -95,6 +95,19 @@ TRANSFORMERS = _backend(
     ),
     factory="workers.backends.transformers_backend:TransformersBackend",
 )
+# dots.ocr as GGUF files in llama.cpp: as many layers on the GPU as its free memory holds, the rest on
+# the CPU (core/planner/llamacpp.py). Budgeted against the GPU; with no layer there, against RAM.
+LLAMACPP = _backend(
+    "llamacpp",
+    label="llama.cpp (GGUF): the layers that fit on the GPU, the rest on the CPU",
+    runs_dots=True,
+    memory="gpu",
+    in_worker=True,
+    needs_server=False,
+    packages=("llama_cpp",),
+    variants=(("q8_0", "Q8_0", "llama.cpp Q8_0"), ("q4_k_m", "Q4_K_M", "llama.cpp Q4_K_M")),
+    factory="workers.backends.llamacpp.backend:LlamaCppBackend",
+)
 CPU = _backend(
     "cpu",
     label="dots.ocr on the CPU (very slow)",
@@ -118,8 +131,9 @@ RAPIDOCR = _backend(
     factory="workers.backends.rapidocr_backend:RapidOcrBackend",
 )
 
-# Every backend, in the planner's order of preference ("auto" tries them so).
-ALL: tuple[Backend, ...] = (VLLM, TRANSFORMERS, CPU, RAPIDOCR)
+# Every backend, in the planner's order of preference ("auto" tries them so): a whole GPU plan first,
+# then llama.cpp (whole, then split between the GPU and the CPU), then the CPU.
+ALL: tuple[Backend, ...] = (VLLM, TRANSFORMERS, LLAMACPP, CPU, RAPIDOCR)
 _BY_NAME = {b.name: b for b in ALL}
 VARIANTS: tuple[Variant, ...] = tuple(v for b in ALL for v in b.variants)
 VARIANT_BY_KEY = {v.key: v for v in VARIANTS}

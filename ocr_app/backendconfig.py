@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 from django.conf import settings
 
-from core import backends
-from core.backends import RAPIDOCR, TRANSFORMERS
+from core import backends, gguf_files
+from core.backends import LLAMACPP, RAPIDOCR, TRANSFORMERS
 from core.planner import Plan, PlannerSettings, make_plan
 from ocr_app.backend_limits import model_problem, vllm_host_problem
 from ocr_app.models import BackendSettings
@@ -54,6 +54,28 @@ def model_missing(cfg: BackendSettings) -> str | None:
     if isinstance(found, str):
         return None
     return f"dots.ocr's weights are not downloaded (python manage.py fetch_model fetches {location})"
+
+
+def gguf_dir(cfg: BackendSettings) -> Path:
+    """Where the GGUF pair of the settings' model is: fetched there by fetch_model --gguf, or copied."""
+    return gguf_dir_for(gguf_files.gguf_model(cfg.model))
+
+
+def gguf_dir_for(model: gguf_files.GgufModel) -> Path:
+    return Path(settings.OCRDASH_MODEL_DIR) / "gguf" / model.folder
+
+
+def llamacpp_unavailable(cfg: BackendSettings) -> str | None:
+    """Why llama.cpp cannot run in this worker at all, or None."""
+    if importlib.util.find_spec(LLAMACPP.packages[0]) is None:
+        return "llama-cpp-python is not installed in the worker (python3 ocrdash.py start --with-gguf installs it)"
+    if not gguf_quantizations(cfg):
+        return f"no GGUF pair is in {gguf_dir(cfg)} (python manage.py fetch_model --gguf fetches one)"
+    return None
+
+
+def gguf_quantizations(cfg: BackendSettings) -> tuple[str, ...]:
+    return gguf_files.available_quantizations(gguf_dir(cfg), gguf_files.gguf_model(cfg.model))
 
 
 @functools.lru_cache(maxsize=1)
@@ -117,6 +139,9 @@ def planner_settings(cfg: BackendSettings) -> PlannerSettings:
         max_new_tokens=cfg.max_new_tokens,
         max_pages_at_once=settings.MAX_PAGES_AT_ONCE,
         in_process_unavailable=in_process_unavailable(cfg),
+        llamacpp_unavailable=llamacpp_unavailable(cfg),
+        llamacpp_quantizations=gguf_quantizations(cfg),
+        llamacpp_model=gguf_files.gguf_model(cfg.model).model,
     )
 
 
@@ -162,6 +187,9 @@ def load_args(plan: Plan, cfg: BackendSettings, language: str) -> dict:
         **loop_args(),
         fast_decode=settings.FAST_DECODE,
     )
+    if plan.backend == LLAMACPP.name:
+        pair = gguf_files.gguf_model(cfg.model).pair(plan.quantization)
+        args.update(lm_path=str(gguf_dir(cfg) / pair.lm_file), mmproj_path=str(gguf_dir(cfg) / pair.mmproj_file))
     if spec.needs_server and vllm_url(cfg):
         args["vllm_url"] = vllm_url(cfg)
     return args

@@ -48,4 +48,13 @@ for Q in bf16 int8 nf4; do
 done
 timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization bf16 --pages 4 --batch 4 \
   --max-new-tokens 64 --fast-decode --json 2>>"$OUT/throughput.log" | tee -a "$OUT/throughput.jsonl"
+step "llama.cpp (GGUF) at dots.ocr's real size: Q8_0 and Q4_K_M at full and partial offload, beside nf4 above"
+# llama-cpp-python must be built with CUDA (CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=OFF"); a CPU
+# build reports it and the step is skipped.
+if $PY -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.llama_supports_gpu_offload() else 1)" 2>/dev/null; then
+  timeout ${GGUF_S:-420} $PY bench/llamacpp.py --real-size --runs 2 --max-new-tokens 64 2>&1 | tee "$OUT/llamacpp-real.log"
+  timeout 120 $PY -m pytest -q -p no:cacheprovider -p no:django -rs tests/unit/test_llamacpp_backend.py 2>&1 | tail -8 | tee "$OUT/pytest-llamacpp.log"
+else
+  echo "llama-cpp-python is missing or built without CUDA here: skipped" | tee "$OUT/llamacpp-real.log"
+fi
 echo; echo "logs in $OUT"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import backends
-from core.backends import CPU, TRANSFORMERS, VARIANT_BY_KEY, VLLM, Variant
+from core.backends import CPU, LLAMACPP, TRANSFORMERS, VARIANT_BY_KEY, VLLM, Variant
 from core.modelfacts import BF16, FP32, GiB, MiB
 from core.planner.plan import Device, PlannerSettings, cc_text
 
@@ -59,6 +59,10 @@ def unavailable(variant: Variant, device: Device | None, settings: PlannerSettin
     """Why a candidate is not considered at all (settings, hardware), as a short phrase, or None."""
     cc = device.compute_capability if device else None
     spec = backends.get(variant.backend)
+    if variant.backend == LLAMACPP.name:
+        from core.planner import llamacpp
+
+        return llamacpp.unavailable(variant, device, settings)
     if variant.backend == VLLM.name:
         if not settings.vllm_allowed:
             return settings.vllm_unavailable or "no vLLM server is set up in the settings"
@@ -215,10 +219,17 @@ def torch_bytes_budgeted(variant_key: str, pixels: int, settings: PlannerSetting
     return est.parts["weights"] + est.parts["activations"]
 
 
+def _llamacpp_estimate(device: Device | None, tokens: int, variant: Variant, settings: PlannerSettings) -> Estimate:
+    from core.planner import llamacpp  # it imports Estimate from here
+
+    return llamacpp.estimate(device, tokens, variant, settings)
+
+
 # (device, image tokens, variant, settings) -> Estimate, for each backend that takes memory.
 ESTIMATES: dict[str, Callable[[Device | None, int, Variant, PlannerSettings], Estimate]] = {
     VLLM.name: _vllm_estimate,
     TRANSFORMERS.name: _transformers_estimate,
+    LLAMACPP.name: _llamacpp_estimate,
     CPU.name: _cpu_estimate,
 }
 

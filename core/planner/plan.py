@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.backends import AUTO, RAPIDOCR, TRANSFORMERS, VARIANT_BY_KEY, VLLM, Variant, names
+from core.backends import AUTO, LLAMACPP, RAPIDOCR, TRANSFORMERS, VARIANT_BY_KEY, VLLM, Variant, names
+from core.gguf_files import QUANTIZATIONS
 from core.modelfacts import DOTS_OCR, MIN_USEFUL_PIXELS, GiB, MiB, ModelFacts
 
 # What PlannerSettings.backend may be: a backend's name, or "auto" for the planner's choice.
@@ -98,6 +99,11 @@ class PlannerSettings:
     in_process_unavailable: str | None = None
     # Why vLLM is not allowed (no Docker engine, turned off), in words; shown in the reasons.
     vllm_unavailable: str | None = None
+    # llama.cpp: why it cannot run here (llama-cpp-python not installed), in words, or None; the
+    # quantizations whose GGUF pair is on disk; the catalog model whose GGUF files are planned.
+    llamacpp_unavailable: str | None = None
+    llamacpp_quantizations: tuple[str, ...] = QUANTIZATIONS
+    llamacpp_model: str = DOTS_OCR.name
     facts: ModelFacts = DOTS_OCR
 
     def __post_init__(self):
@@ -158,6 +164,13 @@ class Plan:
     vllm_external: bool = False
     # transformers: accelerate's max_memory for the weights ({device index: bytes}).
     max_memory: dict[int, int] | None = None
+    # llama.cpp: the language model's layers on the GPU of total_layers (28 blocks + the output
+    # layer), whether the vision projector is on the GPU and its weights' type, the context size.
+    gpu_layers: int | None = None
+    total_layers: int | None = None
+    projector_on_gpu: bool | None = None
+    projector_type: str | None = None
+    n_ctx: int | None = None
     # True once a CUDA out-of-memory retry at a smaller image size has been used.
     oom_retried: bool = False
     # How many pages of a document are read at the same time, and why (a sentence of `reasons`).
@@ -174,6 +187,9 @@ class Plan:
         where = f" on GPU {self.device_index}" if self.device_index is not None else ""
         if self.backend == RAPIDOCR.name:
             return "rapidocr on the CPU (text only, no layout)"
+        if self.backend == LLAMACPP.name:
+            split = "on the CPU" if not self.gpu_layers else f"{self.gpu_layers}/{self.total_layers} layers{where}"
+            where = f", {split}"
         text = f"{self.label}{where}, max {mp_text(self.max_pixels)} per page"
         return text + f", up to {self.max_new_tokens:,} output tokens"
 
@@ -237,6 +253,14 @@ class Plan:
                 limit_mm_per_prompt={"image": 1},
                 mm_processor_kwargs=self.mm_processor_kwargs(),
                 vllm_args=self.vllm_args(),
+            )
+        if self.backend == LLAMACPP.name:
+            data.update(
+                gpu_layers=self.gpu_layers,
+                total_layers=self.total_layers,
+                projector_on_gpu=self.projector_on_gpu,
+                projector_type=self.projector_type,
+                n_ctx=self.n_ctx,
             )
         if self.backend == TRANSFORMERS.name:
             data["max_memory"] = {str(k): v for k, v in (self.max_memory or {}).items()}

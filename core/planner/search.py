@@ -10,8 +10,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core import backends
-from core.backends import AUTO, TRANSFORMERS, VARIANT_BY_KEY, VARIANTS, VLLM, Variant
+from core.backends import AUTO, LLAMACPP, TRANSFORMERS, VARIANT_BY_KEY, VARIANTS, VLLM, Variant
 from core.modelfacts import A4_200DPI_PIXELS
+from core.planner import llamacpp
 from core.planner.estimates import (
     CUDA_CONTEXT_BYTES,
     CUDA_GRAPH_BYTES,
@@ -101,7 +102,7 @@ def _situation(devices: list[Device], settings: PlannerSettings, snapshot_error:
 
 def _miss_sentence(fit: _Fit, settings: PlannerSettings) -> str:
     est = fit.floor_estimate
-    where = "RAM" if _memory(fit.variant) == "ram" else "memory"
+    where = "RAM" if est.params.get("memory", _memory(fit.variant)) == "ram" else "memory"
     size = mp_text(settings.facts.pixels_for_tokens(settings.floor_tokens))
     return (
         f"{variant_label(fit.variant, _dtype_of(fit))} needs {gib_text(est.need_bytes)} even at {size} per page "
@@ -161,7 +162,7 @@ def _plan_from_fit(fit: _Fit, settings: PlannerSettings, reasons: list[str], dev
     est, at_once, at_once_reason = _pages_at_once(fit, settings)
     pixels = f.pixels_for_tokens(tokens)
     p = est.params
-    where = "RAM" if _memory(v) == "ram" else "memory"
+    where = "RAM" if p.get("memory", _memory(v)) == "ram" else "memory"
     size_note = ""
     if tokens < settings.cap_tokens:
         cap_mp = mp_text(f.pixels_for_tokens(settings.cap_tokens))
@@ -220,6 +221,11 @@ def _plan_from_fit(fit: _Fit, settings: PlannerSettings, reasons: list[str], dev
         )  # fmt: skip
     elif v.backend == TRANSFORMERS.name:
         plan = Plan(**common, reasons=(), max_memory=dict(p["max_memory"]))
+    elif v.backend == LLAMACPP.name:
+        reasons.extend(llamacpp.reasons(est, settings, tokens))
+        common.update(memory=p["memory"], device_index=common["device_index"] if p["gpu_layers"] else None,
+                      device_name=common["device_name"] if p["gpu_layers"] else None)  # fmt: skip
+        plan = Plan(**common, reasons=(), **llamacpp.as_plan_fields(est))
     else:
         plan = Plan(**common, reasons=())
     reasons.append(at_once_reason)

@@ -31,6 +31,8 @@ STORED_VARIANT_KEYS = [
     "transformers:bf16",
     "transformers:int8",
     "transformers:nf4",
+    "llamacpp:q8_0",
+    "llamacpp:q4_k_m",
     "cpu:float32",
     "rapidocr",
 ]
@@ -95,7 +97,8 @@ def test_every_backend_can_be_built_from_its_factory(spec):
 
 
 def test_an_unknown_backend_is_refused_with_the_known_names():
-    with pytest.raises(ValueError, match="unknown backend 'tesseract'; known: vllm, transformers, cpu, rapidocr"):
+    known = "vllm, transformers, llamacpp, cpu, rapidocr"
+    with pytest.raises(ValueError, match=f"unknown backend 'tesseract'; known: {known}"):
         create_backend("tesseract")
 
 
@@ -110,7 +113,7 @@ def test_variant_keys_stay_as_stored_in_old_jobs():
 
 
 def test_only_the_dots_backends_make_the_language_irrelevant():
-    assert [b.name for b in backends.ALL if backends.runs_dots(b.name)] == ["vllm", "transformers", "cpu"]
+    assert [b.name for b in backends.ALL if backends.runs_dots(b.name)] == ["vllm", "transformers", "llamacpp", "cpu"]
     assert not any(backends.runs_dots(name) for name in (backends.AUTO, "", None, "tesseract"))
 
 

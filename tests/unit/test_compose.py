@@ -325,8 +325,12 @@ def test_the_compose_client_accepts_it(project, extra):
 
 def test_the_dockerfile_builds_in_stages_without_a_gpu_and_runs_as_a_plain_user():
     text = (ROOT / "Dockerfile").read_text()
-    stages = re.findall(r"^FROM (\S+) AS (\w+)", text, re.M)
-    assert [name for _, name in stages] == ["build", "runtime"]
+    stages = re.findall(r"^FROM (\S+) AS ([\w-]+)", text, re.M)
+    names = [name for _, name in stages]
+    assert names == ["build", "cuda-toolkit", "gguf-none", "gguf-cpu", "gguf-cuda", "venv", "runtime"]
+    # llama.cpp is opt-in: by default the venv stage is the build stage, and nothing more is fetched.
+    assert "ARG GGUF=none" in text and ("build", "gguf-none") in stages and ("gguf-${GGUF}", "venv") in stages
+    assert "COPY --from=venv /opt/venv /opt/venv" in text
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
     assert "ARG VARIANT=cpu" in text and "download.pytorch.org/whl/cpu" in text
     torch_first = text.index("--only torch")

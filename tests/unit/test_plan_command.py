@@ -35,7 +35,7 @@ def test_it_prints_the_reasons_first_then_the_plan_for_the_seed_card():
     assert text.index("vLLM bf16 needs") < text.index("Plan: transformers 4-bit (nf4) on GPU 0")
     assert "quantization" in text and "nf4" in text
     assert "max_memory" in text
-    assert "on CUDA out of memory  rapidocr" in text
+    assert "on CUDA out of memory  llamacpp:q8_0 → llamacpp:q4_k_m → rapidocr" in text
 
 
 def test_it_prints_the_seed_plan_as_json():
@@ -45,7 +45,7 @@ def test_it_prints_the_seed_plan_as_json():
     assert data["max_new_tokens"] == 24_000
     assert 3_885_504 <= data["max_pixels"] < 11_289_600  # an A4 page at 200 dpi fits
     assert data["reasons"][0].startswith("GPU 0 (hypothetical card, compute capability 8.6): 5.81 GiB free")
-    assert data["fallbacks"] == ["rapidocr"]
+    assert data["fallbacks"] == ["llamacpp:q8_0", "llamacpp:q4_k_m", "rapidocr"]
 
 
 def test_json_for_a_vllm_plan_has_its_launch_parameters():
@@ -68,6 +68,8 @@ def test_the_settings_flags_change_the_plan():
     data = json.loads(run("--total=24GiB", "--free=23GiB", "--no-vllm", "--max-new-tokens=4096", "--json"))
     assert data["backend"] == "transformers" and data["max_new_tokens"] == 4096
     data = json.loads(run("--total", "4GiB", "--free", "1GiB", "--allow-cpu", "--ram", "64GiB", "--json"))
+    assert data["backend"] == "llamacpp" and data["gpu_layers"] == 0 and data["memory"] == "ram"
+    data = json.loads(run("--total", "4GiB", "--free", "1GiB", "--allow-cpu", "--ram", "64GiB", "--no-gguf", "--json"))
     assert data["backend"] == "cpu" and data["dtype"] == "float32"
 
 

@@ -95,13 +95,16 @@ def test_vision_memory_grows_linearly_with_the_image():
 
 # -- the table -----------------------------------------------------------------------------------
 
+NO_GGUF = {"llamacpp_unavailable": "llama-cpp-python is not installed"}
 CASES = [
     # id, gpu, settings changes, expected variant
     ("seed-12gb-5.81-free", SEED, {}, "transformers:nf4"),
     ("no-gpu-cpu-not-allowed", snapshot(error="No NVIDIA GPU visible."), {}, "rapidocr"),
-    ("no-gpu-cpu-allowed", None, {"allow_cpu": True, "cpu_ram_bytes": 64 * GiB}, "cpu:float32"),
-    ("no-gpu-cpu-allowed-too-little-ram", None, {"allow_cpu": True, "cpu_ram_bytes": 8 * GiB}, "rapidocr"),
-    ("4gb-idle", [card(4, 3.8)], {}, "rapidocr"),
+    ("no-gpu-cpu-allowed", None, {"allow_cpu": True, "cpu_ram_bytes": 64 * GiB}, "llamacpp:q4_k_m"),
+    ("no-gpu-cpu-allowed-no-gguf", None, {"allow_cpu": True, "cpu_ram_bytes": 64 * GiB, **NO_GGUF}, "cpu:float32"),
+    ("no-gpu-cpu-allowed-too-little-ram", None, {"allow_cpu": True, "cpu_ram_bytes": 4 * GiB}, "rapidocr"),
+    ("4gb-idle", [card(4, 3.8)], {}, "llamacpp:q4_k_m"),
+    ("4gb-idle-no-gguf", [card(4, 3.8)], NO_GGUF, "rapidocr"),
     ("6gb-idle", [card(6, 5.7)], {}, "transformers:int8"),
     ("8gb-ampere-idle", [card(8, 7.7, (8, 6))], {}, "vllm:fp8"),
     ("8gb-ada-idle", [card(8, 7.7, (8, 9))], {}, "vllm:fp8"),
@@ -317,7 +320,9 @@ def test_after_a_second_oom_it_falls_back_to_the_next_backend():
     fallback = replan_after_oom(retry, gpu)
     assert fallback.variant == "vllm:fp8"
     assert not fallback.oom_retried
-    assert fallback.fallbacks == ("transformers:bf16", "transformers:int8", "transformers:nf4", "rapidocr")
+    assert fallback.fallbacks == (
+        "transformers:bf16", "transformers:int8", "transformers:nf4", "llamacpp:q8_0", "llamacpp:q4_k_m", "rapidocr"
+    )  # fmt: skip
     again = replan_after_oom(replan_after_oom(fallback, gpu), gpu)
     assert again.variant == "transformers:bf16"
 
@@ -327,7 +332,8 @@ def test_an_oom_plan_at_the_floor_goes_straight_to_the_next_backend():
     plan = make_plan(SEED, settings)
     assert plan.max_pixels == MIN_USEFUL_PIXELS
     nxt = replan_after_oom(plan, SEED)
-    assert nxt.variant == "rapidocr"
+    assert nxt.variant == "llamacpp:q4_k_m" and nxt.memory == "gpu" and not nxt.projector_on_gpu
+    assert replan_after_oom(plan, SEED, replace(settings, llamacpp_unavailable="off")).variant == "rapidocr"
 
 
 def test_an_oom_replan_uses_the_memory_free_now():
@@ -444,7 +450,7 @@ def test_every_oom_replan_on_the_grid_fits_the_memory_free_now():
         plan = make_plan([device])
         fuller = replace(device, free_bytes=int(device.free_bytes * 0.7))
         seen = 0
-        while plan.backend != "rapidocr" and seen < 12:
+        while plan.backend != "rapidocr" and seen < 16:
             plan = replan_after_oom(plan, [fuller])
             check_plan(plan, fuller)
             seen += 1

@@ -1,6 +1,7 @@
 """`python manage.py fetch_model` — download a catalog model's files once (dots.ocr, dots.mocr,
 dots.mocr-svg: core/catalog.py), with a progress bar, into the model folder the worker and the
-managed vLLM container read. `--model` takes a catalog name or a hub id."""
+managed vLLM container read. `--model` takes a catalog name or a hub id. `--gguf` fetches the GGUF
+pair the llama.cpp backend reads instead (ocr_app/gguf_fetch.py), checksums verified."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import re
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core import catalog
-from ocr_app import backendconfig
+from core import catalog, gguf_files
+from ocr_app import backendconfig, gguf_fetch
 from ocr_app.models import BackendSettings
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -26,9 +27,19 @@ class Command(BaseCommand):
             "--revision", help="Commit hash to pin (default: the catalog's pin, else the backend settings')."
         )
         parser.add_argument("--save", action="store_true", help="Also store --model/--revision in the settings.")
+        parser.add_argument("--gguf", action="store_true", help="Fetch the GGUF pair for llama.cpp instead.")
+        parser.add_argument(
+            "--quantization",
+            action="append",
+            choices=gguf_files.QUANTIZATIONS,
+            help="With --gguf: the language model's quantization (repeatable; default: all).",
+        )
+        parser.add_argument("--check", action="store_true", help="With --gguf: only verify the files already there.")
 
-    def handle(self, *args, model=None, revision=None, save=False, **options):
+    def handle(self, *args, model=None, revision=None, save=False, gguf=False, **options):
         cfg = BackendSettings.load()
+        if gguf:
+            return self._gguf(cfg, model, revision, options)
         model = (model or cfg.model).strip()
         try:
             entry = catalog.get(model)
@@ -65,3 +76,28 @@ class Command(BaseCommand):
             cfg.model, cfg.revision, cfg.updated_by = model, revision, "fetch_model"
             cfg.save()
         self.stdout.write(self.style.SUCCESS(f"Done: {path}"))
+
+    def _gguf(self, cfg, model, revision, options) -> None:
+        pair = gguf_files.gguf_model(model or cfg.model)
+        folder = backendconfig.gguf_dir(cfg) if not model else backendconfig.gguf_dir_for(pair)
+        if options.get("check"):
+            problems = gguf_fetch.check_folder(folder, self.stdout.write)
+            if problems:
+                raise CommandError("; ".join(problems))
+            self.stdout.write(self.style.SUCCESS(f"Every file listed in {folder / gguf_fetch.SUMS_FILE} is intact."))
+            return
+        quantizations = options.get("quantization") or list(gguf_files.QUANTIZATIONS)
+        self.stdout.write(f"Fetching {pair.model}'s GGUF files ({', '.join(quantizations)}) into {folder} …")
+        try:
+            paths = gguf_fetch.fetch_pair(pair, quantizations, folder, revision=revision or "main",
+                                          say=self.stdout.write)  # fmt: skip
+        except ImportError:
+            raise CommandError("huggingface_hub is missing: python3 ocrdash.py start --with-gguf adds it.") from None
+        except gguf_fetch.FetchError as exc:
+            raise CommandError(str(exc)) from None
+        except Exception as exc:
+            raise CommandError(
+                f"Could not download from {pair.repo} ({type(exc).__name__}: {exc}). On a machine without "
+                f"internet, download the files elsewhere and copy them into {folder}."
+            ) from None
+        self.stdout.write(self.style.SUCCESS(f"Done: {', '.join(p.name for p in paths)}"))

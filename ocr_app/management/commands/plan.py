@@ -14,7 +14,7 @@ from dataclasses import replace
 from django.core.management.base import BaseCommand, CommandError
 
 from core import backends
-from core.backends import TRANSFORMERS, VLLM
+from core.backends import LLAMACPP, TRANSFORMERS, VLLM
 from core.modelfacts import GiB
 from core.planner import BACKEND_SETTINGS, Device, Plan, PlannerSettings, PlanRefused, make_plan, parse_size
 from ocr_app import backendconfig
@@ -62,6 +62,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-vllm", action="store_true", help="Plan as if no vLLM server were set up.")
         parser.add_argument("--no-fp8", action="store_true", help="Do not consider vLLM's fp8 quantization.")
+        parser.add_argument("--no-gguf", action="store_true", help="Plan as if llama.cpp (GGUF) were not set up.")
         parser.add_argument("--reserve", help="Fixed part of the memory left to others (default 0.5GiB).")
         parser.add_argument("--json", action="store_true", help="Print the plan as JSON.")
 
@@ -106,6 +107,8 @@ class Command(BaseCommand):
             changes["vllm_allowed"] = False
         if opts["no_fp8"]:
             changes["fp8_allowed"] = False
+        if opts["no_gguf"]:
+            changes["llamacpp_unavailable"] = "llama.cpp is left out (--no-gguf)"
         if opts["reserve"]:
             changes["reserve_bytes"] = _size(opts["reserve"], "reserve")
         try:
@@ -159,6 +162,12 @@ class Command(BaseCommand):
                 ("enforce_eager", plan.enforce_eager),
                 ("kv cache", f"{plan.kv_cache_bytes / GiB:.2f} GiB"),
                 ("vllm serve flags", " ".join(_quote(a) for a in plan.vllm_args())),
+            ]
+        if plan.backend == LLAMACPP.name:
+            rows += [
+                ("gpu_layers", f"{plan.gpu_layers} of {plan.total_layers}"),
+                ("vision projector", f"{plan.projector_type} on the {'GPU' if plan.projector_on_gpu else 'CPU'}"),
+                ("n_ctx", f"{plan.n_ctx:,}"),
             ]
         if plan.backend == TRANSFORMERS.name:
             rows.append(("max_memory", {k: f"{v / GiB:.2f}GiB" for k, v in (plan.max_memory or {}).items()}))
