@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import catalog
+
 GiB = 1024**3
 
 # The language model's quantizations the planner chooses between, best first.
@@ -86,9 +88,32 @@ GGUF_MODELS: dict[str, GgufModel] = {
 DEFAULT_MODEL = "rednote-hilab/dots.ocr"
 
 
+def _converted(repo: str) -> GgufModel:
+    """A model of dots.ocr's architecture with no GGUF repository pinned here (`repo` empty): the
+    admin converts its checkpoint with llama.cpp's converter (tests/fixtures/tiny_dots/gguf.py shows
+    how) and copies the pair into its folder; fetch_model --gguf says so. Same shapes, same sizes."""
+    name = repo.rsplit("/", 1)[-1]
+    base = GGUF_MODELS[DEFAULT_MODEL]
+    pairs = tuple(
+        GgufPair(p.quantization, f"{name}-{p.quantization}.gguf", f"mmproj-{name}-f16.gguf", p.projector_type,
+                 p.lm_bytes, p.mmproj_bytes, p.embedding_type, p.output_type)
+        for p in base.pairs
+    )  # fmt: skip
+    return GgufModel(model=repo, repo="", folder=name, pairs=pairs)
+
+
+# The newer family (dots.mocr, dots.mocr-svg) has dots.ocr's architecture.
+for _model in catalog.MODELS:
+    GGUF_MODELS.setdefault(_model.repo, _converted(_model.repo))
+
+
 def gguf_model(model: str | None) -> GgufModel:
-    """The GGUF builds of `model` (a catalog name; a local folder or an unknown name gets dots.ocr's)."""
-    return GGUF_MODELS.get((model or "").strip(), GGUF_MODELS[DEFAULT_MODEL])
+    """The GGUF builds of `model`: a catalog name or hub id (core/catalog.py), or a local folder
+    named like one; anything else gets dots.ocr's."""
+    text = (model or "").strip()
+    if text in GGUF_MODELS:
+        return GGUF_MODELS[text]
+    return GGUF_MODELS.get(catalog.for_setting(text).repo, GGUF_MODELS[DEFAULT_MODEL])
 
 
 @dataclass(frozen=True)

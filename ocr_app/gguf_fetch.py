@@ -87,6 +87,12 @@ def fetch_pair(
     """Download (or keep, when already there and intact) the files of `quantizations`; write
     SHA256SUMS beside them. Returns the files' paths."""
     names = sorted({n for q in quantizations for n in (model.pair(q).lm_file, model.pair(q).mmproj_file)})
+    if not model.repo:
+        raise FetchError(
+            f"No published GGUF build of {model.model} is known. Convert its checkpoint with llama.cpp's "
+            f"convert_hf_to_gguf.py (the language model, then --mmproj for the projector) and copy "
+            f"{', '.join(names)} into {folder}."
+        )
     published = lister(model.repo, names, revision)
     if downloader is None:
         from huggingface_hub import hf_hub_download as downloader

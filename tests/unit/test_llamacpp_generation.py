@@ -66,3 +66,33 @@ def test_a_hook_sees_every_token_and_may_stop_the_answer():
     with pytest.raises(Looping):
         stream_tokens(stream, lambda: False, hook)
     assert seen == [("a", 1), ("a", 2), ("a", 3)] and stream.closed
+
+
+def test_the_loop_guard_ends_a_repeating_answer_early_keeping_the_text_before_it():
+    from core.loopguard import REPEATING, LoopGuard, LoopSettings
+
+    head = ['[{"bbox": [1, 2, 3, 4], ', '"category": "Text", ', '"text": "']
+    stream = Stream(head + ["ab", "cd"] * 500, finish="length")
+    guard = LoopGuard(LoopSettings(window=20, ngram=4))
+    generated = stream_tokens(stream, lambda: False, guard=guard)
+    assert generated.stopped is not None and generated.stopped.reason == REPEATING
+    assert generated.stopped.period == 2
+    # Stopped within the window, long before the 1,000 looping pieces; what came first is kept.
+    assert generated.count < 3 + 30 and stream.closed
+    assert generated.text.startswith("".join(head)) and generated.finish_reason is None
+
+
+def test_the_page_time_limit_ends_an_answer_even_when_it_does_not_repeat():
+    from core.loopguard import TIME_LIMIT, LoopGuard, LoopSettings
+
+    now = [0.0]
+
+    def clock():
+        now[0] += 1.0  # each look at the clock is a second later
+        return now[0]
+
+    stream = Stream([f"w{i} " for i in range(100)])
+    guard = LoopGuard(LoopSettings(window=0, page_seconds=10), clock=clock)
+    generated = stream_tokens(stream, lambda: False, guard=guard)
+    assert generated.stopped is not None and generated.stopped.reason == TIME_LIMIT
+    assert 0 < generated.count < 100 and generated.text.startswith("w0 w1 ") and stream.closed

@@ -37,6 +37,7 @@ from PIL import Image
 from core.backends import LLAMACPP
 from core.dots import prompts
 from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
+from core.loopguard import LoopGuard, LoopSettings
 from core.modelfacts import DOTS_OCR
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
 from workers.backends.base import OcrBackend
@@ -164,6 +165,7 @@ class LlamaCppBackend(OcrBackend):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> OcrResult:
         """Read one page (the same contract and `details` as the transformers backend's)."""
         if not self.loaded:
@@ -187,9 +189,14 @@ class LlamaCppBackend(OcrBackend):
         if bbox is not None:
             x1, y1, x2, y2 = (float(v) for v in bbox)
             box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
-        prompt = prompts.prompt_for(mode, box)
+        try:
+            prompt = prompts.prompt_for(mode, box, size=image.size, question=question)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from exc
+        system = prompts.system_prompt_for(mode)
         tokens = image_tokens(resized.height, resized.width)
-        messages = [
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [
             {
                 "role": "user",
                 "content": [
@@ -215,7 +222,8 @@ class LlamaCppBackend(OcrBackend):
             if cancel():
                 stream.close()
                 raise JobCancelled()
-            generated = stream_tokens(_pieces(stream), cancel, self.on_token)
+            guard = LoopGuard(LoopSettings.from_plan(self._plan))
+            generated = stream_tokens(_pieces(stream), cancel, self.on_token, guard)
         except JobCancelled:
             raise
         except (ValueError, RuntimeError) as exc:
@@ -245,6 +253,8 @@ class LlamaCppBackend(OcrBackend):
         }
         if box is not None:
             details["bbox_sent"] = [int(round(v)) for v in box]
+        if generated.stopped is not None:
+            details["stopped"] = generated.stopped.as_json()
         return OcrResult(text=generated.text, raw=generated.text, details=details)
 
 
