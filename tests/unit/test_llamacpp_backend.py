@@ -96,7 +96,8 @@ def test_the_worker_loads_the_gguf_pair_reads_a_page_and_unloads_it(gguf_pair):
 @pytest.mark.parametrize("mode", prompts.MODES)
 def test_it_reads_a_page_in_each_mode(backend, mode):
     bbox = [40, 40, 460, 100] if mode == prompts.GROUNDING else None
-    result = backend.ocr(page(), mode, never, bbox=bbox)
+    question = "What is written on this page?" if mode == prompts.QUESTION else None
+    result = backend.ocr(page(), mode, never, bbox=bbox, question=question)
     assert result.raw == result.text and result.details["prompt_tokens"] > result.details["image_tokens"]
     if bbox:
         assert len(result.details["bbox_sent"]) == 4
