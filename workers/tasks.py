@@ -115,6 +115,19 @@ def choose(job: Job, snapshot=None) -> Choice:
     return _choice_of(plan, cfg, language, stamp)
 
 
+# What a job runs on when every page it reads comes from its PDF's text layer: no backend is planned
+# or loaded (a page whose text layer turns out empty plans one then).
+NO_ENGINE = Choice(None, {"backend": ""}, ("no engine",), "")
+
+
+def _needs_engine(job: Job) -> bool:
+    if job.image_format != documents.PDF:
+        return True
+    text_task = job.mode == TEXT_ONLY
+    kinds = Page.objects.filter(job=job).exclude(state=Page.SUCCEEDED).values_list("kind", flat=True)
+    return not kinds or any(not textlayer.reads_text_layer(job.text_layer, kind, text_task) for kind in kinds)
+
+
 def _choice_of(plan: Plan, cfg: BackendSettings, language: str, stamp: str) -> Choice:
     args = backendconfig.load_args(plan, cfg, language)
     if not backends.runs_dots(plan.backend):  # the CPU engine: one engine per language
@@ -208,7 +221,7 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
     if job.state != jobstate.QUEUED:
         return "skipped"  # cancelled while waiting, or already done
     try:
-        choice = choose(job)
+        choice = choose(job) if _needs_engine(job) else NO_ENGINE
     except PlanRefused as refused:
         reasons = [*(tried_reasons(job)), f"{me}: {refused.headline}"]
         if route_elsewhere(job, me, tried or [], reasons):
@@ -279,6 +292,8 @@ def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int 
             image = _page_image(job, page, doc_data)
             from_layer = _text_layer_page(job, page, doc_data, image)
             if from_layer is None:
+                if choice is NO_ENGINE:
+                    choice = choose(job)
                 result, choice = _run_with_fallback(job, choice, image, notes)
             else:
                 result = from_layer[0]
