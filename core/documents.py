@@ -34,3 +34,15 @@ def render_page(
         return frames.render_frame(data, index, name or "The image"), None
     except (pdf.PdfRefused, frames.FramesRefused) as exc:
         raise PageRefused(str(exc)) from None
+
+
+def render_each(image_format: str, data: bytes | None, numbers: list[int], name: str):
+    """(number, (image, dpi) or the PageRefused) for each page number (1-based) in turn: what the
+    worker renders ahead of the backend on a CPU thread (core/prefetch.py)."""
+    if data is None:
+        return
+    for number in numbers:
+        try:
+            yield number, render_page(image_format, data, number - 1, name=name)
+        except PageRefused as exc:
+            yield number, exc

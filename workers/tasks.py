@@ -27,7 +27,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from PIL import Image
 
-from core import backends, containers, documents, jobstate, readpage, textlayer
+from core import backends, containers, documents, jobstate, pagenotes, readpage, textlayer
 from core.dots.prompts import GROUNDING, QUESTION, TEXT_ONLY
 from core.gpupeak import GpuPeak
 from core.pdf import PdfRefused
@@ -117,6 +117,19 @@ def choose(job: Job, snapshot=None) -> Choice:
         return kept
     plan = backendconfig.plan_now(cfg, snapshot if snapshot is not None else holder().read_gpu())
     return _choice_of(plan, cfg, language, stamp)
+
+
+# What a job runs on when every page it reads comes from its PDF's text layer: no backend is planned
+# or loaded (a page whose text layer turns out empty plans one then).
+NO_ENGINE = Choice(None, {"backend": ""}, ("no engine",), "")
+
+
+def _needs_engine(job: Job) -> bool:
+    if job.image_format != documents.PDF:
+        return True
+    text_task = job.mode == TEXT_ONLY
+    kinds = Page.objects.filter(job=job).exclude(state=Page.SUCCEEDED).values_list("kind", flat=True)
+    return not kinds or any(not textlayer.reads_text_layer(job.text_layer, kind, text_task) for kind in kinds)
 
 
 def _choice_of(plan: Plan, cfg: BackendSettings, language: str, stamp: str) -> Choice:
@@ -212,7 +225,7 @@ def run_job(self, job_id: int, tried: list[str] | None = None, queued_at: str | 
     if job.state != jobstate.QUEUED:
         return "skipped"  # cancelled while waiting, or already done
     try:
-        choice = choose(job)
+        choice = choose(job) if _needs_engine(job) else NO_ENGINE
     except PlanRefused as refused:
         reasons = [*(tried_reasons(job)), f"{me}: {refused.headline}"]
         if route_elsewhere(job, me, tried or [], reasons):
@@ -285,6 +298,14 @@ def _run_pages(job: Job, choice: Choice, notes: list[str]) -> tuple[Choice, int 
             return choice, engine_peak
         if Job.objects.filter(pk=job.pk, state=jobstate.CANCELLED).exists():
             raise JobCancelled()
+        if choice is NO_ENGINE:  # a page the text layer did not read: it needs an engine after all
+            try:
+                choice = choose(job)
+            except PlanRefused as refused:
+                for number in todo:
+                    _page_failed(by_number[number], " ".join([*notes, *refused.reasons]), time.monotonic())
+                _publish_progress(job, pages, total)
+                return choice, engine_peak
         started: dict[int, float] = {}
         source = _PageSource(job, [by_number[n] for n in todo], doc_data)
         try:
@@ -345,8 +366,8 @@ class _PageSource:
         self.job, self.images = job, {}
         self._document = job.is_document
         # Two pages ahead: the next batch's first pages are ready when a slot frees.
-        numbers = [p.number for p in pages]
-        self._rendered = ahead(_renders(job.image_format, doc_data, numbers, job.original_name), RENDER_AHEAD)
+        renders = documents.render_each(job.image_format, doc_data, [p.number for p in pages], job.original_name)
+        self._rendered = ahead(renders, RENDER_AHEAD)
         self._pages = self._each(pages)
 
     def __iter__(self):
@@ -386,17 +407,6 @@ class _PageSource:
     def close(self) -> None:
         self._pages.close()
         self._rendered.close()
-
-
-def _renders(image_format: str, doc_data: bytes | None, numbers: list[int], name: str):
-    """(number, (image, dpi) or the exception) for each document page: pure rendering, run ahead."""
-    if doc_data is None:
-        return
-    for number in numbers:
-        try:
-            yield number, documents.render_page(image_format, doc_data, number - 1, name=name)
-        except documents.PageRefused as exc:
-            yield number, exc
 
 
 def _read_text_layer_pages(job: Job, pages: list[Page], doc_data: bytes | None) -> None:
@@ -548,31 +558,15 @@ def _finish(job: Job, choice: Choice, peak: GpuPeak, engine_peak: int | None, no
             message = f"Every page failed. Page {failed[0].number}: {failed[0].message}"
         return _fail(job, message, peak, current_page=None)
     text = "\n\n".join(p.text for p in good if p.text)
-    from_layer = [p.number for p in good if p.source == textlayer.TEXT_LAYER]
-    if from_layer:
-        if len(pages) == 1:
-            which = "The page was"
-        elif len(from_layer) == 1:
-            which = f"Page {from_layer[0]} was"
-        else:
-            which = f"Pages {', '.join(map(str, from_layer))} were"
-        notes = [*notes, f"{which} read from the PDF's own text layer, without OCR."]
+    layer_note = pagenotes.text_layer_note(len(pages), [p.number for p in good if p.source == textlayer.TEXT_LAYER])
+    if layer_note:
+        notes = [*notes, layer_note]
     if len(pages) == 1:
         message = " ".join([*notes, good[0].message]).strip()
         result = good[0].result
     else:
-        parts = list(notes)
-        if failed:
-            numbers = ", ".join(str(p.number) for p in failed)
-            word = "Page" if len(failed) == 1 else "Pages"
-            parts.append(
-                f"{word} {numbers} of {len(pages)} failed ({failed[0].message}); retry to read "
-                f"{'it' if len(failed) == 1 else 'them'} again."
-            )
-        warned = [p.number for p in good if p.message]
-        if warned:
-            parts.append(f"See the warnings on page{'s' if len(warned) > 1 else ''} {', '.join(map(str, warned))}.")
-        message = " ".join(parts)
+        failures = [(p.number, p.message) for p in failed]
+        message = pagenotes.document_message(notes, len(pages), failures, [p.number for p in good if p.message])
         result = {
             "pages": [{"number": p.number, "state": p.state} for p in pages],
             "failed_pages": [p.number for p in failed],

@@ -88,6 +88,7 @@ def test_a_born_digital_pdf_in_the_text_task_is_read_from_its_text_layer_in_read
     assert first.text.splitlines() == ["Quarterly report 2026", ARABIC]  # exact, Arabic in logical order
     assert second.text == "Appendix"
     assert "Pages 1, 2 were read from the PDF's own text layer, without OCR." in job.message
+    assert job.backend == ""  # no engine was planned or loaded
     detail = client.get(f"/api/v1/jobs/{job.pk}").json()
     assert detail["text_layer"] == "auto" and detail["text_layer_pages"] == [1, 2]
 

@@ -60,6 +60,7 @@ def test_text_layer_pages_reach_the_engine_only_when_asked(backend, alice, mode,
     if source == "text-layer":
         assert job.pages.get(number=1).text.splitlines() == ["Board minutes", ARABIC]
         assert "read from the PDF's own text layer" in job.message
+        assert job.backend == "" and backend.created == []  # no engine planned, made or loaded
 
 
 def test_the_searchable_pdf_of_a_job_whose_upload_was_removed_is_a_410_that_says_when(backend, alice, alice_client):  # noqa: F811
