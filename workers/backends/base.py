@@ -65,12 +65,16 @@ class OcrBackend(ABC):
         cancel: CancelCheck,
         *,
         bbox: Sequence[float] | None = None,
+        question: str | None = None,
     ) -> Iterator[PageEvent]:
         """Read a document's pages (`(key, image)` pairs from a page source), yielding each page's
         start and end as they happen (workers/backends/pagereading.py). A page's own BackendError
         fails that page; a cancel or CUDA running out of memory is raised. This default reads one
         page after another; backends that read several at once override it."""
-        return read_serially(pages, lambda image, check: self.ocr(image, mode, check, bbox=bbox), cancel)
+        def read_one(image: Image.Image, check: CancelCheck) -> OcrResult:
+            return self.ocr(image, mode, check, bbox=bbox, question=question)
+
+        return read_serially(pages, read_one, cancel)
 
     def memory_estimate(self) -> int:
         """Bytes of GPU memory this backend holds once loaded."""

@@ -112,6 +112,7 @@ def generate_batch(
     images: Sequence[Any],
     prompts: Sequence[str],
     *,
+    system: str | None = None,
     max_new_tokens: int,
     min_pixels: int,
     max_pixels: int,
@@ -119,14 +120,16 @@ def generate_batch(
     loop: LoopSettings,
     fast_decode: bool = False,
 ) -> BatchRun:
-    """Generate the answers of `images` (already resized) with their `prompts` in one batch."""
+    """Generate the answers of `images` (already resized) with their `prompts` in one batch;
+    `system`: the system prompt the task asks for (a question's), None for the dots.ocr tasks."""
     global _FAST_DECODE_BROKEN
     import torch
     from transformers import StoppingCriteriaList
 
     texts = []
     for image, prompt in zip(images, prompts, strict=True):
-        messages = [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}]
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": prompt}]}]
         texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     tokenizer = processor.tokenizer
     tokenizer.padding_side = "left"  # new tokens follow every prompt directly
