@@ -37,16 +37,23 @@ def test_the_pages_of_a_document_run_at_once_and_each_is_stored_under_its_own_nu
 ):
     sent = []
     monkeypatch.setattr(events, "_send", lambda kind, body: sent.append(body))
-    # Every page waits until all three are in flight: the job only ends if they ran at once.
+    # Every page waits until all three are in flight: the job only ends if they ran at once. Pages
+    # 1 and 2 then wait until page 3 is stored: a page is stored as it ends, not in page order.
     together = threading.Barrier(3, timeout=10)
-    ended_first = threading.Event()
+    page_3_stored = threading.Event()
+    real_succeeded = tasks._page_succeeded
+
+    def succeeded(job_, page, *args):
+        real_succeeded(job_, page, *args)
+        if page.number == 3:
+            page_3_stored.set()
+
+    monkeypatch.setattr(tasks, "_page_succeeded", succeeded)
 
     def answer(call: Call, image):
         together.wait()
-        if call.page != 3:  # page 3 ends first, then the others
-            ended_first.wait(10)
-        else:
-            ended_first.set()
+        if call.page != 3:
+            assert page_3_stored.wait(10)
         return OcrResult(text=f"words of page {call.page}", details={"image_size": list(image.size)})
 
     worker = transformers_on_a_big_card(answer=answer)
