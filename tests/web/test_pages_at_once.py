@@ -96,3 +96,28 @@ def test_a_cancel_aborts_every_page_in_flight(transformers_on_a_big_card, alice,
     assert job.state == "cancelled" and job.message == "Cancelled by alice."
     assert sorted(aborted) == [1, 2, 3]
     assert not Page.objects.filter(job=job, state__in=[Page.RUNNING, Page.SUCCEEDED]).exists()
+
+
+def test_a_looping_page_on_the_vllm_path_stops_early_keeps_its_text_and_says_so(alice, settings, redis_client):
+    """The worker's real vLLM backend against an OpenAI-compatible server whose answers loop."""
+    from tests.doubles.openai_server import OpenAIServer
+
+    settings.LOOP_WINDOW, settings.LOOP_NGRAM = 60, 10
+    start = '[{"bbox": [28, 28, 280, 84], "category": "Title", "text": "# Annual report"}, {"bbox": [28, 90, 280, 1'
+    with OpenAIServer(answer=start) as server, tasks.use_holder(tasks.worker_holder()):
+        server.behaviour, server.stream_interval, server.stream_tokens = "loop", 0.01, 50_000
+        cfg = BackendSettings.load()
+        cfg.backend, cfg.vllm_url, cfg.allow_vllm = "vllm", server.url, True
+        cfg.save()
+        job = run(pdf_job(alice, mode="layout_all"))
+
+    assert job.state == "succeeded", job.message
+    assert job.plan["pages_at_once"] == settings.MAX_PAGES_AT_ONCE and server.max_in_flight == 3
+    for page in Page.objects.filter(job=job):
+        assert page.state == Page.SUCCEEDED
+        assert page.message.startswith("Stopped: repeating output after")
+        assert page.result["details"]["stopped"]["tokens"] < 200  # not the 50,000 the server would send
+        assert "Annual report" in page.text
+    assert len(server.disconnects) == 3  # every looping request was aborted
+    for key in redis_client.scan_iter("ocrdash:*"):
+        redis_client.delete(key)
