@@ -121,3 +121,26 @@ def test_a_looping_page_on_the_vllm_path_stops_early_keeps_its_text_and_says_so(
     assert len(server.disconnects) == 3  # every looping request was aborted
     for key in redis_client.scan_iter("ocrdash:*"):
         redis_client.delete(key)
+
+
+def test_the_eta_follows_the_rate_measured_with_pages_running_at_once(make_job):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    began = timezone.now() - timedelta(seconds=30)
+    job = make_job(state="running", page_count=6, current_page=3, started_at=began - timedelta(seconds=5))
+    # Pages 1 and 2 ran together and both ended after 10 s (each took 10 s: one at a time would
+    # say 10 s a page); 3 and 4 run now; 5 and 6 wait.
+    for n in (1, 2):
+        Page.objects.create(job=job, number=n, state=Page.SUCCEEDED, seconds=10.0, started_at=began,
+                            finished_at=began + timedelta(seconds=10))  # fmt: skip
+    for n in (3, 4):
+        Page.objects.create(job=job, number=n, state=Page.RUNNING, started_at=began + timedelta(seconds=10))
+    for n in (5, 6):
+        Page.objects.create(job=job, number=n, state=Page.PENDING)
+
+    payload = events.job_payload(job)
+
+    assert payload["pages_done"] == 2 and payload["pages_running"] == 2
+    assert payload["eta_seconds"] == 20.0  # 4 pages left at 2 pages per 10 s, not 4 × 10 s
