@@ -43,9 +43,9 @@ step "throughput: batch 1 vs batched, tokens/s beside the bandwidth bound (bench
 # tokens_per_s at batch 1, bandwidth_bound_tokens_per_s and their ratio; then bf16 with fast decoding.
 : > "$OUT/throughput.jsonl"
 for Q in bf16 int8 nf4; do
-  timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization "$Q" --pages 4 --batch 4 \
+  timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization "$Q" --pages 4 --batch 4 --repeats 2 \
     --max-new-tokens 64 --json 2>>"$OUT/throughput.log" | tee -a "$OUT/throughput.jsonl"
 done
-timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization bf16 --pages 4 --batch 4 \
+timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization bf16 --pages 4 --batch 4 --repeats 2 \
   --max-new-tokens 64 --fast-decode --json 2>>"$OUT/throughput.log" | tee -a "$OUT/throughput.jsonl"
 echo; echo "logs in $OUT"
