@@ -1,7 +1,7 @@
 """A document's pages one after another vs several at once: seconds per page, the speedup, and on a
 GPU the decoding rate beside the rate the card's memory bandwidth allows.
 
-    .venv/bin/python bench/throughput.py --tiny [--pages 8] [--batch N] [--max-new-tokens 24] [--repeats 2] [--json]
+    .venv/bin/python bench/throughput.py --tiny [--pages 8] [--batch N] [--max-new-tokens 24] [--repeats 3] [--json]
     .venv/bin/python bench/throughput.py --vllm-double [--pages 8] [--request-seconds 0.25] [--json]
     python3 bench/throughput.py --gpu --real-size --quantization bf16|int8|nf4 [--batch N] [--json]
 
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quantization", default="bf16", choices=["bf16", "int8", "nf4"])
     parser.add_argument("--max-pixels", type=int, default=3_885_504)
     parser.add_argument("--fast-decode", action="store_true")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each, alternating; the fastest counts")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, alternating; the fastest counts")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.pages < 1:

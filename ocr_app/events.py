@@ -64,14 +64,14 @@ def _page_counts(job: Job) -> dict:
     """Pages done and running, and the time left at the rate measured so far. Pages run several at
     once, so the rate is the pages ended per second since the first of this run started (not the
     mean seconds of one page, which would count the pages in parallel as if in a row)."""
-    counts = {"pages_done": 0, "pages_running": 0, "eta_seconds": None}
-    if job.pk is None:
-        return counts
+    counts = {"pages_done": round(job.progress * job.page_count), "pages_running": 0, "eta_seconds": None}
+    if job.pk is None or job.state != jobstate.RUNNING:
+        return counts  # from the row alone: the lists of jobs ask no more of the database
     rows = list(Page.objects.filter(job_id=job.pk).values_list("state", "started_at", "finished_at", "seconds"))
     ended = [(s, f, sec) for state, s, f, sec in rows if state in (Page.SUCCEEDED, Page.FAILED)]
     counts["pages_done"] = len(ended)
     counts["pages_running"] = sum(1 for row in rows if row[0] == Page.RUNNING)
-    if job.state != jobstate.RUNNING or not ended:
+    if not ended:
         return counts
     left = sum(1 for row in rows if row[0] not in (Page.SUCCEEDED, Page.FAILED))
     # This attempt's pages only: a retried job keeps the pages an earlier attempt read.

@@ -43,10 +43,10 @@ step "throughput: batch 1 vs batched, tokens/s beside the bandwidth bound (bench
 # tokens_per_s at batch 1, bandwidth_bound_tokens_per_s and their ratio; then bf16 with fast decoding.
 : > "$OUT/throughput.jsonl"
 for Q in bf16 int8 nf4; do
-  timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization "$Q" --pages 4 --batch 4 \
+  timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization "$Q" --pages 4 --batch 4 --repeats 2 \
     --max-new-tokens 64 --json 2>>"$OUT/throughput.log" | tee -a "$OUT/throughput.jsonl"
 done
-timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization bf16 --pages 4 --batch 4 \
+timeout ${THROUGHPUT_S:-240} $PY bench/throughput.py --gpu --real-size --quantization bf16 --pages 4 --batch 4 --repeats 2 \
   --max-new-tokens 64 --fast-decode --json 2>>"$OUT/throughput.log" | tee -a "$OUT/throughput.jsonl"
 step "llama.cpp (GGUF) at dots.ocr's real size: Q8_0 and Q4_K_M at full and partial offload, beside nf4 above"
 # llama-cpp-python must be built with CUDA (CMAKE_ARGS="-DGGML_CUDA=on -DGGML_NATIVE=OFF"); a CPU

@@ -43,6 +43,13 @@ the modules: plan.py holds the inputs and the Plan, estimates.py the formulas, s
 vLLM gets the fraction the plan needs, not 0.9 of the card: the GPU is shared. The output budget
 (`max_new_tokens`) is the admin's and is never shrunk to make room; the image is.
 
+Pages at once (`Plan.pages_at_once`, with its sentence `pages_at_once_reason` among the reasons):
+the image size is chosen for one page; then as many pages of a document as the memory left holds
+run together, up to `PlannerSettings.max_pages_at_once`. vLLM: the largest `max_num_seqs` whose KV
+cache of whole pages (max_model_len each) still fits and keeps the CUDA graphs one page had;
+transformers and the CPU: the batch whose per-page activations and KV cache fit; an external vLLM
+server: the setting's number; rapidocr: one.
+
 Later checks: `fits_now(plan, snapshot)` says whether a plan still fits just before it is started
 (another process may have grown since), and `replan_after_oom(plan, snapshot)` gives the next plan
 after CUDA ran out of memory: the same backend once at about half the image, then `plan.fallbacks`.

@@ -287,6 +287,7 @@ def estimate_for(variant: Variant, device: Device | None, tokens: int, settings:
 #     https://github.com/vllm-project/vllm/pull/31914 in 2026) is why fp8 still needs the bf16 peak.
 # Decisions where the sources are silent: the reserve (0.5 GiB + 5%), the 512 MiB CUDA context and
 # the other named overheads, the activation formulas and their 1.25 margin (core/modelfacts.py),
-# the 512-token prompt budget, the 1,280-token floor, max_num_seqs 1, fp8 from compute capability 8.0,
+# the 512-token prompt budget, the 1,280-token floor, pages at once (max_num_seqs, the transformers batch)
+# up to 4 by default, fp8 from compute capability 8.0,
 # not shrinking the output budget, and counting dots.ocr's vision tower as bf16 under vLLM fp8 but as
 # quantized under bitsandbytes.

@@ -253,6 +253,7 @@ def _pages_at_once(fit: _Fit, settings: PlannerSettings) -> tuple[Estimate, int,
     room = max(0, est.budget_bytes - est.need_bytes)
     where = "RAM" if _memory(v) == "ram" else "memory"
     if v.backend == VLLM.name:
+
         def fits(n: int) -> Estimate | None:
             e = estimate_for(v, fit.device, fit.tokens, replace(settings, vllm_max_num_seqs=n))
             # More pages in flight must not cost the CUDA graphs (decoding speed) one page keeps.

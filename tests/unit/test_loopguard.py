@@ -58,9 +58,7 @@ def test_the_time_limit_stops_a_page_even_between_tokens():
     assert "time limit of 5 s" in stopped.message
 
 
-@pytest.mark.parametrize(
-    "values", [{"window": -1}, {"ngram": 0}, {"page_seconds": -1}, {"window": 10, "ngram": 6}]
-)
+@pytest.mark.parametrize("values", [{"window": -1}, {"ngram": 0}, {"page_seconds": -1}, {"window": 10, "ngram": 6}])
 def test_bad_settings_are_refused(values):
     with pytest.raises(ValueError):
         LoopSettings(**values)

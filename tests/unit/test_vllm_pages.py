@@ -109,3 +109,13 @@ def test_the_page_time_limit_stops_a_slow_answer_the_same_way(server):
     assert time.monotonic() - started < 2.5
     assert result.details["stopped"]["reason"] == TIME_LIMIT
     assert result.text.startswith("tok ") and 5 <= result.details["stopped"]["tokens"] < 40
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [{"choices": 5}, {"choices": "abc"}, {"choices": [{"delta": "x"}]}, {"choices": [{"delta": {"content": 7}}]}, []],
+)
+def test_hostile_stream_chunks_feed_the_guard_nothing(chunk):
+    from workers.backends.vllm.client import _pieces
+
+    assert _pieces(chunk) == []

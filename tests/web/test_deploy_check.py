@@ -179,3 +179,14 @@ def test_the_policy_the_lock_out_and_the_validators_are_on_in_every_configuratio
     assert tight["MAX_REQUEST_BYTES"] == 100 * 1024 * 1024 and tight["AXES_FAILURE_LIMIT"] == 5
     default = settings_with(monkeypatch, tmp_path)
     assert default["MAX_REQUEST_BYTES"] == 50 * 1024 * 1024 + 1024 * 1024  # one file and its form
+
+
+def test_the_throughput_and_loop_guard_settings_are_checked(monkeypatch, tmp_path):
+    values = settings_with(monkeypatch, tmp_path, LOOP_WINDOW="60", LOOP_NGRAM="30", PAGE_TIME_LIMIT="120")
+    assert (values["LOOP_WINDOW"], values["LOOP_NGRAM"], values["PAGE_TIME_LIMIT"]) == (60, 30, 120)
+    with pytest.raises(ConfigError, match="LOOP_NGRAM=31 must be at most half"):
+        settings_with(monkeypatch, tmp_path, LOOP_WINDOW="60", LOOP_NGRAM="31")
+    for name, value in (("MAX_PAGES_AT_ONCE", "0"), ("LOOP_WINDOW", "-1"), ("PAGE_TIME_LIMIT", "ten")):
+        with pytest.raises(ConfigError, match=name):
+            settings_with(monkeypatch, tmp_path, **{name: value})
+    assert settings_with(monkeypatch, tmp_path, LOOP_WINDOW="0")["LOOP_WINDOW"] == 0  # the guard off

@@ -521,8 +521,9 @@ def _pieces(event: Any) -> list[str]:
     """The text pieces of one stream chunk (vLLM sends one piece per generated token)."""
     if not isinstance(event, dict):
         return []
+    choices = event.get("choices")
     out = []
-    for choice in event.get("choices") or []:
+    for choice in choices if isinstance(choices, list) else []:
         delta = choice.get("delta") if isinstance(choice, dict) else None
         piece = delta.get("content") if isinstance(delta, dict) else None
         if isinstance(piece, str) and piece:
