@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 
-from core import backends
+from core import backends, catalog
 from core.backends import RAPIDOCR, TRANSFORMERS
 from core.planner import Plan, PlannerSettings, make_plan
 from ocr_app.backend_limits import model_problem, vllm_host_problem
@@ -116,6 +116,7 @@ def planner_settings(cfg: BackendSettings) -> PlannerSettings:
         max_pixels=cfg.max_pixels,
         max_new_tokens=cfg.max_new_tokens,
         in_process_unavailable=in_process_unavailable(cfg),
+        facts=catalog.for_setting(cfg.model).facts,  # the chosen model's (core/catalog.py)
     )
 
 

@@ -201,3 +201,10 @@ def test_staff_cannot_change_the_model_through_the_catalog_choice(client, make_u
     assert response.status_code == 302
     assert BackendSettings.load().model == "rednote-hilab/dots.ocr"
     assert "catalog_model" not in client.get("/admin/ocr_app/backendsettings/1/change/").content.decode()
+
+
+def test_the_planner_is_given_the_chosen_models_facts():
+    from ocr_app import backendconfig
+
+    choose_model("rednote-hilab/dots.mocr-svg")
+    assert backendconfig.planner_settings(BackendSettings.load()).facts.name == "rednote-hilab/dots.mocr-svg"
