@@ -19,7 +19,7 @@ branch is never followed).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.dots.prompts import (
@@ -32,11 +32,12 @@ from core.dots.prompts import (
     TEXT_ONLY,
     WEB_PARSING,
 )
+from core.modelfacts import DOTS_OCR, ModelFacts
 
 DOTS_OCR_TASKS = (LAYOUT_ALL, LAYOUT_ONLY, TEXT_ONLY, GROUNDING)
 VLLM_FLAGS = ("--trust-remote-code", "--chat-template-content-format", "string")
-# 3.04 B parameters in bf16 (core/modelfacts.py), plus tokenizer and code.
-WEIGHTS_BYTES = 6_080_000_000
+# 3.04 B parameters in bf16 (core/modelfacts.py).
+WEIGHTS_BYTES = DOTS_OCR.weight_bytes("bf16")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class CatalogModel:
     vllm_image: str = "vllm/vllm-openai:v0.17.1"
     vllm_flags: tuple[str, ...] = VLLM_FLAGS
     released: str = ""
+
+    @property
+    def facts(self) -> ModelFacts:
+        """What the planner plans with: dots.ocr's shapes (the same architecture), under this name."""
+        return replace(DOTS_OCR, name=self.repo)
 
     def sampling_for(self, task: str) -> Sampling:
         return self.task_sampling.get(task, self.sampling)

@@ -50,7 +50,7 @@ class BackendSettingsForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if name := cleaned.get("catalog_model"):
+        if "catalog_model" in self.fields and (name := cleaned.get("catalog_model")):
             entry = catalog.get(name)
             cleaned["model"] = entry.repo
             cleaned["revision"] = entry.revision or cleaned.get("revision") or ""
@@ -74,13 +74,28 @@ class BackendSettingsAdmin(admin.ModelAdmin):
 
     # Where the model's code and the pages go: a superuser's decision (the model runs its own code,
     # trust_remote_code, in the worker; the vLLM server receives every page).
-    SUPERUSER_FIELDS = ("catalog_model", "model", "revision", "vllm_url")
+    SUPERUSER_FIELDS = ("model", "revision", "vllm_url")
 
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def get_fieldsets(self, request, obj=None):
+        if request.user.is_superuser:
+            return self.fieldsets
+        # The catalog choice sets the model: like the model field, a superuser's (shown read-only to staff).
+        return tuple(
+            (name, {**opts, "fields": tuple(f for f in opts["fields"] if f != "catalog_model")})
+            for name, opts in self.fieldsets
+        )
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if not request.user.is_superuser:
+            form.base_fields.pop("catalog_model", None)  # a new class per call: nothing shared is changed
+        return form
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))

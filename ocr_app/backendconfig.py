@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 
-from core import backends, gguf_files
+from core import backends, catalog, gguf_files
 from core.backends import LLAMACPP, RAPIDOCR, TRANSFORMERS
 from core.planner import Plan, PlannerSettings, make_plan
 from ocr_app.backend_limits import model_problem, vllm_host_problem
@@ -142,6 +142,7 @@ def planner_settings(cfg: BackendSettings) -> PlannerSettings:
         llamacpp_unavailable=llamacpp_unavailable(cfg),
         llamacpp_quantizations=gguf_quantizations(cfg),
         llamacpp_model=gguf_files.gguf_model(cfg.model).model,
+        facts=catalog.for_setting(cfg.model).facts,  # the chosen model's (core/catalog.py)
     )
 
 

@@ -85,6 +85,12 @@
     rendered.innerHTML = doc.html;
     typeset(rendered);
     warnings.textContent = doc.warnings.join(" ");
+    // The SVG task's drawing: only ever an <img> (its code never runs in this page).
+    const drawing = document.getElementById("svg-image");
+    if (drawing) {
+      document.getElementById("svg-result").hidden = !doc.svg_url;
+      if (doc.svg_url && drawing.getAttribute("src") !== doc.svg_url) drawing.src = doc.svg_url;
+    }
     const read = doc.state === "succeeded";
     if (pages > 1) pending.hidden = read;
   }

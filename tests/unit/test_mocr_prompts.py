@@ -100,3 +100,11 @@ def test_a_task_is_refused_naming_the_models_that_run_it():
     assert "dots.mocr or dots.mocr-svg" in tasks.refusal("image_to_svg", "dots.ocr")
     assert [t.code for t in tasks.offered_by("dots.mocr-svg")] == ["image_to_svg"]
     assert "grounding" not in [t.code for t in tasks.offered_by("dots.mocr")]  # a region, not an upload
+
+
+def test_the_planner_plans_each_catalog_model_with_its_own_name_and_the_shared_shapes():
+    from core.modelfacts import DOTS_OCR
+
+    for model in catalog.MODELS:
+        assert model.facts.name == model.repo
+        assert model.facts.weight_bytes("bf16") == DOTS_OCR.weight_bytes("bf16") == model.weights_bytes

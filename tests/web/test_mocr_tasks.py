@@ -160,8 +160,19 @@ def test_the_admin_chooses_a_catalog_model_and_the_upload_page_follows(client, m
     make_user("root", is_staff=True, is_superuser=True)
     client.login(username="root", password="secret-pass-123")
     cfg = BackendSettings.load()
-    form = {f: getattr(cfg, f) for f in ("backend", "model", "revision", "vllm_url", "reserve_mib", "reserve_percent",
-                                         "max_pixels", "max_new_tokens")}
+    form = {
+        f: getattr(cfg, f)
+        for f in (
+            "backend",
+            "model",
+            "revision",
+            "vllm_url",
+            "reserve_mib",
+            "reserve_percent",
+            "max_pixels",
+            "max_new_tokens",
+        )
+    }
     form.update(allow_vllm="on", allow_fp8="on", catalog_model="dots.mocr")
 
     response = client.post("/admin/ocr_app/backendsettings/1/change/", form)
@@ -171,3 +182,29 @@ def test_the_admin_chooses_a_catalog_model_and_the_upload_page_follows(client, m
     page = client.get("/admin/ocr_app/backendsettings/1/change/").content.decode()
     assert "dots.mocr: Full layout" in page and "Scene text" in page
     assert 'value="scene_spotting"' in alice_client.get("/upload/").content.decode()
+
+
+def test_staff_cannot_change_the_model_through_the_catalog_choice(client, make_user):
+    from django.contrib.auth.models import Permission
+
+    carol = make_user("carol", is_staff=True)
+    carol.user_permissions.add(
+        *Permission.objects.filter(codename__in=["change_backendsettings", "view_backendsettings"])
+    )
+    client.login(username="carol", password="secret-pass-123")
+    cfg = BackendSettings.load()
+    form = {f: getattr(cfg, f) for f in ("backend", "reserve_mib", "reserve_percent", "max_pixels", "max_new_tokens")}
+    form.update(allow_vllm="on", allow_fp8="on", catalog_model="dots.mocr-svg")
+
+    response = client.post("/admin/ocr_app/backendsettings/1/change/", form)
+
+    assert response.status_code == 302
+    assert BackendSettings.load().model == "rednote-hilab/dots.ocr"
+    assert "catalog_model" not in client.get("/admin/ocr_app/backendsettings/1/change/").content.decode()
+
+
+def test_the_planner_is_given_the_chosen_models_facts():
+    from ocr_app import backendconfig
+
+    choose_model("rednote-hilab/dots.mocr-svg")
+    assert backendconfig.planner_settings(BackendSettings.load()).facts.name == "rednote-hilab/dots.mocr-svg"
