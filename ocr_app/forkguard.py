@@ -25,6 +25,14 @@ _guard = threading.RLock()
 _installed = False
 
 
+def close_connections() -> None:
+    """This thread's connections, but not one an enclosing transaction still uses (closing it would
+    break that transaction; nothing forks inside one)."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+
+
 @contextlib.contextmanager
 def main_process_db() -> Iterator[None]:
     """Database work of the worker's main process: no fork meanwhile, and no connection left open after."""
@@ -32,12 +40,12 @@ def main_process_db() -> Iterator[None]:
         try:
             yield
         finally:
-            connections.close_all()  # this thread's connections
+            close_connections()
 
 
 def _before_fork() -> None:
     _guard.acquire()
-    connections.close_all()
+    close_connections()
 
 
 def _after_fork_in_child() -> None:
