@@ -35,7 +35,7 @@ from core.planner import Plan, PlanRefused, replan_after_oom
 from core.prefetch import ahead
 from core.queues import RUN_JOB_TASK, UNLOAD_BACKEND_TASK, worker_queue
 from core.results import BackendError, JobCancelled, OutOfMemory
-from ocr_app import backendconfig, delivery, events, files, livestate, pageimages, recovery, retention
+from ocr_app import backendconfig, delivery, events, files, forkguard, livestate, pageimages, recovery, retention
 from ocr_app.models import BackendSettings, Job, Page
 from workers.backends.pagereading import DONE, STARTED
 from workers.holder import BackendHolder, Choice
@@ -670,6 +670,12 @@ def listen_on_own_queue(sender, instance, **kwargs) -> None:
     instance.app.amqp.queues.select_add(worker_queue(sender))
 
 
+@celeryd_after_setup.connect
+def guard_pool_forks(**kwargs) -> None:
+    """In the main process, before its pool starts: no database connection crosses a fork."""
+    forkguard.install()
+
+
 @worker_process_init.connect
 def watch_the_main_process(**kwargs) -> None:
     """In each pool process: exit when the worker's main process is gone. Orphaned, it would go on
@@ -705,10 +711,11 @@ def on_task_failure(sender=None, task_id=None, exception=None, args=None, **kwar
     if not isinstance(exception, (WorkerLostError, TimeLimitExceeded)):
         return
     try:
-        if isinstance(exception, TimeLimitExceeded):
-            recovery.fail_after_hard_time_limit(int(args[0]), holder().hostname, settings.JOB_TIME_LIMIT)
-        else:
-            recovery.recover_after_worker_lost(int(args[0]), holder().hostname, str(exception))
+        with forkguard.main_process_db():  # the pool process that replaces the dead one is forked next
+            if isinstance(exception, TimeLimitExceeded):
+                recovery.fail_after_hard_time_limit(int(args[0]), holder().hostname, settings.JOB_TIME_LIMIT)
+            else:
+                recovery.recover_after_worker_lost(int(args[0]), holder().hostname, str(exception))
     except Exception:  # the sweep (_upkeep) takes the job up within seconds
         log.exception("could not recover job %s after its process died", args[0])
 
@@ -724,8 +731,9 @@ def on_worker_shutdown(sender=None, **kwargs) -> None:
     except Exception:
         log.debug("could not remove the worker's record", exc_info=True)
     try:
-        for job in Job.objects.filter(state=jobstate.RUNNING, worker=hostname).select_related("owner"):
-            recovery.recover(job, "the worker was stopped", counts=False)
+        with forkguard.main_process_db():
+            for job in Job.objects.filter(state=jobstate.RUNNING, worker=hostname).select_related("owner"):
+                recovery.recover(job, "the worker was stopped", counts=False)
     except Exception:
         log.warning("could not queue the jobs of the stopping worker again", exc_info=True)
 
@@ -756,11 +764,14 @@ def upkeep_round(hostname: str, starting: bool = False) -> None:
     queued jobs Redis lost (ocr_app/delivery.py), and apply the retention settings once an hour
     (ocr_app/retention.py). One worker at a time sends and prunes."""
     close_old_connections()  # a long-lived thread: drop a connection the database closed
-    _step("recover jobs", recovery.sweep, hostname, MAIN_PID, starting)
-    if _lock("resend", hostname, settings.RECOVERY_SWEEP_SECONDS):
-        _step("send lost jobs", delivery.resend_lost)
-    if retention.enabled() and _lock("prune", hostname, settings.PRUNE_EVERY_SECONDS):
-        _step("apply retention", retention.prune)
+    # Its connections are closed when the round ends: a pool process forked later must not inherit
+    # them (ocr_app/forkguard.py).
+    with forkguard.main_process_db():
+        _step("recover jobs", recovery.sweep, hostname, MAIN_PID, starting)
+        if _lock("resend", hostname, settings.RECOVERY_SWEEP_SECONDS):
+            _step("send lost jobs", delivery.resend_lost)
+        if retention.enabled() and _lock("prune", hostname, settings.PRUNE_EVERY_SECONDS):
+            _step("apply retention", retention.prune)
 
 
 def _step(what: str, fn, *args) -> None:
