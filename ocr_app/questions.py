@@ -36,9 +36,7 @@ def create_question_job(source: Job, number: int, question, owner) -> Job:
     except RegionError as exc:
         raise QuestionError(str(exc)) from None
     try:
-        checked = check_upload(
-            name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MAX_PDF_PAGES
-        )
+        checked = check_upload(name, data, settings.MAX_UPLOAD_BYTES, settings.MAX_IMAGE_PIXELS, settings.MAX_PDF_PAGES)
     except UploadRefused as exc:
         raise QuestionError(f"The page image cannot be read again: {exc}") from None
     require_broker()
