@@ -335,6 +335,10 @@
             askField("status").textContent += job.reused ? " (the same question was asked before)" : "";
           } else {
             askField("status").textContent = "Queued as job #" + job.id + "…";
+            // It may have ended before its id was known here: its events would have gone unseen.
+            fetch("/jobs/" + job.id + "/status.json", { headers: { Accept: "application/json" } })
+              .then(function (r) { return r.ok ? r.json() : null; })
+              .then(function (state) { if (state && state.state !== "queued") followQuestion(state); });
           }
         })
         .catch(function () { askField("status").textContent = "The server did not answer."; });
