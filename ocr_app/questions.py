@@ -15,7 +15,7 @@ from django.conf import settings
 from core.dots.prompts import QUESTION
 from ocr_app import taskchoice
 from ocr_app.delivery import require_broker
-from ocr_app.models import Job
+from ocr_app.models import Job, Page
 from ocr_app.queueing import create_job
 from ocr_app.regions import RegionError, page_file
 from ocr_app.validation import UploadRefused, check_upload
@@ -31,6 +31,11 @@ def create_question_job(source: Job, number: int, question, owner) -> Job:
     text = question.strip() if isinstance(question, str) else ""
     if why := taskchoice.problem(QUESTION, text):
         raise QuestionError(why)
+    if source.is_document:
+        # A page rendered ahead has an image before it is read; the question waits for the reading.
+        row = source.pages.filter(number=number).first()
+        if row is not None and row.state in (Page.PENDING, Page.RUNNING):
+            raise QuestionError(f"Page {number} has not been read yet: ask once the worker has read it.")
     try:
         name, data = page_file(source, number)
     except RegionError as exc:

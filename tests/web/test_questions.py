@@ -107,6 +107,17 @@ def test_a_document_page_not_read_yet_is_refused(alice_client, alice, mocr, sent
     assert sent_tasks == []
 
 
+def test_a_document_page_rendered_ahead_but_not_read_yet_is_refused(alice_client, alice, mocr, sent_tasks):
+    job = pdf_job(alice, [page_image(), page_image()], [parsed_page(), parsed_page(words="map")])
+    job.pages.filter(number=2).update(state="running")  # its image is there, its reading is not done
+
+    response = ask(alice_client, job, page=2, question="What is on it?")
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "Page 2 has not been read yet: ask once the worker has read it."
+    assert ask(alice_client, job, page=1, question="What is on it?").status_code == 201
+
+
 def test_a_question_about_a_pdf_page_asks_about_that_page_as_rendered(alice_client, alice, mocr, sent_tasks):
     second = page_image(size=(320, 240))
     job = pdf_job(alice, [page_image(), second], [parsed_page(), parsed_page(size=(320, 240), words="map")])
