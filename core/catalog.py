@@ -14,7 +14,10 @@ dots_mocr/model/inference.py, demo/demo_vllm_svg.py):
 
 `revision` is the commit a hub download is pinned to. None means ocrdash knows no reviewed commit
 yet: `fetch_model` then asks for `--revision` (the model runs its repository's own code, so a
-branch is never followed).
+branch is never followed). dots.ocr's pin is a commit named in public code that runs its weights;
+for dots.mocr and dots.mocr-svg no full commit hash is published anywhere we could find (their
+model cards and upstream's code load the default branch), so the admin pins the commit they
+reviewed (docs/models.md).
 """
 
 from __future__ import annotations
@@ -107,7 +110,10 @@ MODELS: tuple[CatalogModel, ...] = (
     CatalogModel(
         name="dots.ocr",
         repo="rednote-hilab/dots.ocr",
-        revision=None,
+        # The Hugging Face commit that independent ports run the real weights from: Tenstorrent's
+        # dots.ocr bring-up tests load the hub cache's snapshots/c0111ce6bc07803dbc267932ffef0ae3a51dc951
+        # (DOTS_OCR_CHECKPOINT, "Real-HF-weights PCC tests for rednote-hilab/dots.ocr", 2026).
+        revision="c0111ce6bc07803dbc267932ffef0ae3a51dc951",
         tasks=DOTS_OCR_TASKS,
         # dots.ocr's own README: integrated into vLLM since v0.11.0, the image ocrdash was built on.
         vllm_image="vllm/vllm-openai:v0.11.0",

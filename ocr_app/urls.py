@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path, re_path
 
 from ocr_app.api import openai
+from ocr_app.api import questions as api_questions
 from ocr_app.api import views as api
 from ocr_app.consumers import EventsConsumer
 from ocr_app.views import actions, files, monitoring, pages, profile
@@ -25,6 +26,7 @@ api_patterns = [
     path("v1/jobs/<int:pk>/cancel", api.JobCancelView.as_view(), name="api-job-cancel"),
     path("v1/jobs/<int:pk>/retry", api.JobRetryView.as_view(), name="api-job-retry"),
     path("v1/jobs/<int:pk>/region", api.JobRegionView.as_view(), name="api-job-region"),
+    path("v1/jobs/<int:pk>/question", api_questions.JobQuestionView.as_view(), name="api-job-question"),
     path("v1/gpu", api.GpuView.as_view(), name="api-gpu"),
     path("v1/backend", api.BackendView.as_view(), name="api-backend"),
     path("schema/", api.SchemaView.as_view(), name="api-schema"),
@@ -81,6 +83,7 @@ urlpatterns = [
     path("jobs/<int:pk>/run-again", actions.run_again_view, name="job-run-again"),
     path("jobs/<int:pk>/retry-pages", actions.retry_pages_view, name="job-retry-pages"),
     path("jobs/<int:pk>/region", actions.read_region, name="job-region"),
+    path("jobs/<int:pk>/question", actions.ask_question, name="job-question"),
     # API tokens: make, see and revoke your own.
     path("profile/", profile.profile, name="profile"),
     path("profile/tokens/<int:pk>/revoke", profile.revoke_token, name="profile-token-revoke"),

@@ -298,6 +298,14 @@ class RegionRequestSerializer(serializers.Serializer):
     )
 
 
+class QuestionRequestSerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, default=1, help_text="The page the question is about (1-based).")
+    question = serializers.CharField(
+        max_length=MAX_QUESTION_CHARS, allow_blank=True, trim_whitespace=True,
+        help_text=f"What to ask about the page's image, at most {MAX_QUESTION_CHARS:,} characters.",
+    )
+
+
 class RefusedFileSerializer(serializers.Serializer):
     name = serializers.CharField()
     error = serializers.CharField(help_text="Why the file was refused, in a sentence.")

@@ -1,7 +1,7 @@
 """What the pages' buttons and forms do: an upload from the upload page (or a script that asks for
-JSON), cancel, run again, retry the failed pages, and reading a region drawn on a page. The rules
-are ocr_app/jobactions.py's and ocr_app/regions.py's; these views turn them into redirects with a
-message, or JSON."""
+JSON), cancel, run again, retry the failed pages, reading a region drawn on a page and asking a question
+about a page. The rules are ocr_app/jobactions.py's, regions.py's and questions.py's; these views turn
+them into redirects with a message, or JSON."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core import jobstate
-from ocr_app import regions
+from ocr_app import questions, regions
 from ocr_app.delivery import BrokerUnavailable, require_broker
 from ocr_app.events import job_payload
 from ocr_app.files import DiskFull, check_free_space
@@ -164,26 +164,32 @@ def cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(back)
 
 
-@require_POST
-def read_region(request: HttpRequest, pk: int) -> JsonResponse:
-    """Body (JSON or form): page, bbox = [x1, y1, x2, y2] in the page image's pixels."""
+def _body(request: HttpRequest, example: str) -> dict | JsonResponse:
+    """The request's fields (JSON or form), or the 400 answer that says what is wrong."""
+    if request.content_type != "application/json":
+        return request.POST
+    try:
+        data = json.loads(request.body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return JsonResponse({"error": "The body is not valid JSON."}, status=400)
+    if not isinstance(data, dict):
+        return JsonResponse({"error": f"Send an object: {example}."}, status=400)
+    return data
+
+
+def _page_job(request: HttpRequest, pk: int, example: str, make) -> JsonResponse:
+    """A new job on one page of job `pk`, made by make(source, page, data): its facts as JSON (201)."""
     source = get_object_or_404(Job, pk=pk)
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return JsonResponse({"error": "The body is not valid JSON."}, status=400)
-        if not isinstance(data, dict):
-            return JsonResponse({"error": 'Send an object: {"page": 1, "bbox": [x1, y1, x2, y2]}.'}, status=400)
-    else:
-        data = request.POST
+    data = _body(request, example)
+    if isinstance(data, JsonResponse):
+        return data
     try:
         number = int(data.get("page", 1))
     except (TypeError, ValueError):
         return JsonResponse({"error": "page must be a page number."}, status=400)
     try:
-        job = regions.create_region_job(source, number, data.get("bbox"), request.user)
-    except regions.RegionError as exc:
+        job = make(source, number, data)
+    except (regions.RegionError, questions.QuestionError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     except BrokerUnavailable as exc:
         return JsonResponse({"error": str(exc)}, status=503, headers={"Retry-After": str(exc.retry_after)})
@@ -194,6 +200,7 @@ def read_region(request: HttpRequest, pk: int) -> JsonResponse:
             "id": job.pk,
             "state": job.state,
             "region": job.region,
+            "question": job.question,
             "reused": bool(job.reused_from_id),
             "url": reverse("job-detail", args=[job.pk]),
             "text_url": reverse("job-text", args=[job.pk]),
@@ -201,3 +208,23 @@ def read_region(request: HttpRequest, pk: int) -> JsonResponse:
         },
         status=201,
     )
+
+
+@require_POST
+def read_region(request: HttpRequest, pk: int) -> JsonResponse:
+    """Body (JSON or form): page, bbox = [x1, y1, x2, y2] in the page image's pixels."""
+    return _page_job(
+        request, pk, '{"page": 1, "bbox": [x1, y1, x2, y2]}',
+        lambda source, number, data: regions.create_region_job(source, number, data.get("bbox"), request.user),
+    )  # fmt: skip
+
+
+@require_POST
+def ask_question(request: HttpRequest, pk: int) -> JsonResponse:
+    """Body (JSON or form): page, question: what to ask about the page's image."""
+    return _page_job(
+        request, pk, '{"page": 1, "question": "..."}',
+        lambda source, number, data: questions.create_question_job(
+            source, number, data.get("question"), request.user
+        ),
+    )  # fmt: skip

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET
 
 from core import containers, imageformats, jobstate, languages, textlayer
 from core.dots import tasks
-from core.dots.prompts import LAYOUT_CATEGORIES, SCENE_SPOTTING
+from core.dots.prompts import LAYOUT_CATEGORIES, MAX_QUESTION_CHARS, QUESTION, SCENE_SPOTTING
 from core.events import BACKEND_STATES
 from core.gpu import NO_GPU_MESSAGE, gib
 from ocr_app import documents, livestate, retention, taskchoice
@@ -269,6 +269,9 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
             # Plain text reads best for the text and region tasks; the layout tasks open rendered.
             "text_first": task is not None and task.result == tasks.TEXT,
             "task": task,
+            # The "Ask about this image" form, or why the configured model cannot answer.
+            "question_refusal": tasks.refusal(QUESTION, taskchoice.configured_model().name),
+            "max_question_chars": MAX_QUESTION_CHARS,
             "svg_url": first.get("svg_url"),
             "scene": job.mode == SCENE_SPOTTING,
             "page_numbers": range(1, job.page_count + 1),

@@ -1,5 +1,6 @@
 // One job: follows its state live; shows each page's layout (boxes in category colours, hover for
-// the text, click to copy), the rendered result with typeset formulas, and reads drawn regions.
+// the text, click to copy), the rendered result with typeset formulas, reads drawn regions and
+// asks questions about the page shown.
 (function () {
   "use strict";
   const card = document.getElementById("job");
@@ -288,6 +289,76 @@
     }
   }
 
+  // -- asking a question about the page shown -------------------------------------------------
+  const askForm = document.getElementById("ask-form");
+  const askBox = document.getElementById("ask-result");
+  const askInput = document.getElementById("ask-question");
+  let askJob = null;
+  let askTextUrl = null;
+  function askField(name) { return askBox.querySelector('[data-ask="' + name + '"]'); }
+
+  function showAnswer(value) {
+    askField("text").textContent = value;
+    askField("status").textContent = value ? "" : "The model gave no answer.";
+    const button = askField("copy");
+    button.hidden = !value;
+    button.onclick = function () { copied("the answer", value); };
+  }
+
+  if (askForm && askInput) {
+    askForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      const question = askInput.value.trim();
+      const token = layoutBox.querySelector("input[name=csrfmiddlewaretoken]").value;
+      askBox.hidden = false;
+      // The question is shown as text, never as markup.
+      askField("title").textContent = "Page " + page + ": " + question;
+      askField("text").textContent = "";
+      askField("copy").hidden = true;
+      askField("status").textContent = "Sending…";
+      fetch(askForm.action, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": token, Accept: "application/json" },
+        body: JSON.stringify({ page: page, question: question }),
+      })
+        .then(function (r) { return r.json().then(function (body) { return { ok: r.ok, body: body }; }); })
+        .then(function (answer) {
+          if (!answer.ok) { askField("status").textContent = answer.body.error || "The question was refused."; return; }
+          const job = answer.body;
+          askJob = job.id;
+          askTextUrl = job.text_url;
+          const link = askField("link");
+          link.href = job.url;
+          link.textContent = "job #" + job.id;
+          if (job.state === "succeeded") {
+            showAnswer(job.text || "");
+            askField("status").textContent += job.reused ? " (the same question was asked before)" : "";
+          } else {
+            askField("status").textContent = "Queued as job #" + job.id + "…";
+            // It may have ended before its id was known here: its events would have gone unseen.
+            fetch("/jobs/" + job.id + "/status.json", { headers: { Accept: "application/json" } })
+              .then(function (r) { return r.ok ? r.json() : null; })
+              .then(function (state) { if (state && state.state !== "queued") followQuestion(state); });
+          }
+        })
+        .catch(function () { askField("status").textContent = "The server did not answer."; });
+    });
+  }
+
+  function followQuestion(job) {
+    if (job.id !== askJob) return;
+    if (job.state === "running") askField("status").textContent = "Thinking…";
+    if (job.state === "queued") askField("status").textContent = OcrDash.positionText(job) || "Queued…";
+    if (job.state === "failed" || job.state === "cancelled") {
+      askField("status").textContent = "The question job " + job.state + ": " + (job.message || "");
+    }
+    if (job.state === "succeeded") {
+      fetch(askTextUrl)
+        .then(function (r) { return r.text(); })
+        .then(showAnswer);
+    }
+  }
+
   // -- the job's own state -------------------------------------------------------------------
   function loadResult() {
     fetch("result.json", { headers: { Accept: "application/json" } })
@@ -342,7 +413,7 @@
 
   document.addEventListener("ocrdash:job", function (e) {
     if (e.detail.id === id) apply(e.detail);
-    else followRegion(e.detail);
+    else { followRegion(e.detail); followQuestion(e.detail); }
   });
   // Events sent before the socket opened were missed: read the state again.
   document.addEventListener("ocrdash:connected", function () {
@@ -353,6 +424,11 @@
       fetch("/jobs/" + regionJob + "/status.json", { headers: { Accept: "application/json" } })
         .then(function (r) { return r.ok ? r.json() : null; })
         .then(function (job) { if (job) followRegion(job); });
+    }
+    if (askJob !== null) {
+      fetch("/jobs/" + askJob + "/status.json", { headers: { Accept: "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (job) { if (job) followQuestion(job); });
     }
   });
 

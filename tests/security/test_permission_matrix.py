@@ -168,6 +168,7 @@ class Row:
     json: bool = False
     acted: frozenset[str] | None = None  # roles for which the action must have happened
     happened: Callable[[World], bool] | None = None
+    prepare: Callable[[], None] | None = None  # sets up what the URL needs before it is asked
 
     @property
     def by_role(self) -> dict[str, str]:
@@ -177,6 +178,12 @@ class Row:
 def row(expected: str, **kwargs) -> Row:
     """`expected`: the outcomes for anonymous, user, other, staff, superuser, token, revoked."""
     return Row(tuple(expected.split()), **kwargs)
+
+
+def choose_model(repo: str) -> None:
+    cfg = BackendSettings.load()
+    cfg.model = repo
+    cfg.save()
 
 
 def state_of(attr: str, state: str) -> Callable[[World], bool]:
@@ -226,6 +233,11 @@ ROWS: dict[str, Row] = {
     "jobs/<int:pk>/region": row(
         "login 201 201 201 201 login login", method="post", json=True, data={"page": 1, "bbox": [0, 0, 40, 40]}
     ),
+    # So does asking a question about a page (with a model that answers questions).
+    "jobs/<int:pk>/question": row(
+        "login 201 201 201 201 login login", method="post", json=True, data={"page": 1, "question": "Total?"},
+        prepare=lambda: choose_model("rednote-hilab/dots.mocr"),
+    ),
     # The job page's buttons: the owner or staff act; anyone else gets the page back with an error.
     "jobs/<int:pk>/cancel": row(
         MEMBERS_ONLY_REDIRECT, method="post", path=job_path("/jobs/{pk}/cancel", "queued"),
@@ -253,6 +265,10 @@ ROWS: dict[str, Row] = {
     ),  # fmt: skip
     "api/v1/jobs/<int:pk>/region": row(
         "401 201 201 201 201 201 401", method="post", json=True, data={"page": 1, "bbox": [0, 0, 40, 40]}
+    ),
+    "api/v1/jobs/<int:pk>/question": row(
+        "401 201 201 201 201 201 401", method="post", json=True, data={"page": 1, "question": "Total?"},
+        prepare=lambda: choose_model("rednote-hilab/dots.mocr"),
     ),
     "api/v1/gpu": row(EVERY_MEMBER_API),
     "api/v1/backend": row(EVERY_MEMBER_API),
@@ -351,6 +367,8 @@ def test_each_role_gets_the_expected_answer(route, world, monkeypatch):
     spec = ROWS[route]
     path = spec.path(world) if spec.path else default_path(route, world)
     seen, acted = {}, set()
+    if spec.prepare:
+        spec.prepare()
     for role in ROLES:
         with transaction.atomic():
             client = client_for(role, world)

@@ -93,6 +93,21 @@ def test_a_model_is_present_once_its_pinned_weights_lie_in_the_hub_cache(tmp_pat
     assert model.present(tmp_path) and model.to_dict(tmp_path)["present"] is True
 
 
+def test_each_pin_is_a_full_commit_fetch_model_accepts_and_only_its_snapshot_counts(tmp_path):
+    from ocr_app.management.commands.fetch_model import COMMIT
+
+    pinned = {m.name: m.revision for m in catalog.MODELS if m.revision}
+    assert pinned == {"dots.ocr": "c0111ce6bc07803dbc267932ffef0ae3a51dc951"}  # dots.mocr's: none published
+    assert all(COMMIT.match(revision) for revision in pinned.values())
+    model = catalog.get("dots.ocr")
+    snapshots = tmp_path / "models--rednote-hilab--dots.ocr" / "snapshots"
+    for commit in ("b" * 40, model.revision):
+        (snapshots / commit).mkdir(parents=True)
+        (snapshots / commit / "model.safetensors").write_bytes(b"x")
+        # weights of another commit are not the pinned ones
+        assert model.present(tmp_path) is (commit == model.revision)
+
+
 def test_a_task_is_refused_naming_the_models_that_run_it():
     assert tasks.refusal("scene_spotting", "dots.mocr") is None
     why = tasks.refusal("scene_spotting", "dots.ocr")

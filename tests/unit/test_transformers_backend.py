@@ -503,3 +503,50 @@ def test_the_tiny_benchmark_batches_the_pages_and_keeps_their_order(cpu, tiny_mo
         cpu.load(plan_for(tiny_model))
     assert out["pages_at_once"] == 2 and out["order_kept"] and out["pages_with_the_same_text"] == 2
     assert out["speedup"] > 0 and out["new_tokens_per_page"] == 3
+
+
+# -- the transformers pin ----------------------------------------------------------------------------
+
+NEWER_PROCESSOR = """
+    def __init__(self, image_processor=None, tokenizer=None, video_processor=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, video_processor, chat_template=chat_template)
+"""
+
+
+def test_remote_code_written_for_a_newer_transformers_is_refused_naming_the_pin(tiny_model, tmp_path):
+    """Remote code whose processor hands Qwen2.5-VL's a video processor (transformers 4.52+) cannot load on
+    the pinned 4.51.3; the worker says so and points to vLLM instead of failing with a bare TypeError.
+    Run in a child process: the remote code registers its processor class for every later load."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "tiny_dots_newer_processor"  # its own name: transformers caches remote code by folder
+    shutil.copytree(tiny_model, folder)
+    code = folder / "configuration_dots.py"
+    old = """
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+"""
+    assert old in code.read_text()
+    code.write_text(code.read_text().replace(old, NEWER_PROCESSOR))
+    child = (
+        "import json, sys\n"
+        "from core.results import BackendError\n"
+        "from workers.backends.transformers_backend import CpuBackend\n"
+        "try:\n"
+        "    CpuBackend().load(json.loads(sys.argv[1]))\n"
+        "except BackendError as exc:\n"
+        "    print('REFUSED:', exc)\n"
+    )
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    done = subprocess.run(
+        [sys.executable, "-c", child, json.dumps(plan_for(folder))],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "REFUSED: The processor code of" in done.stdout
+    assert "does not fit transformers 4.51.3 (the version ocrdash pins)" in done.stdout
+    assert "Serve this model with the vLLM backend." in done.stdout

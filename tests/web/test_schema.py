@@ -18,7 +18,7 @@ OPERATIONS = {
     ("/api/v1/jobs", "get"), ("/api/v1/jobs", "post"), ("/api/v1/jobs/{id}", "get"),
     ("/api/v1/jobs/{id}/result", "get"), ("/api/v1/jobs/{id}/wait", "get"), ("/api/v1/jobs/{id}/cancel", "post"),
     ("/api/v1/jobs/{id}/retry", "post"), ("/api/v1/jobs/{id}/region", "post"), ("/api/v1/gpu", "get"),
-    ("/api/v1/backend", "get"),
+    ("/api/v1/jobs/{id}/question", "post"), ("/api/v1/backend", "get"),
     ("/v1/chat/completions", "post"), ("/v1/models", "get"),
 }
 
@@ -58,6 +58,17 @@ def test_the_result_formats_are_listed(schema):
     assert sorted(fmt["schema"]["enum"]) == ["html", "json", "layout", "md", "md_nohf", "pdf", "svg", "txt"]
     page = next(p for p in params if p["name"] == "page")
     assert page["schema"]["type"] == "integer" and not page.get("required", False)
+
+
+def test_the_question_endpoint_takes_a_page_and_a_bounded_question(schema):
+    operation = schema["paths"]["/api/v1/jobs/{id}/question"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    fields = schema["components"]["schemas"][body]
+
+    assert fields["required"] == ["question"]
+    assert fields["properties"]["question"]["maxLength"] == 2000
+    assert fields["properties"]["page"]["minimum"] == 1
+    assert {"201", "400", "404"} <= set(operation["responses"])
 
 
 def test_yaml_is_there_for_those_who_ask(alice):

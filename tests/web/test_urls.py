@@ -18,6 +18,7 @@ ADDRESSES = {
     "api-job-cancel": "api/v1/jobs/<int:pk>/cancel",
     "api-job-retry": "api/v1/jobs/<int:pk>/retry",
     "api-job-region": "api/v1/jobs/<int:pk>/region",
+    "api-job-question": "api/v1/jobs/<int:pk>/question",
     "api-gpu": "api/v1/gpu",
     "api-backend": "api/v1/backend",
     "api-schema": "api/schema/",
@@ -44,6 +45,7 @@ ADDRESSES = {
     "page-text": "jobs/<int:pk>/pages/<int:number>/text.txt",
     "page-layout": "jobs/<int:pk>/pages/<int:number>/layout.json",
     "job-region": "jobs/<int:pk>/region",
+    "job-question": "jobs/<int:pk>/question",
     "profile": "profile/",
     "profile-token-revoke": "profile/tokens/<int:pk>/revoke",
 }

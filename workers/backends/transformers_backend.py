@@ -153,6 +153,12 @@ def _missing_model_error(source: ModelSource, exc: BaseException) -> BackendErro
     )
 
 
+def _transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -356,6 +362,15 @@ class TransformersBackend(OcrBackend):
             model = None
             self._free_memory()
             raise _missing_model_error(source, exc) from exc
+        except TypeError as exc:
+            # Remote code written for a newer transformers: its processor passes Qwen2.5-VL's a video
+            # processor, which the pinned version's does not take (docs/models.md, "The transformers pin").
+            model = None
+            self._free_memory()
+            raise BackendError(
+                f"The processor code of {source.describe()} does not fit transformers {_transformers_version()} "
+                f"(the version ocrdash pins): {_first_line(exc)}. Serve this model with the vLLM backend."
+            ) from exc
         if getattr(processor, "image_processor", None) is None:
             model = None
             self._free_memory()

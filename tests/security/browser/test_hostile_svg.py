@@ -1,8 +1,9 @@
 """dots.mocr's results in real Chromium, through the worker's real path (the vLLM backend asks a model
 server double that answers as dots.mocr would): scene text drawn as its four-cornered outlines on the
-photo, and an SVG carrying every hostile fragment of tests/security/hostile.py (a <script>, event
-handlers, foreignObject, javascript: and external references) shown beside the image as an <img>
-only: nothing runs, nothing is fetched from another origin, no dialog opens."""
+photo, a question asked on its page answered as text, and an SVG carrying every hostile fragment of
+tests/security/hostile.py (a <script>, event handlers, foreignObject, javascript: and external
+references) shown beside the image as an <img> only: nothing runs, nothing is fetched from another
+origin, no dialog opens."""
 
 from __future__ import annotations
 
@@ -70,6 +71,17 @@ def test_scene_outlines_are_drawn_and_a_hostile_svg_is_shown_only_as_an_image(lo
         outlines.first.hover()
         expect(page.locator("#box-tip")).to_contain_text("OPEN 24 HOURS")
         expect(page.locator("#rendered")).to_contain_text("Coffee")
+
+        # A question asked on the photo's page: the answer arrives under the form as text, and the
+        # markup in the question and in the answer is shown, never run.
+        double.answer = "It says <b>OPEN</b><script>document.title='answer-ran'</script> 24 HOURS"
+        page.fill("#ask-question", "What does the <img src=x onerror=alert(1)> sign say?")
+        page.click("#ask-form button[type=submit]")
+        asked = page.locator("#ask-result")
+        expect(asked.locator('[data-ask="text"]')).to_contain_text("It says <b>OPEN</b><script>", timeout=30_000)
+        expect(asked.locator('[data-ask="title"]')).to_contain_text("<img src=x onerror=alert(1)>")
+        assert asked.locator("script, img, b").count() == 0
+        assert page.title() != "answer-ran"
 
         double.answer = hostile_svg()
         off_the_loop(use_model_at, double.url, "rednote-hilab/dots.mocr-svg")
