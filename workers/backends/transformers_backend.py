@@ -67,13 +67,14 @@ from PIL import Image
 from core import results
 from core.backends import CPU, TRANSFORMERS
 from core.dots import prompts
-from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
+from core.dots.resize import MAX_PIXELS, MIN_PIXELS, image_tokens
 from core.loopguard import LoopSettings
 from core.modelfacts import DOTS_OCR
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
 from workers.backends.base import OcrBackend
 from workers.backends.hf_generate import generate_batch
 from workers.backends.pagereading import DONE, FAILED, STARTED, PageEvent, PageInput
+from workers.backends.sentpage import check_task, sent_page
 from workers.backends.vision_attention import use_per_image_attention
 
 log = logging.getLogger(__name__)
@@ -515,12 +516,7 @@ class TransformersBackend(OcrBackend):
     ) -> list[OcrResult]:
         if not self.loaded:
             raise BackendError("dots.ocr is not loaded.")
-        if mode not in prompts.MODES:
-            raise BackendError(f"Unknown reading mode {mode!r}; known: {', '.join(prompts.MODES)}.")
-        if mode == prompts.GROUNDING and (bbox is None or len(bbox) != 4):
-            raise BackendError("Reading the text in a box needs the box [x1, y1, x2, y2].")
-        if mode != prompts.GROUNDING and bbox is not None:
-            raise BackendError(f"The {mode} mode reads the whole page and takes no box.")
+        check_task(mode, bbox)
         if cancel():
             raise JobCancelled()
 
@@ -530,17 +526,10 @@ class TransformersBackend(OcrBackend):
         max_new_tokens = int(self._plan.get("max_new_tokens") or DEFAULT_MAX_NEW_TOKENS)
         sent_images, boxes, page_prompts = [], [], []
         for image in images:
-            try:
-                resized, sx, sy = fit_for_model(image, max_pixels=max_pixels, min_pixels=MIN_PIXELS)
-            except ValueError as exc:
-                raise BackendError(f"This page cannot be sent to dots.ocr: {exc}.") from exc
-            box = None
-            if bbox is not None:
-                x1, y1, x2, y2 = (float(v) for v in bbox)
-                box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
-            sent_images.append(resized)
-            boxes.append(box)
-            page_prompts.append(prompts.prompt_for(mode, box, size=image.size, question=question))
+            sent = sent_page(image, mode, bbox, question, max_pixels)
+            sent_images.append(sent.image)
+            boxes.append(sent.box)
+            page_prompts.append(sent.prompt)
         tokens = [image_tokens(r.height, r.width) for r in sent_images]
         cuda = self._device.startswith("cuda")
         block_hooks = self._watch_vision_blocks(cancel)

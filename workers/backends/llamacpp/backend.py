@@ -36,13 +36,14 @@ from PIL import Image
 
 from core.backends import LLAMACPP
 from core.dots import prompts
-from core.dots.resize import MAX_PIXELS, MIN_PIXELS, fit_for_model, image_tokens
+from core.dots.resize import MAX_PIXELS, image_tokens
 from core.loopguard import LoopGuard, LoopSettings
 from core.modelfacts import DOTS_OCR
 from core.results import BackendError, CancelCheck, JobCancelled, OcrResult, ProgressCallback
 from workers.backends.base import OcrBackend
 from workers.backends.llamacpp.generation import TokenHook, stream_tokens
 from workers.backends.llamacpp.gguf_header import GgufError, check_pair
+from workers.backends.sentpage import check_task, sent_page
 
 log = logging.getLogger(__name__)
 
@@ -170,29 +171,14 @@ class LlamaCppBackend(OcrBackend):
         """Read one page (the same contract and `details` as the transformers backend's)."""
         if not self.loaded:
             raise BackendError("dots.ocr is not loaded.")
-        if mode not in prompts.MODES:
-            raise BackendError(f"Unknown reading mode {mode!r}; known: {', '.join(prompts.MODES)}.")
-        if mode == prompts.GROUNDING and (bbox is None or len(bbox) != 4):
-            raise BackendError("Reading the text in a box needs the box [x1, y1, x2, y2].")
-        if mode != prompts.GROUNDING and bbox is not None:
-            raise BackendError(f"The {mode} mode reads the whole page and takes no box.")
+        check_task(mode, bbox)
         if cancel():
             raise JobCancelled()
 
         max_pixels = int(self._plan.get("max_pixels") or MAX_PIXELS)
         max_new_tokens = int(self._plan.get("max_new_tokens") or DOTS_OCR.default_max_new_tokens)
-        try:
-            resized, sx, sy = fit_for_model(image, max_pixels=max_pixels, min_pixels=MIN_PIXELS)
-        except ValueError as exc:
-            raise BackendError(f"This page cannot be sent to dots.ocr: {exc}.") from exc
-        box = None
-        if bbox is not None:
-            x1, y1, x2, y2 = (float(v) for v in bbox)
-            box = [x1 / sx, y1 / sy, x2 / sx, y2 / sy]
-        try:
-            prompt = prompts.prompt_for(mode, box, size=image.size, question=question)
-        except ValueError as exc:
-            raise BackendError(str(exc)) from exc
+        sent = sent_page(image, mode, bbox, question, max_pixels)
+        resized, box, prompt = sent.image, sent.box, sent.prompt
         system = prompts.system_prompt_for(mode)
         tokens = image_tokens(resized.height, resized.width)
         messages = [{"role": "system", "content": system}] if system else []
