@@ -158,7 +158,9 @@ def test_long_polls_do_not_hold_up_the_server(asgi_server, django_user_model, ma
 
     live = Live(asgi_server.url, new_key(django_user_model, "waiter"))
     job = Job.objects.create(owner=make_user("runner"), original_name="slow.png", image_format="PNG",
-                             size_bytes=1, width=1, height=1, sha256="0" * 64, state="running")
+                             size_bytes=1, width=1, height=1, sha256="0" * 64, state="running",
+                             # as a running job has it: the worker's recovery sweep must not take it for lost
+                             started_at=timezone.now())
 
     with ThreadPoolExecutor(8) as pool:
         waits = [pool.submit(live.get, f"/api/v1/jobs/{job.pk}/wait?timeout=4") for _ in range(6)]
